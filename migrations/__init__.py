@@ -1,0 +1,1 @@
+"""Alembic migrations of syncer's schema (installed as ``syncer.migrations``)."""

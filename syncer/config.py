@@ -1,0 +1,749 @@
+"""``schedules.toml`` plus the environment, validated once into frozen settings.
+
+Secrets never go in the file: each one is named by the environment variable that holds it
+(``*_env`` keys). Every problem found is reported together in one :class:`ConfigError`, each
+naming its key by dotted path (``sources.moco.rate_limit.requests``) and saying how to fix it.
+
+Where the file is: ``--config PATH``, else ``$SYNCER_CONFIG``, else ``schedules.toml`` in the
+working directory. Without that default file, syncer runs with no sources and no jobs.
+
+Keys (required unless a default is given; durations are strings like ``"90s"``, ``"15m"``,
+``"2h"``, ``"1d"``, ``"1h30m"`` or a number of seconds)::
+
+    [database]                      # optional table
+    url_env = "SYNCER_DATABASE_URL" # variable holding a postgresql:// URL (default as shown);
+                                    # when defaulted and unset: embedded Postgres under
+                                    # $SYNCER_HOME (default ~/.local/share/syncer)
+
+    [sources.NAME]                  # NAME: lowercase identifier, becomes a Postgres schema
+    type = "moco"                   # the only source type supported so far
+    base_url = "https://acme.mocoapp.com/api/v1"   # http(s), trailing slash dropped
+    api_key_env = "MOCO_API_KEY"    # variable holding the API key
+    streams = ["activities", ...]   # default all: activities, projects, companies,
+                                    # contacts, users, invoices, offers, deals
+    rate_limit = { requests = 120, per_seconds = 120 }   # default as shown; both required
+    overlap = "5m"                  # re-read window behind the watermark, >= 0 (default 5m)
+    per_page = 100                  # 1..1000 (default 100)
+    timeout = "30s"                 # per request, > 0 (default 30s)
+    max_attempts = 8                # per request, >= 1 (default 8)
+    concurrency = 4                 # streams in flight at once, 1..16 (default 4)
+
+    [[jobs]]                        # for `syncer run`
+    id = "moco-every-15-min"        # unique, [A-Za-z0-9_.-]+; the job's identity in the database
+    run = "sync moco"               # a syncer command line without the program name;
+                                    # starts with sync, backfill or load
+    every = "15m"                   # either every (duration > 0) ...
+    cron = "*/15 * * * *"           # ... or cron (5 fields), not both
+    timezone = "Europe/Berlin"      # for cron (default "UTC")
+
+    [destinations.moengage]
+    type = "moengage"
+    base_url = "https://api-01.moengage.com/v1"   # your data center's API host
+    workspace_id_env = "MOENGAGE_WORKSPACE_ID"    # variable holding the workspace (APP) id
+    api_key_env = "MOENGAGE_API_KEY"              # variable holding the data API key
+    max_request_bytes = 100000                    # 1024..131072 (default 100000)
+    rate_limit = { users = 1000, events = 10000, per_seconds = 60 }   # default as shown
+    flatten = true                  # nested objects → dot keys (default true)
+    timeout = "30s"                 # per request (default 30s)
+    max_attempts = 6                # per batch, for 429/5xx/timeouts (default 6)
+    [destinations.moengage.users]   # optional SQL models; defaults ship with syncer
+    sql = "select ... as customer_id, ... as attributes from moco.contacts"
+    [destinations.moengage.devices]
+    sql = "select ... as customer_id, ... as device_id, ... as attributes from ..."
+    [destinations.moengage.events]
+    sql = "select ... as event_key, ... as customer_id, ... as action, ..."
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+import tomllib
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from syncer.errors import ConfigError
+from syncer.tomlspec import (
+    Ctx,
+    Invalid,
+    Key,
+    boolean,
+    choice,
+    comma_list,
+    describe,
+    duration,
+    env_name,
+    http_url,
+    integer,
+    names,
+    nested,
+    number,
+    read_table,
+    report_unknown,
+    secret,
+    secret_from_env,
+    share,
+    streams,
+    string,
+)
+
+__all__ = [
+    "MOCO_STREAMS",
+    "DatabaseSettings",
+    "JobSettings",
+    "MocoSourceSettings",
+    "RateLimit",
+    "Secret",
+    "Settings",
+    "load_settings",
+]
+
+DEFAULT_CONFIG_NAME = "schedules.toml"
+DEFAULT_HOME = "~/.local/share/syncer"
+DEFAULT_DATABASE_URL_ENV = "SYNCER_DATABASE_URL"
+
+MOCO_STREAMS: tuple[str, ...] = (
+    "activities",
+    "projects",
+    "companies",
+    "contacts",
+    "users",
+    "invoices",
+    "offers",
+    "deals",
+)
+
+MOCA_STREAMS: tuple[str, ...] = (
+    "apps",
+    "beacons",
+    "places",
+    "zones",
+    "geofences",
+    "segments",
+    "campaigns",
+    "experiences",
+    "notifications",
+    "analytics",
+)
+MOCA_METRICS: tuple[str, ...] = (
+    "new_users",
+    "returning_users",
+    "active_users",
+    "sessions",
+    "visitors",
+    "geolocations",
+)
+
+JOB_COMMANDS: tuple[str, ...] = ("sync", "backfill", "load")
+
+
+# --- settings ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret read from the environment; prints as the variable's name, never its value."""
+
+    env: str
+    value: str = field(repr=False)
+
+    def __str__(self) -> str:
+        return f"${self.env}"
+
+    def __repr__(self) -> str:
+        return f"Secret(env={self.env!r})"
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    requests: int
+    per_seconds: float
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: Secret | None
+    url_env: str = DEFAULT_DATABASE_URL_ENV
+
+
+@dataclass(frozen=True)
+class MocoSourceSettings:
+    name: str
+    base_url: str
+    api_key: Secret
+    streams: tuple[str, ...] = MOCO_STREAMS
+    rate_limit: RateLimit = RateLimit(120, 120.0)
+    overlap_s: float = 300.0
+    per_page: int = 100
+    timeout_s: float = 30.0
+    max_attempts: int = 8
+    concurrency: int = 4
+    type: Literal["moco"] = "moco"
+
+
+@dataclass(frozen=True)
+class MocaSourceSettings:
+    name: str
+    base_url: str  # https, or http on loopback (the sandbox)
+    token: Secret
+    streams: tuple[str, ...] = MOCA_STREAMS
+    rate_limit: RateLimit = RateLimit(10, 1.0)  # MOCA documents none: polite by default
+    page_size: int = 100  # `limit` asked for; the server may cap it
+    timeout_s: float = 30.0
+    max_attempts: int = 8
+    concurrency: int = 4
+    deletion_guard: float = 0.2  # a scan missing more than this share of a stream deletes nothing
+    full_scan_every_s: float = 3600.0  # when the server honours updatedSince
+    overlap_s: float = 300.0  # re-read window behind the updatedSince watermark
+    analytics_metrics: tuple[str, ...] = MOCA_METRICS
+    analytics_interval: str = "day"
+    analytics_since_s: float = 30 * 86400.0  # how far back the first analytics pull goes
+    analytics_restated_s: float = 2 * 86400.0  # trailing window re-pulled every run
+    paths: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    type: Literal["moca"] = "moca"
+
+
+SourceSettings = MocoSourceSettings | MocaSourceSettings
+
+
+@dataclass(frozen=True)
+class MoengageRateLimit:
+    users: int = 1000  # customer and device elements ...
+    events: int = 10000  # ... and event actions ...
+    per_seconds: float = 60.0  # ... per window, for the workspace
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    sql: str
+
+
+@dataclass(frozen=True)
+class MoengageSettings:
+    name: str
+    base_url: str
+    workspace_id: Secret
+    api_key: Secret
+    max_request_bytes: int = 100_000
+    rate_limit: MoengageRateLimit = MoengageRateLimit()
+    flatten: bool = True
+    timeout_s: float = 30.0
+    max_attempts: int = 6
+    users: ModelSettings | None = None  # None: the model that ships with syncer
+    devices: ModelSettings | None = None
+    events: ModelSettings | None = None
+    type: Literal["moengage"] = "moengage"
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    id: str
+    run: str
+    every_s: float | None
+    cron: str | None
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path | None
+    home: Path
+    database: DatabaseSettings
+    sources: Mapping[str, SourceSettings]
+    jobs: tuple[JobSettings, ...]
+    destinations: Mapping[str, MoengageSettings] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+
+    def destination(self, name: str) -> MoengageSettings:
+        """The destination configured as ``[destinations.<name>]``; ConfigError when none."""
+        try:
+            return self.destinations[name]
+        except KeyError:
+            pass
+        where = str(self.path) if self.path else f"{DEFAULT_CONFIG_NAME} (no file was found)"
+        configured = comma_list(sorted(self.destinations)) or "none"
+        raise ConfigError(
+            f'destination "{name}" is not configured in {where}; add a [destinations.{name}] '
+            f"table (see README); configured destinations: {configured}"
+        ) from None
+
+    def source(self, name: str) -> SourceSettings:
+        """Return the source configured as ``[sources.<name>]``; ConfigError when there is none."""
+        try:
+            return self.sources[name]
+        except KeyError:
+            pass
+        where = str(self.path) if self.path else f"{DEFAULT_CONFIG_NAME} (no file was found)"
+        configured = (
+            f"configured sources: {', '.join(sorted(self.sources))}"
+            if self.sources
+            else "no sources are configured"
+        )
+        raise ConfigError(
+            f'source "{name}" is not configured in {where}; '
+            f"add a [sources.{name}] table (see README); {configured}"
+        ) from None
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
+    """Read the configuration file and the environment into validated, frozen :class:`Settings`.
+
+    ``path`` None means ``$SYNCER_CONFIG``, else ``schedules.toml`` in the working directory;
+    a missing default file yields settings with no sources and no jobs. Raises one
+    :class:`ConfigError` listing every problem found.
+    """
+    explicit = path is not None or bool(environ.get("SYNCER_CONFIG"))
+    if path is None:
+        path = Path(environ.get("SYNCER_CONFIG") or DEFAULT_CONFIG_NAME)
+    document: dict[str, Any]
+    if not explicit and not path.exists():
+        file_path: Path | None = None
+        document = {}
+    else:
+        file_path = path
+        document = _read_toml(path)
+
+    problems: list[str] = []
+    home = _expand_user(environ.get("SYNCER_HOME") or DEFAULT_HOME, environ)
+    ctx = Ctx(problems=problems, environ=environ, path="", name="")
+
+    report_unknown(ctx, "", document, _TOP_LEVEL_KEYS, secret_hints={})
+    database = _read_database(ctx, document.get("database", {}))
+    sources = _read_sources(ctx, document.get("sources", {}))
+    destinations = _read_destinations(ctx, document.get("destinations", {}))
+    declared = document.get("sources")
+    jobs = _read_jobs(ctx, document.get("jobs", []), declared if isinstance(declared, dict) else {})
+
+    if problems:
+        raise ConfigError(problems)
+    assert database is not None
+    return Settings(
+        path=file_path,
+        home=home,
+        database=database,
+        sources=MappingProxyType(sources),
+        jobs=tuple(jobs),
+        destinations=MappingProxyType(destinations),
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: configuration file not found; check --config or SYNCER_CONFIG"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message carries "(at line L, column C)".
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8; save the file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
+
+
+def _expand_user(text: str, environ: Mapping[str, str]) -> Path:
+    home = environ.get("HOME")
+    if home and (text == "~" or text.startswith("~/")):
+        return Path(home + text[1:])
+    return Path(text).expanduser()
+
+
+# --- the format --------------------------------------------------------------------------------
+
+_TOP_LEVEL_KEYS = ("database", "sources", "destinations", "jobs")
+
+_RATE_LIMIT_KEYS = (
+    Key("requests", integer(1), example="requests = 120"),
+    Key("per_seconds", number(above=0), example="per_seconds = 120"),
+)
+
+_DATABASE_KEYS = (
+    Key(
+        "url_env",
+        env_name,
+        default=None,  # None: the default variable, which may be unset
+        secret_hint=(DEFAULT_DATABASE_URL_ENV, "URL"),
+    ),
+)
+
+_MOCO_KEYS = (
+    Key("base_url", http_url, example='base_url = "https://acme.mocoapp.com/api/v1"'),
+    Key(
+        "api_key_env",
+        secret("{NAME} API key", Secret),
+        attr="api_key",
+        secret_hint=("{NAME}_API_KEY", "key"),
+        example='api_key_env = "{NAME}_API_KEY"',
+    ),
+    Key("streams", streams(MOCO_STREAMS), default=MOCO_STREAMS),
+    Key("rate_limit", nested(_RATE_LIMIT_KEYS, RateLimit), default=RateLimit(120, 120.0)),
+    Key("overlap", duration(positive=False), default=300.0, attr="overlap_s"),
+    Key("per_page", integer(1, 1000), default=100),
+    Key("timeout", duration(positive=True), default=30.0, attr="timeout_s"),
+    Key("max_attempts", integer(1), default=8),
+    Key("concurrency", integer(1, 16), default=4),
+)
+
+
+_MODEL_KEYS = (Key("sql", string(), example='sql = "select ... from moco.contacts"'),)
+
+_MOENGAGE_RATE_LIMIT_KEYS = (
+    Key("users", integer(1), default=1000),
+    Key("events", integer(1), default=10000),
+    Key("per_seconds", number(above=0), default=60.0),
+)
+
+_MOENGAGE_KEYS = (
+    Key("base_url", http_url, example='base_url = "https://api-01.moengage.com/v1"'),
+    Key(
+        "workspace_id_env",
+        secret("MoEngage workspace id (APP ID)", Secret),
+        attr="workspace_id",
+        secret_hint=("MOENGAGE_WORKSPACE_ID", "workspace id"),
+        example='workspace_id_env = "MOENGAGE_WORKSPACE_ID"',
+    ),
+    Key(
+        "api_key_env",
+        secret("MoEngage data API key", Secret),
+        attr="api_key",
+        secret_hint=("MOENGAGE_API_KEY", "key"),
+        example='api_key_env = "MOENGAGE_API_KEY"',
+    ),
+    Key("max_request_bytes", integer(1024, 131_072), default=100_000),
+    Key(
+        "rate_limit",
+        nested(_MOENGAGE_RATE_LIMIT_KEYS, MoengageRateLimit),
+        default=MoengageRateLimit(),
+    ),
+    Key("flatten", boolean, default=True),
+    Key("timeout", duration(positive=True), default=30.0, attr="timeout_s"),
+    Key("max_attempts", integer(1), default=6),
+    Key("users", nested(_MODEL_KEYS, ModelSettings), default=None),
+    Key("devices", nested(_MODEL_KEYS, ModelSettings), default=None),
+    Key("events", nested(_MODEL_KEYS, ModelSettings), default=None),
+)
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def _ssl_url(value: object, ctx: Ctx) -> str:
+    """MOCA's API is SSL only: https, except plain http to this machine (the sandbox)."""
+    url = http_url(value, ctx)
+    host = re.sub(r"(?i)^https?://", "", url).split("/", 1)[0].rsplit(":", 1)[0]
+    if url.lower().startswith("http://") and host not in _LOOPBACK:
+        raise Invalid(
+            f'"{url}" is plain http; MOCA\'s API is SSL only: use https:// '
+            "(plain http is accepted only for a sandbox on this machine)"
+        )
+    return url
+
+
+def _paths(value: object, ctx: Ctx) -> Mapping[str, str]:
+    """Overrides of the inferred MOCA paths, e.g. { beacons = "/fleet/beacons" }."""
+    if not isinstance(value, dict):
+        raise Invalid(f"expected a table of stream = path, got {describe(value)}")
+    bad = [k for k, v in value.items() if k not in MOCA_STREAMS or not isinstance(v, str)]
+    if bad:
+        raise Invalid(
+            f"unknown streams or non-string paths: {bad}; streams: {comma_list(MOCA_STREAMS)}"
+        )
+    return MappingProxyType(dict(value))
+
+
+_MOCA_KEYS = (
+    Key("base_url", _ssl_url, example='base_url = "https://api.mocaplatform.com/v2"'),
+    Key(
+        "token_env",
+        secret("MOCA API token", Secret),
+        attr="token",
+        secret_hint=("{NAME}_API_TOKEN", "token"),
+        example='token_env = "MOCA_API_TOKEN"',
+    ),
+    Key("streams", streams(MOCA_STREAMS), default=MOCA_STREAMS),
+    Key("rate_limit", nested(_RATE_LIMIT_KEYS, RateLimit), default=RateLimit(10, 1.0)),
+    Key("page_size", integer(1, 1000), default=100),
+    Key("timeout", duration(positive=True), default=30.0, attr="timeout_s"),
+    Key("max_attempts", integer(1), default=8),
+    Key("concurrency", integer(1, 16), default=4),
+    Key("deletion_guard", share, default=0.2),
+    Key("full_scan_every", duration(positive=False), default=3600.0, attr="full_scan_every_s"),
+    Key("overlap", duration(positive=False), default=300.0, attr="overlap_s"),
+    Key("analytics_metrics", names(MOCA_METRICS, "metrics"), default=MOCA_METRICS),
+    Key("analytics_interval", choice(("hour", "day", "month")), default="day"),
+    Key("analytics_since", duration(positive=True), default=30 * 86400.0,
+         attr="analytics_since_s"),
+    Key("analytics_restated", duration(positive=False), default=2 * 86400.0,
+         attr="analytics_restated_s"),
+    Key("paths", _paths, default=MappingProxyType({})),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _SourceType:
+    keys: tuple[Key, ...]
+    build: Callable[..., SourceSettings]
+
+
+# A new source type is one entry here plus its keys and settings class.
+_SOURCE_TYPES: dict[str, _SourceType] = {
+    "moco": _SourceType(_MOCO_KEYS, MocoSourceSettings),
+    "moca": _SourceType(_MOCA_KEYS, MocaSourceSettings),
+}
+_PLANNED_SOURCE_TYPES: tuple[str, ...] = ()
+
+_SOURCE_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+_RESERVED_SCHEMAS = ("syncer", "public", "information_schema")
+
+_JOB_ID = re.compile(r"[A-Za-z0-9_.-]+")
+_CRON_FIELDS = "minute hour day-of-month month day-of-week"
+
+
+def _timezone(value: object, ctx: Ctx) -> str:
+    name = string()(value, ctx)
+    assert isinstance(name, str)
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        close = difflib.get_close_matches(name, sorted(zoneinfo.available_timezones()), n=1)
+        hint = f'did you mean "{close[0]}"?' if close else 'use an IANA name like "Europe/Berlin"'
+        raise Invalid(f'unknown time zone "{name}"; {hint}') from None
+    return name
+
+
+def _cron(value: object, ctx: Ctx) -> str:
+    text = string()(value, ctx)
+    assert isinstance(text, str)
+    count = len(text.split())
+    if count != 5:
+        raise Invalid(
+            f'"{text}" has {count} fields; cron needs 5 ({_CRON_FIELDS}), e.g. "*/15 * * * *"'
+        )
+    from apscheduler.triggers.cron import CronTrigger  # the parser the daemon uses
+
+    try:
+        CronTrigger.from_crontab(text)
+    except ValueError as exc:
+        raise Invalid(f'"{text}" is not a valid cron expression ({exc})') from None
+    return text
+
+
+def _run(value: object, ctx: Ctx) -> str:
+    text = string()(value, ctx)
+    assert isinstance(text, str)
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise Invalid(f"cannot split {text!r} into words: {exc}") from None
+    if words and words[0] == "syncer":
+        raise Invalid(f'leave out the program name: run = "{shlex.join(words[1:])}"')
+    if not words or words[0] not in JOB_COMMANDS:
+        raise Invalid(f'"{text}" must start with one of: {comma_list(JOB_COMMANDS)}')
+    return text
+
+
+_JOB_KEYS = (
+    Key(
+        "id",
+        string(_JOB_ID, "may only contain letters, digits, '_', '.' and '-'"),
+        example='id = "moco-every-15-min"',
+    ),
+    Key("run", _run, example='run = "sync moco"'),
+    Key("every", duration(positive=True), default=None, attr="every_s"),
+    Key("cron", _cron, default=None),
+    Key("timezone", _timezone, default="UTC"),
+)
+
+
+# --- the sections ------------------------------------------------------------------------------
+
+
+def _read_database(ctx: Ctx, value: object) -> DatabaseSettings | None:
+    sub = ctx.at("database")
+    fields = read_table(sub, value, _DATABASE_KEYS)
+    if fields is None:
+        return None
+    env = fields["url_env"]
+    if env is None:
+        # Defaulted: an unset variable means the embedded Postgres.
+        if not ctx.environ.get(DEFAULT_DATABASE_URL_ENV):
+            return DatabaseSettings(url=None)
+        env = DEFAULT_DATABASE_URL_ENV
+        path = DEFAULT_DATABASE_URL_ENV  # the problem is in the environment, not the file
+    else:
+        path = sub.at("url_env").path
+    try:
+        url = secret_from_env(
+            env, "Postgres URL (postgresql://user:password@host/db)", ctx.environ, Secret
+        )
+    except Invalid as exc:
+        ctx.problems.append(f"{path}: {exc.message}")
+        return None
+    if not url.value.startswith(("postgres://", "postgresql://", "postgresql+")):
+        # Never echo it: it holds the password.
+        ctx.problems.append(
+            f"{path}: environment variable {env} does not hold a Postgres URL; "
+            "export it as postgresql://user:password@host:port/dbname"
+        )
+        return None
+    return DatabaseSettings(url=url, url_env=env)
+
+
+def _read_sources(ctx: Ctx, value: object) -> dict[str, SourceSettings]:
+    sources: dict[str, SourceSettings] = {}
+    table = ctx.at("sources")
+    if not isinstance(value, dict):
+        ctx.problems.append(f"sources: expected a table of [sources.NAME], got {describe(value)}")
+        return sources
+    for name, body in value.items():
+        sub = Ctx(ctx.problems, ctx.environ, table.at(name).path, name)
+        _check_source_name(sub, name)
+        if not isinstance(body, dict):
+            ctx.problems.append(f"{sub.path}: expected a table, got {describe(body)}")
+            continue
+        source_type = body.get("type")
+        if source_type is None:
+            ctx.problems.append(
+                f'{sub.path}.type: required key is missing; set type = "moco" '
+                f"(supported: {comma_list(_SOURCE_TYPES)})"
+            )
+            continue
+        spec = _SOURCE_TYPES.get(source_type) if isinstance(source_type, str) else None
+        if spec is None:
+            if source_type in _PLANNED_SOURCE_TYPES:
+                reason = f'"{source_type}" sources are not supported yet'
+            elif isinstance(source_type, str):
+                reason = (
+                    f'unknown source type "{source_type}"; supported: {comma_list(_SOURCE_TYPES)}'
+                )
+            else:
+                reason = f"expected a string, got {describe(source_type)}"
+            ctx.problems.append(f"{sub.path}.type: {reason}")
+            continue
+        rest = {k: v for k, v in body.items() if k != "type"}
+        fields = read_table(sub, rest, spec.keys)
+        if fields is not None and _SOURCE_NAME.fullmatch(name):
+            twin = next((s.name for s in sources.values() if s.type == source_type), None)
+            if twin is not None:
+                # Each source type owns one warehouse schema (moco, moca).
+                ctx.problems.append(
+                    f'{sub.path}: a second "{source_type}" source; [sources.{twin}] is one '
+                    f'already and both would write schema "{source_type}": keep one'
+                )
+                continue
+            sources[name] = spec.build(name=name, **fields)
+    return sources
+
+
+def _check_source_name(ctx: Ctx, name: str) -> None:
+    rule = "source names become Postgres schema names"
+    if not _SOURCE_NAME.fullmatch(name) or len(name) > 63:
+        suggestion = re.sub(r"[^a-z0-9_]", "_", name.lower())[:63] or "moco"
+        if suggestion[0].isdigit():
+            suggestion = "_" + suggestion
+        ctx.problems.append(
+            f"{ctx.path}: {rule}; use a lowercase identifier of at most 63 characters "
+            f"([a-z_][a-z0-9_]*), e.g. [sources.{suggestion}]"
+        )
+    elif name in _RESERVED_SCHEMAS or name.startswith("pg_"):
+        ctx.problems.append(
+            f'{ctx.path}: {rule} and "{name}" is reserved (syncer, public, information_schema, '
+            "pg_*); choose another name"
+        )
+
+
+def _read_destinations(ctx: Ctx, value: object) -> dict[str, MoengageSettings]:
+    destinations: dict[str, MoengageSettings] = {}
+    if not isinstance(value, dict):
+        ctx.problems.append(f"destinations: expected a table, got {describe(value)}")
+        return destinations
+    for name, body in value.items():
+        sub = Ctx(ctx.problems, ctx.environ, ctx.at("destinations").at(name).path, name)
+        if not isinstance(body, dict):
+            ctx.problems.append(f"{sub.path}: expected a table, got {describe(body)}")
+            continue
+        kind = body.get("type")
+        if kind != "moengage":
+            got = f'"{kind}"' if isinstance(kind, str) else "nothing"
+            ctx.problems.append(
+                f'{sub.path}.type: set type = "moengage" (the only destination type), got {got}'
+            )
+            continue
+        rest = {k: v for k, v in body.items() if k != "type"}
+        fields = read_table(sub, rest, _MOENGAGE_KEYS)
+        if fields is not None:
+            destinations[name] = MoengageSettings(name=name, **fields)
+    return destinations
+
+
+def _read_jobs(ctx: Ctx, value: object, sources: Mapping[str, object]) -> list[JobSettings]:
+    """Read [[jobs]]; ``sources`` holds every declared source, valid or not."""
+    jobs: list[JobSettings] = []
+    if not isinstance(value, list):
+        ctx.problems.append(
+            f"jobs: expected an array of tables (write each job as [[jobs]]), got {describe(value)}"
+        )
+        return jobs
+    first_index: dict[str, int] = {}
+    for index, body in enumerate(value):
+        sub = Ctx(ctx.problems, ctx.environ, f"jobs[{index}]", "")
+        fields = read_table(sub, body, _JOB_KEYS)
+        if fields is None:
+            continue
+        job = JobSettings(**fields)
+        ok = _check_job(sub, job, sources)
+        if job.id in first_index:
+            ctx.problems.append(
+                f'{sub.path}.id: job id "{job.id}" is also used by jobs[{first_index[job.id]}]; '
+                "job ids must be unique"
+            )
+            ok = False
+        first_index.setdefault(job.id, index)
+        if ok:
+            jobs.append(job)
+    return jobs
+
+
+def _check_job(ctx: Ctx, job: JobSettings, sources: Mapping[str, object]) -> bool:
+    before = len(ctx.problems)
+    if job.every_s is None and job.cron is None:
+        ctx.problems.append(f'{ctx.path}: no schedule; set every = "15m" or cron = "*/15 * * * *"')
+    elif job.every_s is not None and job.cron is not None:
+        ctx.problems.append(f"{ctx.path}: set either every or cron, not both")
+    words = shlex.split(job.run)
+    if words[0] in ("sync", "backfill"):
+        source = next((w for w in words[1:] if not w.startswith("-")), None)
+        if source is None:
+            ctx.problems.append(
+                f'{ctx.path}.run: "{job.run}" names no source; write e.g. "{words[0]} moco"'
+            )
+        elif source not in sources:
+            configured = comma_list(sorted(sources)) or "none"
+            ctx.problems.append(
+                f'{ctx.path}.run: source "{source}" is not configured; add a [sources.{source}] '
+                f"table (configured: {configured})"
+            )
+    return len(ctx.problems) == before
+
+
+def settings_without_file(environ: Mapping[str, str]) -> Settings:
+    """Settings for commands that need no configuration file (``demo``, ``sandbox``)."""
+    return Settings(
+        path=None,
+        home=_expand_user(environ.get("SYNCER_HOME") or DEFAULT_HOME, environ),
+        database=DatabaseSettings(url=None),
+        sources=MappingProxyType({}),
+        jobs=(),
+    )

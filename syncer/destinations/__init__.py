@@ -1,0 +1,1 @@
+"""Destinations: model rows become validated elements, elements become packed request bodies."""

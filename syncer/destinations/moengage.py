@@ -1,0 +1,582 @@
+"""One load run into MoEngage: models → validated items → packed bodies → paced sends → acks.
+
+The order of work for each row: the model's SQL says what it is; rows already acknowledged as
+they are now (or dead-lettered as they are now) are skipped in SQL; the rest are validated, and
+what MoEngage would silently drop goes to ``syncer.dead_letters`` with its reason; valid rows
+are packed into bodies of at most ``max_request_bytes``; each body waits for the workspace's
+shared rate limit, is journaled as in flight, sent, and its rows acknowledged in one
+transaction once MoEngage answers 2xx.
+
+Ambiguity: a request that times out or loses its connection after the body left may have been
+processed. MoEngage does not deduplicate events, so sending again may duplicate them; not
+sending may lose them. Nothing may be lost, so syncer sends again, and counts those events
+as "possibly duplicated" in the run's results. A process killed between sending and recording
+the answer leaves its rows in ``syncer.inflight``; the next run counts and resends them alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from syncer import shutdown
+from syncer.config import MoengageSettings
+from syncer.destinations import models
+from syncer.destinations.moengage_elements import (
+    DeviceRow,
+    EventRow,
+    Invalid,
+    Options,
+    UserRow,
+    device_element,
+    event_action,
+    user_element,
+)
+from syncer.destinations.packing import Batch, Item, Oversized, pack
+from syncer.errors import AuthError, FatalError, RequestRejectedError, UnreachableError
+from syncer.http.pacing import margin_for
+from syncer.store import loads, runs
+from syncer.store.rate import Limit, SharedLimiter
+
+log = logging.getLogger(__name__)
+
+MODELS = ("users", "devices", "events")
+KIND = {"users": "user", "devices": "device", "events": "event"}
+MODEL_OF = {kind: model for model, kind in KIND.items()}
+LOAD_LOCK_CLASS = 7_233_912
+CHUNK_BODIES = 20  # bodies' worth of items packed at a time; the last partial one carries over
+FETCH_ROWS = 500
+BODY_MARGIN_S = 0.25
+MAX_THROTTLED = 20  # 429s tolerated for one body before the run gives up
+
+
+@dataclass
+class LoadResult:
+    destination: str
+    dry_run: bool
+    run_id: int | None = None
+    outcome: str = "running"
+    error: str | None = None
+    body_sizes: list[int] = field(default_factory=list)
+    sent: Counter[str] = field(default_factory=Counter)  # per model
+    dead_letters: Counter[str] = field(default_factory=Counter)  # per rule
+    rejected_batches: int = 0
+    possibly_duplicated: int = 0  # events in requests whose answer never arrived
+    rate_limited: int = 0
+    server_errors: int = 0
+    splits: int = 0
+    waited_s: float = 0.0
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "succeeded"
+
+    def to_json(self) -> dict[str, Any]:
+        sizes = self.body_sizes
+        return {
+            "batches": len(sizes),
+            "bytes": sum(sizes),
+            "max_body_bytes": max(sizes, default=0),
+            "mean_body_bytes": round(sum(sizes) / len(sizes)) if sizes else 0,
+            "sent": dict(self.sent),
+            "dead_letters": dict(self.dead_letters),
+            "rejected_batches": self.rejected_batches,
+            "possibly_duplicated_events": self.possibly_duplicated,
+            "rate_limited": self.rate_limited,
+            "server_errors": self.server_errors,
+            "splits": self.splits,
+        }
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A row to send, as an item, with what its acknowledgement records."""
+
+    item: Item
+    ack: loads.Ack
+
+
+def _scope(settings: MoengageSettings) -> str:
+    # The workspace id is kept out of the database: the scope names its digest.
+    digest = hashlib.sha256(settings.workspace_id.value.encode()).hexdigest()[:16]
+    return f"moengage:{digest}"
+
+
+def _headers(settings: MoengageSettings) -> dict[str, str]:
+    ws, key = settings.workspace_id.value, settings.api_key.value
+    token = base64.b64encode(f"{ws}:{key}".encode()).decode()
+    return {
+        "Authorization": f"Basic {token}",
+        "MOE-APPKEY": ws,
+        "Content-Type": "application/json",
+    }
+
+
+async def load_destination(
+    pool: Any,
+    session: aiohttp.ClientSession,
+    settings: MoengageSettings,
+    *,
+    only: Sequence[str] = (),
+    dry_run_dir: Path | None = None,
+    command: str = "load",
+    backoff_base_s: float = 1.0,
+) -> LoadResult:
+    """One reverse-ETL run; with ``dry_run_dir`` nothing is sent or written but the bodies."""
+    started = time.monotonic()
+    result = LoadResult(settings.name, dry_run=dry_run_dir is not None)
+    wanted = [m for m in MODELS if not only or m in only]
+    sqls = {
+        m: models.model_sql(m, getattr(settings, m).sql if getattr(settings, m) else None)
+        for m in wanted
+    }
+    async with pool.acquire() as conn:
+        for model, sql in sqls.items():
+            await models.check_model(conn, settings.name, model, sql)
+    if dry_run_dir is not None:
+        await asyncio.to_thread(_empty_folder, dry_run_dir)
+        await _run(pool, session, settings, sqls, result, dry_run_dir, backoff_base_s)
+        result.outcome = "succeeded"
+        result.elapsed_s = time.monotonic() - started
+        return result
+
+    async with pool.acquire() as lock_conn:
+        locked = await lock_conn.fetchval(
+            "select pg_try_advisory_lock($1, hashtext($2))", LOAD_LOCK_CLASS, settings.name
+        )
+        if not locked:
+            raise FatalError(
+                f"another load of {settings.name!r} is running against this database; "
+                f"wait for it to finish (see `syncer status`)"
+            )
+        try:
+            result.run_id = await runs.start_run(
+                lock_conn, kind="load", source=settings.name, command=command
+            )
+            await runs.mark_interrupted(lock_conn, settings.name, result.run_id)
+            result.possibly_duplicated += await loads.recover_inflight(lock_conn, settings.name)
+            result.outcome, result.error = "failed", "the run was cancelled"
+            try:
+                await _run(pool, session, settings, sqls, result, None, backoff_base_s)
+                result.outcome, result.error = "succeeded", None
+            except shutdown.Interrupted:
+                result.outcome, result.error = (
+                    "interrupted",
+                    "stopped by a signal; resumes next run",
+                )
+            except FatalError as exc:
+                result.outcome, result.error = "failed", exc.message
+            except asyncio.CancelledError:
+                result.outcome, result.error = "interrupted", "stopped before it finished"
+                raise
+            finally:
+                result.elapsed_s = time.monotonic() - started
+                await asyncio.shield(_finish(lock_conn, result))
+        finally:
+            await lock_conn.execute(
+                "select pg_advisory_unlock($1, hashtext($2))", LOAD_LOCK_CLASS, settings.name
+            )
+    return result
+
+
+def _empty_folder(folder: Path) -> None:
+    """``folder`` exists and holds no bodies of an earlier dry run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("body-*.json"):
+        old.unlink()
+
+
+async def _finish(conn: Any, result: LoadResult) -> None:
+    assert result.run_id is not None
+    await runs.finish_run(conn, result.run_id, result.outcome, result.error)
+    await conn.execute(
+        "update syncer.runs set counts = $2::jsonb where id = $1",
+        result.run_id,
+        orjson.dumps(result.to_json()).decode(),
+    )
+
+
+async def _run(
+    pool: Any,
+    session: aiohttp.ClientSession,
+    settings: MoengageSettings,
+    sqls: dict[str, str],
+    result: LoadResult,
+    dry_run_dir: Path | None,
+    backoff_base_s: float,
+) -> None:
+    rate = settings.rate_limit
+    limits = {
+        "users": Limit(rate.users, rate.per_seconds),
+        "events": Limit(rate.events, rate.per_seconds),
+    }
+    # Bodies of 100 KB vary more than small GETs between taking their budget and being counted
+    # by the server: a wider margin than the default.
+    margin = max(BODY_MARGIN_S, margin_for(rate.per_seconds))
+    limiter = SharedLimiter(pool, _scope(settings), limits, margin_s=margin)
+    sender = _Sender(pool, session, settings, result, dry_run_dir, backoff_base_s, limiter)
+    options = Options(flatten=settings.flatten)
+    now = datetime.now(UTC)
+    chunk: list[Pending] = []
+    chunk_bytes = 0
+    letters: list[loads.DeadLetter] = []
+    async for model, row in _pending_rows(pool, settings.name, sqls):
+        try:
+            pending = _to_pending(model, row, options, now)
+        except Invalid as exc:
+            letters.append(_dead_letter(model, row, exc.rule, exc.reason))
+            result.dead_letters[exc.rule] += 1
+            continue
+        if not await sender.fits_alone(pending):
+            continue
+        chunk.append(pending)
+        chunk_bytes += len(orjson.dumps(pending.item.payload))
+        if len(letters) >= FETCH_ROWS:
+            await sender.dead_letter(letters)
+            letters = []
+        if chunk_bytes >= CHUNK_BODIES * settings.max_request_bytes:
+            chunk = await sender.send_packed(chunk, final=False)
+            chunk_bytes = sum(len(orjson.dumps(p.item.payload)) for p in chunk)
+    await sender.dead_letter(letters)
+    await sender.send_packed(chunk, final=True)
+    result.waited_s = sender.limiter.waited_s
+
+
+async def _pending_rows(
+    pool: Any, destination: str, sqls: dict[str, str]
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """Every pending row of every model, merged by customer: user, then devices, then events."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        cursors = {
+            model: await conn.cursor(loads.pending_query(model, sql), destination)
+            for model, sql in sqls.items()
+        }
+        buffers: dict[str, list[dict[str, Any]]] = {m: [] for m in cursors}
+        done: set[str] = set()
+
+        async def head(model: str) -> dict[str, Any] | None:
+            if not buffers[model] and model not in done:
+                rows = await cursors[model].fetch(FETCH_ROWS)
+                if len(rows) < FETCH_ROWS:
+                    done.add(model)
+                buffers[model] = [dict(r) for r in reversed(rows)]
+            return buffers[model][-1] if buffers[model] else None
+
+        while True:
+            heads = {m: await head(m) for m in cursors}
+            live = {m: r for m, r in heads.items() if r is not None}
+            if not live:
+                return
+
+            def order(m: str, live: dict[str, dict[str, Any]] = live) -> tuple[int, str, int]:
+                cid = live[m]["customer_id"]
+                # The same order as the SQL's: byte order of the text, nulls last.
+                return (cid is None, "" if cid is None else str(cid), MODELS.index(m))
+
+            model = min(live, key=order)
+            yield model, buffers[model].pop()
+
+
+def _json(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, str) else value
+
+
+def _to_pending(model: str, row: dict[str, Any], options: Options, now: datetime) -> Pending:
+    ack = loads.Ack(model, row["_key"], row["_hash"])
+    if model == "users":
+        element = user_element(
+            UserRow(row["customer_id"], _json(row["attributes"]), _json(row.get("platforms"))),
+            options,
+        )
+    elif model == "devices":
+        element = device_element(
+            DeviceRow(row["customer_id"], row["device_id"], _json(row["attributes"])), options
+        )
+    else:
+        element = event_action(
+            EventRow(
+                row["event_key"],
+                row["customer_id"],
+                row["action"],
+                row["occurred_at"],
+                _json(row["attributes"]),
+                platform=row.get("platform"),
+                app_version=row.get("app_version"),
+                user_timezone_offset=row.get("user_timezone_offset"),
+                device_id=row.get("device_id"),
+            ),
+            options,
+            now=now,
+        )
+    customer = str(row["customer_id"])
+    return Pending(Item(KIND[model], ack.key, customer, element), ack)  # type: ignore[arg-type]
+
+
+def _dead_letter(model: str, row: dict[str, Any], rule: str, reason: str) -> loads.DeadLetter:
+    data = {k: v for k, v in row.items() if not k.startswith("_")}
+    for key in ("attributes", "platforms"):
+        if isinstance(data.get(key), str):
+            data[key] = orjson.loads(data[key])
+    text = orjson.dumps(data, default=str).decode()
+    return loads.DeadLetter(model, row["_key"], row["_hash"], rule, reason, text)
+
+
+class _Sender:
+    """Packs, paces, sends and records; one per run."""
+
+    def __init__(
+        self,
+        pool: Any,
+        session: aiohttp.ClientSession,
+        settings: MoengageSettings,
+        result: LoadResult,
+        dry_run_dir: Path | None,
+        backoff_base_s: float,
+        limiter: SharedLimiter,
+    ) -> None:
+        self.pool = pool
+        self.session = session
+        self.settings = settings
+        self.result = result
+        self.dry_run_dir = dry_run_dir
+        self.backoff_base_s = backoff_base_s
+        self.limiter = limiter
+        self.url = f"{settings.base_url}/transition/{settings.workspace_id.value}"
+        self.headers = _headers(settings)
+        self.timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
+
+    async def dead_letter(self, letters: list[loads.DeadLetter]) -> None:
+        if letters and self.dry_run_dir is None:
+            async with self.pool.acquire() as conn:
+                await loads.record_dead_letters(
+                    conn, self.settings.name, self.result.run_id, letters
+                )
+
+    def _first(
+        self, pending: Sequence[Pending], start: int, room: dict[str, int]
+    ) -> Batch | Oversized:
+        """The first body of ``pending[start:]``, within the limits and what ``room`` is left."""
+        rate = self.settings.rate_limit
+        packed = pack(
+            (pending[i].item for i in range(start, len(pending))),
+            max_request_bytes=self.settings.max_request_bytes,
+            max_users=max(1, min(rate.users, room.get("users", rate.users))),
+            max_events=max(1, min(rate.events, room.get("events", rate.events))),
+        )
+        return next(iter(packed))
+
+    async def send_packed(self, pending: list[Pending], *, final: bool) -> list[Pending]:
+        """Send ``pending`` in bodies; unless ``final``, the rows of what would be the last,
+        partly filled body come back, to be packed with the next rows.
+
+        Bodies are as full as the byte limit allows, except that a body is cut to the room
+        left in the rate-limit window: bodies that each fill a third of a window would
+        otherwise leave a third of every window unused.
+        """
+        acks = {(p.item.kind, p.item.key): p for p in pending}
+        unsent = sum(len(orjson.dumps(p.item.payload)) for p in pending)
+        start = 0
+        while start < len(pending):
+            shutdown.check()
+            if not final and unsent < 2 * self.settings.max_request_bytes:
+                return pending[start:]
+            room = await self.limiter.room() if self.dry_run_dir is None else {}
+            packed = self._first(pending, start, room)
+            assert not isinstance(packed, Oversized), "screened by fits_alone"
+            start += len(packed.items)
+            unsent -= sum(len(orjson.dumps(i.payload)) for i in packed.items)
+            await self.send(packed, [acks[(i.kind, i.key)] for i in packed.items])
+        return []
+
+    async def fits_alone(self, p: Pending) -> bool:
+        """Whether the row fits a body by itself; if not, it is dead-lettered."""
+        rate = self.settings.rate_limit
+        alone = next(
+            pack([p.item], max_request_bytes=self.settings.max_request_bytes,
+                 max_users=rate.users, max_events=rate.events)
+        )  # fmt: skip
+        if isinstance(alone, Oversized):
+            await self._oversized(p, alone.size)
+            return False
+        return True
+
+    async def _oversized(self, p: Pending, size: int) -> None:
+        reason = (
+            f"the element alone needs a body of {size} bytes, over "
+            f"max_request_bytes = {self.settings.max_request_bytes}"
+        )
+        letter = loads.DeadLetter(
+            p.ack.model, p.ack.key, p.ack.hash, "too_large", reason,
+            orjson.dumps(p.item.payload).decode(),
+        )  # fmt: skip
+        self.result.dead_letters["too_large"] += 1
+        await self.dead_letter([letter])
+
+    async def send(self, batch: Batch, pending: list[Pending]) -> None:
+        """Deliver one body: acknowledged, split (413), or dead-lettered (other 4xx)."""
+        if self.dry_run_dir is not None:
+            self.result.body_sizes.append(len(batch.body))
+            number = len(self.result.body_sizes)
+            target = self.dry_run_dir / f"body-{number:05d}.json"
+            await asyncio.to_thread(target.write_bytes, batch.body)
+            self._count_sent(pending)
+            return
+        assert self.result.run_id is not None
+        name, run_id = self.settings.name, self.result.run_id
+        journal = [(p.ack.model, p.ack.key) for p in pending]
+        used_batches: list[str] = []
+        ambiguous = False
+        attempts = throttled = 0
+        window = self.settings.rate_limit.per_seconds
+        while True:
+            attempts += 1
+            if attempts > self.settings.max_attempts:
+                async with self.pool.acquire() as conn:
+                    await loads.forget_inflight(conn, name, used_batches)
+                raise FatalError(
+                    f"MoEngage did not accept a request after {self.settings.max_attempts} "
+                    f"attempts; its rows stay pending for the next run"
+                )
+            await self.limiter.acquire({"users": batch.users, "events": batch.events})
+            batch_id = uuid.uuid4().hex
+            used_batches.append(batch_id)
+            async with self.pool.acquire() as conn:
+                await loads.journal_inflight(conn, name, run_id, batch_id, journal)
+            try:
+                async with self.session.post(
+                    self.url, data=batch.body, headers=self.headers, timeout=self.timeout
+                ) as response:
+                    status, body = response.status, await response.read()
+            except aiohttp.ClientConnectorError as exc:
+                async with self.pool.acquire() as conn:
+                    await loads.forget_inflight(conn, name, used_batches)
+                raise UnreachableError(
+                    f"cannot connect to MoEngage ({exc.os_error}); check base_url and the network"
+                ) from None
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                # The body may have been processed: resend, and say events may be doubled.
+                if not ambiguous:
+                    self.result.possibly_duplicated += batch.events
+                ambiguous = True
+                log.info("MoEngage request ended without an answer (%s); sending again", exc)
+                await asyncio.sleep(self.backoff_base_s * 2 ** (attempts - 1))
+                continue
+            answer = _answer(body)
+            if 200 <= status < 300 and answer.get("status") != "fail":
+                async with self.pool.acquire() as conn, conn.transaction():
+                    await loads.record_acks(
+                        conn, name, run_id, [p.ack for p in pending], used_batches
+                    )
+                    await loads.record_batch(
+                        conn, run_id=run_id, destination=name, outcome="acked",
+                        size=len(batch.body), users=batch.users, events=batch.events,
+                        attempts=attempts, ambiguous=ambiguous,
+                    )  # fmt: skip
+                self.result.body_sizes.append(len(batch.body))
+                self._count_sent(pending)
+                return
+            async with self.pool.acquire() as conn:
+                await loads.forget_inflight(conn, name, used_batches)
+            used_batches.clear()
+            if status == 413 and len(pending) > 1:
+                self.result.splits += 1
+                half = len(pending) // 2
+                for part in (pending[:half], pending[half:]):
+                    await self.send_packed(part, final=True)
+                return
+            if status == 429 and throttled < MAX_THROTTLED:
+                # Our pacing should prevent this (another client on the workspace, or a lower
+                # limit than configured): everyone using the workspace waits a window.
+                self.result.rate_limited += 1
+                throttled += 1
+                attempts -= 1  # a 429 is not a failed attempt
+                await self.limiter.hold_off(window)
+                continue
+            if status >= 500:
+                self.result.server_errors += 1
+                await asyncio.sleep(min(window, self.backoff_base_s * 2 ** (attempts - 1)))
+                continue
+            raise_for_fatal(status, answer, self.settings)
+            await self._reject(batch, pending, status, answer, attempts)
+            return
+
+    async def _reject(
+        self, batch: Batch, pending: list[Pending], status: int, answer: dict[str, Any],
+        attempts: int,
+    ) -> None:  # fmt: skip
+        error = _error_of(answer)
+        message = str(error.get("message") or answer or "no message")[:300]
+        request_id = error.get("request_id")
+        reason = f"MoEngage rejected the request (HTTP {status}): {message}" + (
+            f" (request_id {request_id})" if request_id else ""
+        )
+        letters = [
+            loads.DeadLetter(p.ack.model, p.ack.key, p.ack.hash, f"http_{status}", reason,
+                             orjson.dumps(p.item.payload).decode())
+            for p in pending
+        ]  # fmt: skip
+        self.result.rejected_batches += 1
+        self.result.dead_letters[f"http_{status}"] += len(letters)
+        assert self.result.run_id is not None
+        async with self.pool.acquire() as conn:
+            await loads.record_dead_letters(conn, self.settings.name, self.result.run_id, letters)
+            await loads.record_batch(
+                conn, run_id=self.result.run_id, destination=self.settings.name,
+                outcome="rejected", size=len(batch.body), users=batch.users,
+                events=batch.events, attempts=attempts, ambiguous=False,
+                request_id=request_id, error=reason,
+            )  # fmt: skip
+
+    def _count_sent(self, pending: list[Pending]) -> None:
+        for p in pending:
+            self.result.sent[p.ack.model] += 1
+
+
+def _answer(body: bytes) -> dict[str, Any]:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _error_of(answer: dict[str, Any]) -> dict[str, Any]:
+    """The ``error`` object of MoEngage's envelope, or an empty one."""
+    error = answer.get("error")
+    return error if isinstance(error, dict) else {}
+
+
+def raise_for_fatal(status: int, answer: dict[str, Any], settings: MoengageSettings) -> None:
+    """Statuses that no batch can get past: bad credentials, the wrong workspace."""
+    error = _error_of(answer)
+    message = str(error.get("message") or "no message")[:200]
+    ws, key = settings.workspace_id.env, settings.api_key.env
+    if status in (401, 403):
+        raise AuthError(
+            f"MoEngage rejected the credentials (HTTP {status}: {message}); check that {ws} "
+            f"holds the workspace (APP) id and {key} its data API key"
+        )
+    if status == 409:
+        raise AuthError(
+            f"MoEngage says the workspace does not match the credentials (HTTP 409: {message}); "
+            f"check {ws} and base_url (the data center of the workspace)"
+        )
+    if status == 404:
+        raise RequestRejectedError(
+            "MoEngage has no bulk import endpoint at base_url (HTTP 404); check base_url, "
+            'e.g. "https://api-01.moengage.com/v1"'
+        )

@@ -1,0 +1,1 @@
+"""HTTP: one aiohttp session per run, pacing to rate limits, retries, status mapping."""

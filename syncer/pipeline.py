@@ -1,0 +1,383 @@
+"""One extraction run of a source: its streams read page by page into the warehouse.
+
+No scheduling here: the CLI and the daemon call :func:`sync_source`. The run's frame (one run
+at a time per source, bookkeeping, streams in parallel under one rate limit, errors per
+stream) is shared; how a stream is read depends on the source. MOCO streams are walked
+incrementally, each page stored with the stream's new position in one transaction, so a run
+killed at any moment resumes where it stopped and the watermark never passes a record that
+was not stored (see ``sources/walk.py``). MOCA streams are scanned (see ``scan.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+
+from syncer import shutdown
+from syncer.config import MocaSourceSettings, MocoSourceSettings, SourceSettings
+from syncer.errors import FatalError, MalformedResponseError, SyncerError
+from syncer.http.client import ApiClient, RequestStats
+from syncer.http.pacing import Limiter, SlidingWindowLimiter
+from syncer.scan import ScanContext
+from syncer.scan import sync_stream as sync_scanned
+from syncer.sources import moca, moco
+from syncer.sources.base import StreamSpec, parse_http_date, split_records
+from syncer.sources.walk import Walk
+from syncer.store import pages, runs
+from syncer.store.tables import MOCO_SCHEMA
+
+log = logging.getLogger(__name__)
+
+RUN_LOCK_CLASS = 7_233_911
+
+
+@dataclass
+class StreamResult:
+    stream: str
+    outcome: str = "running"
+    error: str | None = None
+    error_kind: str | None = None  # the error's class: streams failing alike are reported once
+    pages: int = 0
+    records: int = 0
+    upserted: int = 0
+    rejected: int = 0
+    resumed_after_pages: int | None = None
+    watermark: datetime | None = None
+    http: RequestStats = field(default_factory=RequestStats)
+    committed_requests: int = 0  # requests already counted in stream_runs with their page
+    deleted: int = 0  # rows marked deleted (MOCA scans)
+    warning: str | None = None  # something the user should know, though the stream succeeded
+
+
+@dataclass
+class SyncResult:
+    run_id: int
+    source: str
+    streams: list[StreamResult]
+    elapsed_s: float
+    http: RequestStats
+
+    @property
+    def ok(self) -> bool:
+        return all(s.outcome == "succeeded" for s in self.streams)
+
+    @property
+    def errors(self) -> list[str]:
+        """One line per kind of failure, in stream order, saying how many streams it hit.
+
+        A dead host or a wrong key fails every stream alike: that is one problem, not eight.
+        """
+        kinds: dict[str, list[StreamResult]] = {}
+        for s in self.streams:
+            if s.error:
+                kinds.setdefault(s.error_kind or s.error, []).append(s)
+        lines = []
+        for failed in kinds.values():
+            first = failed[0]
+            more = f" (and {len(failed) - 1} more streams alike)" if len(failed) > 1 else ""
+            lines.append(f"{self.source}.{first.stream}: {first.error}{more}")
+        return lines
+
+    @property
+    def outcome_interrupted(self) -> bool:
+        """A signal stopped it; what was committed stays, and the next run resumes."""
+        return any(s.outcome == "interrupted" for s in self.streams)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f"{self.source}.{s.stream}: {s.warning}" for s in self.streams if s.warning]
+
+
+def limiter_for(source: SourceSettings) -> SlidingWindowLimiter:
+    """A limit this process keeps to (library use); commands share one across processes."""
+    return SlidingWindowLimiter(source.rate_limit.requests, source.rate_limit.per_seconds)
+
+
+def shared_limiter_for(pool: Any, source: SourceSettings) -> Limiter:
+    """The credential's limit as every process using it keeps to it (``syncer.rate_log``)."""
+    from syncer.store.rate import SharedRequestLimiter, credential_scope
+
+    secret = source.token if isinstance(source, MocaSourceSettings) else source.api_key
+    scope = credential_scope(source.type, source.base_url, secret.value)
+    return SharedRequestLimiter(
+        pool, scope, source.rate_limit.requests, source.rate_limit.per_seconds
+    )
+
+
+async def sync_source(
+    pool: Any,
+    session: aiohttp.ClientSession,
+    source: SourceSettings,
+    *,
+    streams: Sequence[str] = (),
+    full_refresh: bool = False,
+    command: str = "sync",
+    limiter: Limiter | None = None,
+    backoff_base_s: float = 1.0,
+) -> SyncResult:
+    """Run one incremental extraction of ``source`` (all its streams unless ``streams``)."""
+    names = list(streams) or list(source.streams)
+    if isinstance(source, MocaSourceSettings):
+        credential = moca.credential(source.token.value, source.token.env)
+    else:
+        credential = moco.credential(source.api_key.value, source.api_key.env)
+    client = ApiClient(
+        session,
+        credential,
+        limiter or limiter_for(source),
+        timeout_s=source.timeout_s,
+        max_attempts=source.max_attempts,
+        backoff_base_s=backoff_base_s,
+    )
+    started = time.monotonic()
+    async with pool.acquire() as lock_conn:
+        locked = await lock_conn.fetchval(
+            "select pg_try_advisory_lock($1, hashtext($2))", RUN_LOCK_CLASS, source.name
+        )
+        if not locked:
+            raise FatalError(
+                f"another sync of {source.name!r} is running against this database; "
+                f"wait for it to finish (see `syncer status`)"
+            )
+        try:
+            run_id = await runs.start_run(
+                lock_conn, kind="sync", source=source.name, command=command
+            )
+            await runs.mark_interrupted(lock_conn, source.name, run_id)
+            results = [StreamResult(name) for name in names]
+            outcome = "failed"
+            error: str | None = "the run was cancelled"
+            try:
+                gate = asyncio.Semaphore(source.concurrency)
+
+                async def one(result: StreamResult) -> None:
+                    async with gate:
+                        if isinstance(source, MocaSourceSettings):
+                            context = ScanContext(pool, client, source, run_id, full_refresh)
+                            await _scan_stream(pool, context, run_id, result)
+                        else:
+                            await _sync_stream(
+                                pool,
+                                client,
+                                source,
+                                moco.STREAMS[result.stream],
+                                run_id,
+                                result,
+                                full_refresh=full_refresh,
+                            )
+
+                # Parents before children (MOCA lists campaigns per app); MOCO has one level.
+                by_name = {r.stream: r for r in results}
+                levels = moca.LEVELS if isinstance(source, MocaSourceSettings) else (names,)
+                for level in levels:
+                    runnable = []
+                    for name in (n for n in level if n in by_name):
+                        parent = by_name.get(moca.parent_of(name) or "")
+                        if parent is not None and parent.outcome != "succeeded":
+                            await _skip(pool, run_id, by_name[name], parent)
+                        else:
+                            runnable.append(by_name[name])
+                    await asyncio.gather(*(one(r) for r in runnable))
+                ok = all(r.outcome == "succeeded" for r in results)
+                stopped = any(r.outcome == "interrupted" for r in results)
+                outcome = "succeeded" if ok else "interrupted" if stopped else "failed"
+                failed = [r for r in results if r.error]
+                error = "; ".join(f"{r.stream}: {r.error}" for r in failed) or None
+            except asyncio.CancelledError:
+                outcome, error = "interrupted", "stopped by a signal before it finished"
+                raise
+            finally:
+                await asyncio.shield(runs.finish_run(lock_conn, run_id, outcome, error))
+        finally:
+            await lock_conn.execute(
+                "select pg_advisory_unlock($1, hashtext($2))", RUN_LOCK_CLASS, source.name
+            )
+    return SyncResult(run_id, source.name, results, time.monotonic() - started, client.stats)
+
+
+async def _skip(pool: Any, run_id: int, result: StreamResult, parent: StreamResult) -> None:
+    """A child whose parent failed fails alike: it is listed per parent record."""
+    result.outcome, result.error = "failed", parent.error
+    result.error_kind = parent.error_kind
+    async with pool.acquire() as conn:
+        await runs.start_stream_run(conn, run_id, result.stream, None)
+    await _finish_stream(pool, run_id, result)
+
+
+async def _scan_stream(pool: Any, context: ScanContext, run_id: int, result: StreamResult) -> None:
+    async with pool.acquire() as conn:
+        await runs.start_stream_run(conn, run_id, result.stream, None)
+    try:
+        await sync_scanned(context, result.stream, result)
+        result.outcome = "succeeded"
+    except shutdown.Interrupted:
+        result.outcome, result.error = "interrupted", "stopped by a signal; scans again next run"
+    except SyncerError as exc:
+        result.outcome, result.error = "failed", exc.message
+        result.error_kind = type(exc).__name__
+        log.info(
+            "%s.%s failed: %s", context.source.name, result.stream, exc.message,
+            extra=_ids(run_id, context.source.name, result.stream),
+        )  # fmt: skip
+    except asyncio.CancelledError:
+        result.outcome, result.error = "interrupted", "cancelled"
+        raise
+    finally:
+        await asyncio.shield(_finish_stream(pool, run_id, result))
+
+
+async def _sync_stream(
+    pool: Any,
+    client: ApiClient,
+    source: MocoSourceSettings,
+    spec: StreamSpec,
+    run_id: int,
+    result: StreamResult,
+    *,
+    full_refresh: bool,
+) -> None:
+    async with pool.acquire() as conn:
+        state = await pages.load_state(conn, source.name, spec.name)
+        walk = state.walk
+        if full_refresh and (walk is None or walk.lower_bound is not None):
+            walk = Walk(lower_bound=None)
+        elif walk is None:
+            lower = (
+                state.watermark - timedelta(seconds=source.overlap_s) if state.watermark else None
+            )
+            walk = Walk(lower_bound=lower)
+        else:
+            result.resumed_after_pages = walk.pages
+            log.info(
+                "%s.%s: resuming after %d pages", source.name, spec.name, walk.pages,
+                extra=_ids(run_id, source.name, spec.name),
+            )  # fmt: skip
+        await runs.start_stream_run(conn, run_id, spec.name, result.resumed_after_pages)
+    watermark = state.watermark
+    try:
+        while True:
+            shutdown.check()
+            walk, watermark, done = await _page(
+                pool, client, source, spec, run_id, walk, watermark, result
+            )
+            if done:
+                break
+        result.outcome, result.watermark = "succeeded", watermark
+    except shutdown.Interrupted:
+        result.outcome, result.error = "interrupted", "stopped by a signal; resumes next run"
+    except SyncerError as exc:
+        result.outcome, result.error = "failed", exc.message
+        result.error_kind = type(exc).__name__
+        log.info(
+            "%s.%s failed: %s", source.name, spec.name, exc.message,
+            extra=_ids(run_id, source.name, spec.name),
+        )  # fmt: skip
+    except asyncio.CancelledError:
+        result.outcome, result.error = "interrupted", "cancelled"
+        raise
+    finally:
+        await asyncio.shield(_finish_stream(pool, run_id, result))
+
+
+async def _finish_stream(pool: Any, run_id: int, result: StreamResult) -> None:
+    async with pool.acquire() as conn:
+        await runs.finish_stream_run(
+            conn,
+            run_id,
+            result.stream,
+            result.outcome,
+            result.error,
+            result.http.requests - result.committed_requests,
+            warning=result.warning,
+        )
+
+
+async def _page(
+    pool: Any,
+    client: ApiClient,
+    source: MocoSourceSettings,
+    spec: StreamSpec,
+    run_id: int,
+    walk: Walk,
+    watermark: datetime | None,
+    result: StreamResult,
+) -> tuple[Walk, datetime | None, bool]:
+    """Fetch and store the walk's next page; the new walk, watermark, and whether it ended."""
+    page = walk.page
+    params = moco.page_params(
+        spec, page=page, per_page=source.per_page, updated_after=walk.lower_bound
+    )
+    requests_before = result.http.requests
+    response = await client.get(f"{source.base_url}{spec.path}", params, stats=result.http)
+    items = response.json()
+    if not isinstance(items, list):
+        raise MalformedResponseError(
+            f"{response.url} answered with a JSON {type(items).__name__}, not the list of "
+            f"records MOCO's contract promises; check base_url"
+        )
+    rows, rejected = split_records(items, spec)
+    has_next = bool(items) and moco.has_next(response.headers.get("Link"))
+    served_at = parse_http_date(response.headers.get("Date")) or datetime.now(UTC)
+    walk = walk.after_page(
+        served_at=served_at,
+        total=_int_header(response.headers.get("X-Total")),
+        updated_ats=[r.updated_at for r in rows],
+        has_next=has_next,
+    )
+    done = not has_next
+    if done:
+        watermark = walk.watermark(watermark)
+    async with pool.acquire() as conn:
+        upserted = await pages.commit_page(
+            conn,
+            pages.PageCommit(
+                schema=MOCO_SCHEMA,
+                table=spec.name,
+                volatile=spec.volatile,
+                source=source.name,
+                stream=spec.name,
+                run_id=run_id,
+                rows=rows,
+                rejected=rejected,
+                requests=result.http.requests - requests_before,
+                walk=None if done else walk,
+                watermark=watermark,
+            ),
+        )
+    result.pages += 1
+    result.committed_requests = result.http.requests
+    result.records += len(rows) + len(rejected)
+    result.upserted += upserted
+    result.rejected += len(rejected)
+    log.info(
+        "%s.%s: page %d, %d records, %d changed, %d rejected",
+        source.name,
+        spec.name,
+        page,
+        len(rows) + len(rejected),
+        upserted,
+        len(rejected),
+        extra=_ids(run_id, source.name, spec.name),
+    )
+    for r in rejected:
+        log.info(
+            "%s.%s: rejected a record: %s", source.name, spec.name, r.reason,
+            extra=_ids(run_id, source.name, spec.name),
+        )  # fmt: skip
+    return walk, watermark, done
+
+
+def _ids(run_id: int, source: str, stream: str) -> dict[str, Any]:
+    """Fields a structured log line carries (``--log-format json``)."""
+    return {"run_id": run_id, "source": source, "stream": stream}
+
+
+def _int_header(value: str | None) -> int | None:
+    return int(value) if value is not None and value.strip().isdigit() else None

@@ -1,0 +1,373 @@
+"""The MOCO REST API v1 simulator: an aiohttp.web app serving MocoData strictly to the contract.
+
+It answers the paginated list endpoints of the eight synced streams (contracts/moco.md §1, §6.1):
+key auth in both header forms, `page`/`per_page` with X-Page, X-Per-Page, X-Total and an
+api-pagination style Link header, the `ids`, `updated_after`, `include_archived` and
+`include_disregarded` filters, `sort_by`, a sliding-window rate limit per key that answers 429
+without Retry-After, and switchable faults. Every request lands in `MocoSandbox.requests`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from syncer.sandbox.moco_data import MOCO_STREAM_PATHS, MocoData, parse_ts
+from syncer.sandbox.moco_records import Record
+
+API_PREFIX = "/api/v1"
+
+_STREAM_BY_PATH = {f"{API_PREFIX}{path}": stream for stream, path in MOCO_STREAM_PATHS.items()}
+_ARCHIVABLE = frozenset({"projects", "companies", "users"})
+_AUTH = (
+    re.compile(r'Token\s+token="?([^"\s]+)"?', re.IGNORECASE),
+    re.compile(r"Bearer\s+(\S+)", re.IGNORECASE),
+)
+_SORT_BY = re.compile(r"(\w+)(?:\s+(asc|desc))?", re.IGNORECASE)
+_ALWAYS_SORTABLE = frozenset({"id", "created_at", "updated_at"})
+_TRUE, _FALSE = frozenset({"true", "1"}), frozenset({"false", "0"})
+
+
+@dataclass
+class MocoFaults:
+    """Switches tests flip while the server runs; each `*_next` counts down as it is used."""
+
+    fail_next: int = 0  # the next N requests (any path) answer `fail_status`
+    fail_status: int = 503
+    slow_next: int = 0  # the next N requests wait `slow_s` before answering
+    slow_s: float = 0.0
+    malformed_next: int = 0  # the next N list responses: 200 with a truncated JSON body
+    reset_next: int = 0  # the next N requests: connection closed without a response
+    # The next N list responses with at least one record: two bad elements appended, a string
+    # and an object without "id" (X-Total unchanged).
+    bad_records_next: int = 0
+    # On every list request with page >= 2: update this many records, create one, then answer.
+    change_between_pages: int = 0
+
+
+@dataclass(frozen=True)
+class MocoSandboxSettings:
+    """How the simulated account behaves; replace the whole object to change it."""
+
+    api_keys: frozenset[str] = frozenset({"sandbox-moco-key"})
+    rate_limit_requests: int = 120
+    rate_limit_window_s: float = 120.0
+    max_per_page: int = 100
+    updated_after_inclusive: bool = False  # False: updated_at > value; True: >=
+
+
+@dataclass
+class RequestRecord:
+    """One request as received; `status` 0 means the connection was dropped unanswered.
+
+    `path` is relative to the MOCO app (e.g. "/api/v1/projects"); `at` is time.monotonic().
+    """
+
+    method: str
+    path: str
+    query: dict[str, str]
+    status: int
+    at: float
+
+
+@dataclass(frozen=True)
+class _ListQuery:
+    page: int
+    per_page: int
+    updated_after: datetime | None
+    include_archived: bool
+    include_disregarded: bool
+    ids: frozenset[int] | None
+    sort: tuple[str, bool] | None  # (field, descending)
+
+
+class _Unprocessable(ValueError):
+    """A query parameter MOCO would answer with 422; the message goes into the body."""
+
+
+class _Dropped(Exception):
+    """The connection was closed on purpose; there is no response to send."""
+
+
+class MocoSandbox:
+    """One simulated MOCO account: its data, settings, faults and the log of requests."""
+
+    def __init__(
+        self, data: MocoData | None = None, settings: MocoSandboxSettings | None = None
+    ) -> None:
+        self.data = data if data is not None else MocoData()
+        self.settings = settings if settings is not None else MocoSandboxSettings()
+        self.faults = MocoFaults()
+        self.requests: list[RequestRecord] = []
+        self._accepted_at: dict[str, deque[float]] = {}
+
+    def app(self) -> web.Application:
+        """A fresh aiohttp app serving this account under /api/v1 (mount it anywhere)."""
+        app = web.Application()
+        # One catch-all route, so that every request (404s and 405s too) is logged and the
+        # path relative to wherever the app is mounted is known.
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        return app
+
+    def reset_log(self) -> None:
+        """Forgets the requests received so far."""
+        self.requests.clear()
+
+    def reset_rate_limit(self) -> None:
+        """Empties every key's rate-limit window, as if no request had been accepted yet."""
+        self._accepted_at.clear()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        record = RequestRecord(
+            method=request.method,
+            path="/" + request.match_info["tail"],
+            query=dict(request.query),
+            status=0,
+            at=time.monotonic(),
+        )
+        self.requests.append(record)
+        try:
+            response = await self._answer(request, record.path)
+        except _Dropped:
+            # The transport is gone: aiohttp fails to write this and drops the request quietly.
+            return web.Response()
+        response.headers["X-Request-Id"] = str(uuid.uuid4())
+        response.headers["Cache-Control"] = "max-age=0, private, must-revalidate"
+        record.status = response.status
+        return response
+
+    async def _answer(self, request: web.Request, path: str) -> web.Response:
+        faults = self.faults
+        if faults.slow_next > 0:
+            faults.slow_next -= 1
+            await asyncio.sleep(faults.slow_s)
+        if faults.reset_next > 0:
+            faults.reset_next -= 1
+            if request.transport is not None:
+                request.transport.abort()
+            raise _Dropped
+        if faults.fail_next > 0:
+            faults.fail_next -= 1
+            return _failure(faults.fail_status)
+
+        key = _api_key(request.headers.get("Authorization", ""))
+        if key is None or key not in self.settings.api_keys:
+            return _json_error(
+                401,
+                "Unauthorized: send a valid API key as 'Authorization: Token token=KEY' "
+                "or 'Authorization: Bearer KEY'",
+            )
+        if not self._admit(key):
+            return web.Response(status=429, text="Retry later\n")
+
+        stream = _STREAM_BY_PATH.get(path.removesuffix("/").removesuffix(".json"))
+        if stream is None:
+            return _json_error(404, f"Not found: {path}")
+        if request.method != "GET":
+            response = _json_error(405, f"Method {request.method} not allowed on {path}")
+            response.headers["Allow"] = "GET"
+            return response
+        try:
+            query = _parse_query(request.query, self.settings.max_per_page)
+            rows = self._select(stream, query)
+        except _Unprocessable as exc:
+            return _json_error(422, str(exc))
+        return self._page(request, stream, rows, query)
+
+    def _admit(self, key: str) -> bool:
+        """True (and counted) if `key` is under its limit; rejected requests are not counted."""
+        settings = self.settings
+        now = time.monotonic()
+        window = self._accepted_at.setdefault(key, deque())
+        while window and window[0] <= now - settings.rate_limit_window_s:
+            window.popleft()
+        if len(window) >= settings.rate_limit_requests:
+            return False
+        window.append(now)
+        return True
+
+    def _select(self, stream: str, query: _ListQuery) -> list[Record]:
+        if query.sort is not None:
+            allowed = _sortable_fields(self.data.live(stream))
+            if query.sort[0] not in allowed:
+                fields = ", ".join(sorted(allowed))
+                raise _Unprocessable(
+                    f"sort_by: unknown field {query.sort[0]!r}; sortable: {fields}"
+                )
+        if query.page >= 2 and self.faults.change_between_pages > 0:
+            # Offset pagination shifts when the data changes between pages (§6.8).
+            self.data.update(stream, self.faults.change_between_pages)
+            self.data.create(stream, 1)
+        rows = self.data.live(stream)
+        if stream in _ARCHIVABLE and not query.include_archived:
+            rows = [row for row in rows if row.get("active", True)]
+        if stream == "invoices" and not query.include_disregarded:
+            rows = [row for row in rows if row.get("status") != "disregarded"]
+        if query.ids is not None:
+            rows = [row for row in rows if row["id"] in query.ids]
+        if query.updated_after is not None:
+            after = query.updated_after
+            if self.settings.updated_after_inclusive:
+                rows = [row for row in rows if parse_ts(row["updated_at"]) >= after]
+            else:
+                rows = [row for row in rows if parse_ts(row["updated_at"]) > after]
+        rows.sort(key=lambda row: int(row["id"]))
+        if query.sort is not None:
+            name, descending = query.sort
+            # Stable sort over rows already in id order: ties stay id ascending either way.
+            rows.sort(key=lambda row: _sort_key(name, row.get(name)), reverse=descending)
+        return rows
+
+    def _page(
+        self, request: web.Request, stream: str, rows: Sequence[Record], query: _ListQuery
+    ) -> web.Response:
+        per_page = min(query.per_page, self.settings.max_per_page)
+        total = len(rows)
+        pages = max(1, -(-total // per_page))
+        start = (query.page - 1) * per_page
+        served: list[Any] = self.data.serve(stream, rows[start : start + per_page])
+        if served and self.faults.bad_records_next > 0:
+            self.faults.bad_records_next -= 1
+            served += [
+                "not a record",
+                {"name": "no id", "updated_at": served[-1].get("updated_at")},
+            ]
+        text = json.dumps(served, ensure_ascii=False, separators=(",", ":"))
+        if self.faults.malformed_next > 0:
+            self.faults.malformed_next -= 1
+            # Cut the text, not the bytes, so the body stays valid UTF-8 but not valid JSON.
+            text = text[: max(1, len(text) // 2)]
+        body = text.encode()
+        response = web.Response(body=body, content_type="application/json", charset="utf-8")
+        response.headers["X-Page"] = str(query.page)
+        response.headers["X-Per-Page"] = str(per_page)
+        response.headers["X-Total"] = str(total)
+        response.headers["ETag"] = f'W/"{hashlib.md5(body).hexdigest()}"'
+        if pages > 1:
+            rels: list[tuple[str, int]] = []
+            if query.page > 1:
+                rels += [("first", 1), ("prev", min(query.page - 1, pages))]
+            if query.page < pages:
+                rels += [("next", query.page + 1), ("last", pages)]
+            if rels:
+                response.headers["Link"] = ", ".join(
+                    f'<{request.url.update_query(page=str(n))}>; rel="{rel}"' for rel, n in rels
+                )
+        return response
+
+
+def _api_key(header: str) -> str | None:
+    for pattern in _AUTH:
+        match = pattern.fullmatch(header.strip())
+        if match:
+            return match.group(1)
+    return None
+
+
+def _parse_query(params: Mapping[str, str], max_per_page: int) -> _ListQuery:
+    """The list parameters MOCO understands; raises _Unprocessable for a bad value."""
+    return _ListQuery(
+        page=_positive_int(params, "page", 1),
+        per_page=_positive_int(params, "per_page", min(100, max_per_page)),
+        updated_after=_timestamp(params.get("updated_after")),
+        include_archived=_flag(params, "include_archived"),
+        include_disregarded=_flag(params, "include_disregarded"),
+        ids=_ids(params.get("ids")),
+        sort=_sort(params.get("sort_by")),
+    )
+
+
+def _positive_int(params: Mapping[str, str], name: str, default: int) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+        raise _Unprocessable(f"{name} must be an integer >= 1, got {raw!r}")
+    return int(raw)
+
+
+def _timestamp(raw: str | None) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        return parse_ts(raw)
+    except ValueError:
+        raise _Unprocessable(
+            f"updated_after must be an ISO 8601 UTC timestamp such as 2022-04-20T09:17:58Z, "
+            f"got {raw!r}"
+        ) from None
+
+
+def _flag(params: Mapping[str, str], name: str) -> bool:
+    raw = params.get(name, "false").lower()
+    if raw not in _TRUE | _FALSE:
+        raise _Unprocessable(f"{name} must be true or false, got {raw!r}")
+    return raw in _TRUE
+
+
+def _ids(raw: str | None) -> frozenset[int] | None:
+    if raw is None or not raw.strip():
+        return None
+    parts = [part.strip() for part in raw.split(",") if part.strip()]
+    if not all(part.isascii() and part.isdigit() for part in parts):
+        raise _Unprocessable(f"ids must be a comma-separated list of integers, got {raw!r}")
+    return frozenset(int(part) for part in parts)
+
+
+def _sort(raw: str | None) -> tuple[str, bool] | None:
+    if raw is None:
+        return None
+    match = _SORT_BY.fullmatch(raw.strip())
+    if not match:
+        raise _Unprocessable(f"sort_by must be '<field>', '<field> asc' or '<field> desc'; {raw!r}")
+    return match.group(1), (match.group(2) or "asc").lower() == "desc"
+
+
+def _sortable_fields(rows: Sequence[Record]) -> frozenset[str]:
+    """Top-level keys whose values are scalars (never an object or array) in `rows`."""
+    scalar: set[str] = set()
+    nested: set[str] = set()
+    for row in rows:
+        for name, value in row.items():
+            (nested if isinstance(value, dict | list) else scalar).add(name)
+    return frozenset((scalar - nested) | _ALWAYS_SORTABLE)
+
+
+def _sort_key(name: str, value: Any) -> tuple[int, Any]:
+    # Nulls sort last ascending and first descending, as in Postgres. Timestamps compare as
+    # instants: "…:55Z" and "…:55.773Z" do not order correctly as text.
+    if value is None:
+        return (1, 0)
+    if name.endswith("_at") and isinstance(value, str):
+        return (0, parse_ts(value))
+    return (0, value)
+
+
+def _json_error(status: int, message: str) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps({"message": message}).encode(),
+        content_type="application/json",
+        charset="utf-8",
+    )
+
+
+def _failure(status: int) -> web.Response:
+    # A failing upstream or proxy answers with an HTML page, not the API's JSON.
+    if status >= 500:
+        reason = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+        title = f"{status} {reason.get(status, 'Internal Server Error')}"
+        html = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
+        return web.Response(status=status, text=html, content_type="text/html")
+    return _json_error(status, f"Simulated failure ({status})")

@@ -1,0 +1,235 @@
+"""Deterministic MOCO data: the eight synced streams of one account, in memory, mutable.
+
+`MocoData` keeps the records, gives them large non-sequential ids and the API's timestamps, and
+applies the changes tests make. How a record looks is `moco_records`. The same seed, counts,
+clock and sequence of calls give the same data.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from functools import lru_cache
+
+from syncer.sandbox.moco_records import Record, RecordBuilder
+
+MOCO_STREAM_PATHS: dict[str, str] = {
+    "activities": "/activities",
+    "projects": "/projects",
+    "companies": "/companies",
+    "contacts": "/contacts/people",
+    "users": "/users",
+    "invoices": "/invoices",
+    "offers": "/offers",
+    "deals": "/deals",
+}
+
+DEFAULT_COUNTS: dict[str, int] = {
+    "activities": 3000,
+    "projects": 300,
+    "companies": 250,
+    "contacts": 500,
+    "users": 40,
+    "invoices": 400,
+    "offers": 300,
+    "deals": 250,
+}
+
+# Generation order: a stream only points at streams generated before it.
+_ORDER = ("users", "companies", "contacts", "deals", "projects", "offers", "invoices", "activities")
+
+# Real ids are around 1e9 and not sequential (§6.1). Activities cross 2**31 on the way, so a
+# client that keeps ids in 32-bit integers breaks; invoices are above 2**32 throughout.
+_FIRST_ID = {
+    "users": 933_000_000,
+    "companies": 760_000_000,
+    "contacts": 310_000_000,
+    "deals": 520_000_000,
+    "projects": 944_000_000,
+    "offers": 1_310_000_000,
+    "invoices": 4_294_000_000,
+    "activities": 2_146_800_000,
+}
+_MAX_ID_GAP = 997
+_HISTORY_MS = 730 * 86_400_000
+_MIN_AGE_MS = 3_600_000
+# Only offers carry milliseconds in generated data (observed in 2022 recordings, §6.3).
+_MS_STREAMS = frozenset({"offers"})
+
+# What `update` writes into a record's free-text field, before the revision number.
+_EDITS = ("Korrigiert nach Rücksprache", "Angepasst", "Überarbeitet 📝", "Geändert gemäß Mail")
+
+
+def format_ts(epoch_ms: int, *, with_ms: bool) -> str:
+    """The API's UTC text for epoch milliseconds: `YYYY-MM-DDTHH:MM:SSZ`, or `...SS.mmmZ`."""
+    base = datetime.fromtimestamp(epoch_ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{epoch_ms % 1000:03d}Z" if with_ms else f"{base}Z"
+
+
+@lru_cache(maxsize=65_536)
+def parse_ts(text: str) -> datetime:
+    """An aware UTC datetime for ISO 8601 text (naive means UTC); ValueError if unparseable."""
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+class MocoData:
+    """The MOCO account the sandbox serves: realistic records per stream, changeable by tests.
+
+    `counts` overrides DEFAULT_COUNTS per stream (streams not named keep their default).
+    """
+
+    def __init__(
+        self,
+        seed: int = 1,
+        counts: Mapping[str, int] | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        unknown = set(counts or {}) - set(MOCO_STREAM_PATHS)
+        if unknown:
+            raise ValueError(
+                f"unknown MOCO streams {sorted(unknown)}; use {list(MOCO_STREAM_PATHS)}"
+            )
+        self.seed = seed
+        self._now = now
+        self._rng = random.Random(seed)
+        self._rows: dict[str, list[Record]] = {stream: [] for stream in MOCO_STREAM_PATHS}
+        self._last_id = {stream: first for stream, first in _FIRST_ID.items()}
+        self._builder = RecordBuilder(self._rng, self._rows)
+        self._revision = 0
+        self._reads = 0
+        wanted = {**DEFAULT_COUNTS, **(counts or {})}
+        now_ms = int(now() * 1000)
+        for stream in _ORDER:
+            self._generate(stream, wanted[stream], now_ms)
+        projects_by_customer: dict[int, list[Record]] = {}
+        for project in self._rows["projects"]:
+            if project["customer"]:
+                projects_by_customer.setdefault(project["customer"]["id"], []).append(project)
+        for company in self._rows["companies"]:
+            company["projects"] = [
+                {k: p[k] for k in ("id", "identifier", "name", "active", "billable")}
+                for p in projects_by_customer.get(company["id"], [])
+            ]
+
+    def records(self, stream: str) -> list[Record]:
+        """Copies of every current record of `stream` (archived too), as the API serves them."""
+        return self.serve(stream, self.live(stream))
+
+    def live(self, stream: str) -> list[Record]:
+        """The stored records of `stream` in id order: the dicts themselves, to read only."""
+        if stream not in self._rows:
+            raise KeyError(f"unknown MOCO stream {stream!r}; use one of {list(MOCO_STREAM_PATHS)}")
+        return list(self._rows[stream])
+
+    def serve(self, stream: str, rows: Sequence[Record]) -> list[Record]:
+        """Deep copies of `rows` as one response carries them, with per-read fields filled in.
+
+        Invoice `file_url` is a signed link that changes on every read (§6.10).
+        """
+        self._reads += 1
+        served = copy.deepcopy(list(rows))
+        if stream == "invoices":
+            expires = int(self._now()) + 600
+            for row in served:
+                token = f"{self.seed}:{row['id']}:{self._reads}".encode()
+                signature = hashlib.sha256(token).hexdigest()[:32]
+                row["file_url"] = (
+                    f"https://sandbox.mocoapp.com/invoices/{row['id']}.pdf"
+                    f"?expires={expires}&signature={signature}"
+                )
+        return served
+
+    def update(self, stream: str, n: int) -> list[int]:
+        """Changes one field of up to `n` random records and stamps `updated_at` = now (ms).
+
+        Returns the ids changed, ascending.
+        """
+        rows = self._checked(stream, n)
+        stamp = self._stamp()
+        changed = self._rng.sample(rows, min(n, len(rows)))
+        for row in changed:
+            self._revision += 1
+            field = _CHANGED_FIELD[stream]
+            row[field] = f"{self._rng.choice(_EDITS)} (Rev. {self._revision})"
+            row["updated_at"] = stamp
+        return sorted(row["id"] for row in changed)
+
+    def create(self, stream: str, n: int) -> list[int]:
+        """Adds `n` new active records (created_at = updated_at = now, ms); returns their ids."""
+        rows = self._checked(stream, n)
+        stamp = self._stamp()
+        self._builder.fresh = True
+        try:
+            created = [
+                self._builder.build(stream, self._new_id(stream), stamp, stamp) for _ in range(n)
+            ]
+        finally:
+            self._builder.fresh = False
+        rows.extend(created)
+        return [row["id"] for row in created]
+
+    def delete(self, stream: str, n: int) -> list[int]:
+        """Removes up to `n` random records (no tombstone, as in MOCO); returns their ids."""
+        rows = self._checked(stream, n)
+        gone = {row["id"] for row in self._rng.sample(rows, min(n, len(rows)))}
+        rows[:] = [row for row in rows if row["id"] not in gone]
+        return sorted(gone)
+
+    def _checked(self, stream: str, n: int) -> list[Record]:
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        self.live(stream)  # raises for an unknown stream
+        return self._rows[stream]
+
+    def _stamp(self) -> str:
+        return format_ts(int(self._now() * 1000), with_ms=True)
+
+    def _new_id(self, stream: str) -> int:
+        self._last_id[stream] += self._rng.randint(1, _MAX_ID_GAP)
+        return self._last_id[stream]
+
+    def _generate(self, stream: str, n: int, now_ms: int) -> None:
+        rng = self._rng
+        with_ms = stream in _MS_STREAMS
+        end = now_ms - _MIN_AGE_MS
+        start = end - _HISTORY_MS
+        # A few bulk edits give many records the very same updated_at, as imports do.
+        bulk = [t - t % 1000 for t in (rng.randint(end - 60 * 86_400_000, end) for _ in range(4))]
+        for created in sorted(rng.randint(start, end) for _ in range(n)):
+            roll = rng.random()
+            later = [b for b in bulk if b >= created]
+            if roll < 0.35:
+                updated = created
+            elif roll < 0.45 and later:
+                updated = rng.choice(later)
+            else:
+                updated = rng.randint(created, end)
+            if not with_ms:
+                created, updated = created - created % 1000, updated - updated % 1000
+            record = self._builder.build(
+                stream,
+                self._new_id(stream),
+                format_ts(created, with_ms=with_ms),
+                format_ts(updated, with_ms=with_ms),
+            )
+            self._rows[stream].append(record)
+
+
+# The field `update` rewrites: free text every record of the stream has, disregarded invoices too.
+_CHANGED_FIELD = {
+    "activities": "description",
+    "projects": "info",
+    "companies": "info",
+    "contacts": "job_position",
+    "users": "info",
+    "invoices": "title",
+    "offers": "title",
+    "deals": "info",
+}

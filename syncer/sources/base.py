@@ -1,0 +1,81 @@
+"""What a stream is, and how one page of an API becomes rows or rejected records."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import orjson
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A stream, declared: its name (the table's), its path, and fixed query parameters."""
+
+    name: str
+    path: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    primary_key: str = "id"
+    replication_key: str = "updated_at"
+    # Fields that change on every read (signed URLs): stored, but not counted as a change.
+    volatile: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    updated_at: datetime | None
+    data: str  # the record as JSON text
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: str
+    record: str  # the record as JSON text, for inspection
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """An ISO 8601 timestamp as an aware datetime (UTC if no zone is given); None if invalid."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def split_records(items: list[Any], spec: StreamSpec) -> tuple[list[Row], list[Rejected]]:
+    """Rows for the records that can be stored, and the others with the reason why not."""
+    rows: list[Row] = []
+    rejected: list[Rejected] = []
+    for item in items:
+        text = orjson.dumps(item).decode()
+        if not isinstance(item, dict):
+            rejected.append(Rejected(f"not a JSON object but {type(item).__name__}", text))
+            continue
+        key = item.get(spec.primary_key)
+        if isinstance(key, bool) or not isinstance(key, int):
+            reason = f"no integer {spec.primary_key!r}" + (
+                "" if key is None else f" (got {orjson.dumps(key).decode()[:40]})"
+            )
+            rejected.append(Rejected(reason, text))
+            continue
+        if not -(2**63) <= key < 2**63:
+            rejected.append(Rejected(f"{spec.primary_key!r} {key} does not fit a bigint", text))
+            continue
+        rows.append(Row(key, parse_timestamp(item.get(spec.replication_key)), text))
+    return rows, rejected

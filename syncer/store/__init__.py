@@ -1,0 +1,1 @@
+"""The warehouse and the tool's bookkeeping in Postgres."""

@@ -1,0 +1,141 @@
+"""Storing a page: its rows, its rejected records, and the stream's new position, atomically.
+
+Rows are loaded with COPY into a temporary staging table and upserted from there with one
+``INSERT … ON CONFLICT``: never row by row. A row is rewritten only when its data changed, and
+never replaced by an older version of itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from syncer.sources.base import Rejected, Row
+from syncer.sources.walk import Walk
+
+STAGE = "_syncer_stage"
+
+
+@dataclass(frozen=True)
+class StreamState:
+    watermark: datetime | None
+    walk: Walk | None
+
+
+async def load_state(conn: Any, source: str, stream: str) -> StreamState:
+    row = await conn.fetchrow(
+        "select watermark, walk from syncer.streams where source = $1 and stream = $2",
+        source,
+        stream,
+    )
+    if row is None:
+        return StreamState(None, None)
+    walk = Walk.from_json(orjson.loads(row["walk"])) if row["walk"] is not None else None
+    return StreamState(row["watermark"], walk)
+
+
+@dataclass(frozen=True)
+class PageCommit:
+    """Everything one page changes; written in one transaction by :func:`commit_page`."""
+
+    schema: str
+    table: str
+    volatile: tuple[str, ...]  # keys ignored when deciding whether a row changed
+    source: str
+    stream: str
+    run_id: int
+    rows: list[Row]
+    rejected: list[Rejected]
+    requests: int
+    walk: Walk | None  # the walk to resume from; None once the walk is complete
+    watermark: datetime | None  # the stream's watermark after this page
+
+
+async def commit_page(conn: Any, page: PageCommit) -> int:
+    """Store the page; the number of rows inserted or changed."""
+    upserted = 0
+    async with conn.transaction():
+        if page.rows:
+            upserted = await upsert_rows(conn, page.schema, page.table, page.rows, page.volatile)
+        if page.rejected:
+            await conn.executemany(
+                "insert into syncer.rejected_records (run_id, source, stream, reason, record)"
+                " values ($1, $2, $3, $4, $5)",
+                [
+                    (page.run_id, page.source, page.stream, r.reason, r.record)
+                    for r in page.rejected
+                ],
+            )
+        walk = orjson.dumps(page.walk.to_json()).decode() if page.walk else None
+        await conn.execute(
+            """
+            insert into syncer.streams as s (source, stream, watermark, walk, last_success_at)
+            values ($1, $2, $3, $4::jsonb, case when $4::jsonb is null then now() end)
+            on conflict (source, stream) do update set
+                watermark = excluded.watermark,
+                walk = excluded.walk,
+                last_success_at = coalesce(excluded.last_success_at, s.last_success_at),
+                updated_at = now()
+            """,
+            page.source,
+            page.stream,
+            page.watermark,
+            walk,
+        )
+        await conn.execute(
+            """
+            update syncer.stream_runs set pages = pages + 1, requests = requests + $3,
+                records = records + $4, upserted = upserted + $5, rejected = rejected + $6
+            where run_id = $1 and stream = $2
+            """,
+            page.run_id,
+            page.stream,
+            page.requests,
+            len(page.rows) + len(page.rejected),
+            upserted,
+            len(page.rejected),
+        )
+    return upserted
+
+
+async def upsert_rows(
+    conn: Any, schema: str, table: str, rows: list[Row], volatile: tuple[str, ...]
+) -> int:
+    """Upsert ``rows`` into ``schema.table`` through the COPY stage; the rows inserted or changed.
+
+    Only changed rows are rewritten (``volatile`` keys ignored when comparing), and a row is
+    never replaced by an older version of itself. Call it inside a transaction: the stage is
+    emptied on commit.
+    """
+    await conn.execute(
+        f"create temp table if not exists {STAGE}"
+        " (id bigint, updated_at timestamptz, data jsonb) on commit delete rows"
+    )
+    await conn.copy_records_to_table(
+        STAGE,
+        records=[(r.id, r.updated_at, r.data) for r in rows],
+        columns=["id", "updated_at", "data"],
+    )
+    target = f'"{schema}"."{table}"'
+    status: str = await conn.execute(
+        f"""
+        insert into {target} as t (id, updated_at, data, _synced_at, _deleted_at)
+        select distinct on (id) id, updated_at, data, now(), null
+        from pg_temp.{STAGE}
+        order by id, updated_at desc nulls last
+        on conflict (id) do update set
+            updated_at = excluded.updated_at,
+            data = excluded.data,
+            _synced_at = excluded._synced_at,
+            _deleted_at = null
+        where ((t.data - $1::text[]) is distinct from (excluded.data - $1::text[])
+               or t._deleted_at is not null)
+          and (t.updated_at is null or excluded.updated_at is null
+               or excluded.updated_at >= t.updated_at)
+        """,
+        list(volatile),
+    )
+    return int(status.rsplit(" ", 1)[-1])

@@ -1,0 +1,91 @@
+"""Runs and stream runs: what ran, when, with which counts and outcome."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+
+async def start_run(conn: Any, *, kind: str, source: str, command: str) -> int:
+    run_id: int = await conn.fetchval(
+        "insert into syncer.runs (kind, source, command, pid, host)"
+        " values ($1, $2, $3, $4, $5) returning id",
+        kind,
+        source,
+        command,
+        os.getpid(),
+        socket.gethostname(),
+    )
+    return run_id
+
+
+async def mark_interrupted(conn: Any, source: str, current_run: int) -> int:
+    """Close the runs of ``source`` that died without finishing (their process is gone).
+
+    Called while holding the source's run lock, so no other run of it can be live.
+    """
+    status: str = await conn.execute(
+        """
+        with dead as (
+            update syncer.runs set outcome = 'interrupted', finished_at = now(),
+                error = 'the process ended before the run finished'
+            where source = $1 and outcome = 'running' and id <> $2
+            returning id
+        )
+        update syncer.stream_runs set outcome = 'interrupted', finished_at = now()
+        where run_id in (select id from dead) and outcome = 'running'
+        """,
+        source,
+        current_run,
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def start_stream_run(conn: Any, run_id: int, stream: str, resumed_from: int | None) -> None:
+    await conn.execute(
+        "insert into syncer.stream_runs (run_id, stream, resumed_after_pages) values ($1, $2, $3)",
+        run_id,
+        stream,
+        resumed_from,
+    )
+
+
+async def finish_stream_run(
+    conn: Any,
+    run_id: int,
+    stream: str,
+    outcome: str,
+    error: str | None,
+    extra_requests: int,
+    *,
+    warning: str | None = None,
+) -> None:
+    await conn.execute(
+        "update syncer.stream_runs set outcome = $3, error = $4, finished_at = now(),"
+        " requests = requests + $5, warning = $6 where run_id = $1 and stream = $2",
+        run_id,
+        stream,
+        outcome,
+        error,
+        extra_requests,
+        warning,
+    )
+
+
+async def finish_run(conn: Any, run_id: int, outcome: str, error: str | None) -> None:
+    await conn.execute(
+        "update syncer.runs set outcome = $2, error = $3, finished_at = now() where id = $1",
+        run_id,
+        outcome,
+        error,
+    )
+
+
+async def stream_run_counts(conn: Any, run_id: int) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "select stream, outcome, error, pages, requests, records, upserted, rejected,"
+        " resumed_after_pages from syncer.stream_runs where run_id = $1 order by stream",
+        run_id,
+    )
+    return [dict(r) for r in rows]

@@ -1,0 +1,189 @@
+"""Writing what a MOCA scan finds: rows (rewritten only when ``updatedAt`` moved), deletions
+(marked, never removed), analytics buckets (idempotent), and the stream's state."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from syncer.sources.base import Rejected
+from syncer.sources.moca import Bucket, MocaRow, MocaStream
+from syncer.store.tables import MOCA_SCHEMA
+
+
+async def upsert_rows(
+    conn: Any,
+    stream: MocaStream,
+    rows: Sequence[MocaRow],
+    *,
+    source: str,
+    run_id: int,
+    rejected: Sequence[Rejected] = (),
+    requests: int = 0,
+) -> int:
+    """Store one page in one transaction; the number of rows inserted or changed."""
+    extras = list(stream.columns)
+    columns = ["id", "updated_at", "created_at", *extras, "data"]
+    stage = f"_syncer_stage_moca_{stream.name}"
+    target = f'"{MOCA_SCHEMA}"."{stream.name}"'
+    changed = 0
+    async with conn.transaction():
+        if rows:
+            await conn.execute(
+                f"create temp table if not exists {stage}"
+                f" (like {target} including defaults) on commit delete rows"
+            )
+            await conn.copy_records_to_table(
+                stage,
+                records=[(r.id, r.updated_at, r.created_at, *r.extras, r.data) for r in rows],
+                columns=columns,
+            )
+            names = ", ".join(f'"{c}"' for c in columns)
+            updates = ", ".join(f'"{c}" = excluded."{c}"' for c in columns[1:])
+            status: str = await conn.execute(
+                f"""
+                insert into {target} as t ({names}, _synced_at, _deleted_at)
+                select distinct on (id) {names}, now(), null from pg_temp.{stage}
+                order by id, updated_at desc nulls last
+                on conflict (id) do update set {updates},
+                    _synced_at = excluded._synced_at, _deleted_at = null
+                where t._deleted_at is not null or t.updated_at is null
+                   or excluded.updated_at > t.updated_at
+                """
+            )
+            changed = int(status.rsplit(" ", 1)[-1])
+        if rejected:
+            await conn.executemany(
+                "insert into syncer.rejected_records (run_id, source, stream, reason, record)"
+                " values ($1, $2, $3, $4, $5)",
+                [(run_id, source, stream.name, r.reason, r.record) for r in rejected],
+            )
+        await conn.execute(
+            """
+            update syncer.stream_runs set pages = pages + 1, requests = requests + $3,
+                records = records + $4, upserted = upserted + $5, rejected = rejected + $6
+            where run_id = $1 and stream = $2
+            """,
+            run_id,
+            stream.name,
+            requests,
+            len(rows) + len(rejected),
+            changed,
+            len(rejected),
+        )
+    return changed
+
+
+async def live_ids(conn: Any, stream: str) -> set[str]:
+    rows = await conn.fetch(f'select id from "{MOCA_SCHEMA}"."{stream}" where _deleted_at is null')
+    return {r["id"] for r in rows}
+
+
+async def mark_deleted(
+    conn: Any, stream: str, ids: Sequence[str], at: datetime, run_id: int
+) -> int:
+    async with conn.transaction():
+        status: str = await conn.execute(
+            f'update "{MOCA_SCHEMA}"."{stream}" set _deleted_at = $2'
+            " where id = any($1::text[]) and _deleted_at is null",
+            list(ids),
+            at,
+        )
+        count = int(status.rsplit(" ", 1)[-1])
+        await conn.execute(
+            "update syncer.stream_runs set deleted = deleted + $3"
+            " where run_id = $1 and stream = $2",
+            run_id,
+            stream,
+            count,
+        )
+    return count
+
+
+async def upsert_buckets(
+    conn: Any,
+    buckets: Sequence[Bucket],
+    *,
+    run_id: int,
+    source: str,
+    state_key: str,
+    state_value: int,
+    requests: int,
+) -> int:
+    """Store one analytics window and the position it reached, in one transaction."""
+    async with conn.transaction():
+        status: str = await conn.execute(
+            f"""
+            insert into "{MOCA_SCHEMA}".analytics as t
+                (app_id, metric, interval, bucket_start, key, value, data)
+            select * from unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
+                                 $5::text[], $6::numeric[], $7::jsonb[])
+            on conflict (app_id, metric, interval, bucket_start, key) do update
+                set value = excluded.value, data = excluded.data, _synced_at = now()
+                where t.data is distinct from excluded.data
+            """,
+            [b.app_id for b in buckets],
+            [b.metric for b in buckets],
+            [b.interval for b in buckets],
+            [b.bucket_start for b in buckets],
+            [b.key for b in buckets],
+            [b.value for b in buckets],
+            [b.data for b in buckets],
+        )
+        changed = int(status.rsplit(" ", 1)[-1])
+        await save_state(conn, source, "analytics", {state_key: state_value})
+        await conn.execute(
+            """
+            update syncer.stream_runs set pages = pages + 1, requests = requests + $3,
+                records = records + $4, upserted = upserted + $5
+            where run_id = $1 and stream = $2
+            """,
+            run_id,
+            "analytics",
+            requests,
+            len(buckets),
+            changed,
+        )
+    return changed
+
+
+async def load_state(conn: Any, source: str, stream: str) -> tuple[datetime | None, dict[str, Any]]:
+    row = await conn.fetchrow(
+        "select watermark, state from syncer.streams where source = $1 and stream = $2",
+        source,
+        stream,
+    )
+    if row is None:
+        return None, {}
+    return row["watermark"], orjson.loads(row["state"]) if row["state"] else {}
+
+
+async def save_state(
+    conn: Any,
+    source: str,
+    stream: str,
+    state: dict[str, Any],
+    *,
+    watermark: datetime | None = None,
+    success: bool = False,
+) -> None:
+    """Merge ``state`` into the stream's state; set the watermark and success time if given."""
+    await conn.execute(
+        """
+        insert into syncer.streams as s (source, stream, watermark, state, last_success_at)
+        values ($1, $2, $3, $4::jsonb, case when $5 then now() end)
+        on conflict (source, stream) do update set
+            watermark = coalesce(excluded.watermark, s.watermark),
+            state = coalesce(s.state, '{}'::jsonb) || excluded.state,
+            last_success_at = coalesce(excluded.last_success_at, s.last_success_at),
+            updated_at = now()
+        """,
+        source,
+        stream,
+        watermark,
+        orjson.dumps(state).decode(),
+        success,
+    )

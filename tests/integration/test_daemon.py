@@ -1,0 +1,268 @@
+"""``syncer run``: real daemon processes, real PostgreSQL, the sandbox on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncer.http.pacing import margin_for
+from syncer.sandbox.moco import MocoSandbox
+from syncer.sandbox.server import RunningSandbox
+from tests.conftest import SANDBOX_KEY, wait_for_dead_sessions
+from tests.integration.test_cli import syncer
+from tests.integration.test_moco_sync import assert_tables_equal_source
+
+
+def config(tmp_path: Path, sandbox: RunningSandbox, *, rate: str, jobs: str) -> Path:
+    path = tmp_path / "schedules.toml"
+    path.write_text(
+        f"""
+[sources.moco]
+type = "moco"
+base_url = "{sandbox.moco_base_url}"
+api_key_env = "MOCO_API_KEY"
+rate_limit = {rate}
+concurrency = 2
+{jobs}
+"""
+    )
+    return path
+
+
+def environment(db_url: str, tmp_path: Path, key: str = SANDBOX_KEY) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SYNCER_DATABASE_URL": db_url,
+        "MOCO_API_KEY": key,
+        "SYNCER_HOME": str(tmp_path / "home"),
+    }
+
+
+async def start(path: Path, env: dict[str, str], *extra: str) -> asyncio.subprocess.Process:
+    # The daemon logs every page at INFO: to a file, since an unread pipe would fill and block it.
+    with (path.parent / f"daemon-{time.monotonic_ns()}.log").open("wb") as log:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "syncer", "run", "--config", str(path), *extra,
+            env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log,
+        )  # fmt: skip
+
+
+async def job_runs(pool: Any) -> list[Any]:
+    return list(
+        await pool.fetch(
+            "select id, pid, started_at, finished_at, outcome from syncer.runs"
+            " where command like 'job %' order by started_at"
+        )
+    )
+
+
+async def test_two_replicas_never_run_a_job_at_once_and_share_the_rate_limit(
+    db_url: str, pool: Any, sandbox: RunningSandbox, moco: MocoSandbox, tmp_path: Path
+) -> None:
+    moco.settings = replace(moco.settings, rate_limit_requests=20, rate_limit_window_s=1.0)
+    path = config(
+        tmp_path, sandbox, rate="{ requests = 20, per_seconds = 1 }",
+        jobs='[[jobs]]\nid = "moco-full"\nrun = "sync moco --full-refresh"\nevery = "1s"\n',
+    )  # fmt: skip
+    env = environment(db_url, tmp_path)
+    replicas = [await start(path, env), await start(path, env)]
+    await asyncio.sleep(12)
+    for replica in replicas:
+        replica.send_signal(signal.SIGTERM)
+    codes = [await asyncio.wait_for(r.wait(), 15) for r in replicas]
+    assert codes == [0, 0]
+    runs = await job_runs(pool)
+    assert len(runs) >= 3
+    assert len({r["pid"] for r in runs}) >= 1
+    # Never two at once: each run ended before the next began.
+    for earlier, later in itertools.pairwise(runs):
+        assert earlier["finished_at"] is not None
+        assert earlier["finished_at"] <= later["started_at"]
+    statuses = [r.status for r in moco.requests]
+    assert 429 not in statuses
+    # Together at least 80% of the allowed rate while they worked.
+    times = [r.at for r in moco.requests]
+    span = times[-1] - times[0]
+    allowed = 20 / (1.0 + margin_for(1.0)) * span
+    assert len(times) >= 0.8 * allowed, f"{len(times)} requests in {span:.1f}s"
+
+
+async def test_a_replica_killed_mid_job_leaves_the_job_to_the_other(
+    db_url: str, pool: Any, sandbox: RunningSandbox, moco: MocoSandbox, tmp_path: Path
+) -> None:
+    path = config(
+        tmp_path, sandbox, rate="{ requests = 15, per_seconds = 1 }",
+        jobs='[[jobs]]\nid = "moco"\nrun = "sync moco"\nevery = "2s"\n',
+    )  # fmt: skip
+    env = environment(db_url, tmp_path)
+    first = await start(path, env)
+    async with asyncio.timeout(30):
+        while not [r for r in await job_runs(pool) if r["outcome"] == "running"]:
+            await asyncio.sleep(0.05)
+    second = await start(path, env)
+    await asyncio.sleep(1.0)
+    first.send_signal(signal.SIGKILL)
+    await first.wait()
+    async with asyncio.timeout(60):
+        while True:
+            runs = await job_runs(pool)
+            done = [r for r in runs if r["pid"] == second.pid and r["outcome"] == "succeeded"]
+            if done:
+                break
+            await asyncio.sleep(0.1)
+    second.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(second.wait(), 15) == 0
+    await assert_tables_equal_source(pool, moco)
+    outcomes = {r["pid"]: r["outcome"] for r in await job_runs(pool) if r["pid"] == first.pid}
+    assert set(outcomes.values()) <= {"interrupted", "succeeded"}
+
+
+async def test_sigterm_during_a_sync_commits_the_page_exits_0_and_the_next_start_resumes(
+    db_url: str, pool: Any, sandbox: RunningSandbox, moco: MocoSandbox, tmp_path: Path
+) -> None:
+    path = config(
+        tmp_path, sandbox, rate="{ requests = 5, per_seconds = 1 }",
+        jobs='[[jobs]]\nid = "moco"\nrun = "sync moco --stream activities"\nevery = "1h"\n',
+    )  # fmt: skip
+    env = environment(db_url, tmp_path)
+    daemon = await start(path, env)
+    async with asyncio.timeout(30):
+        while await pool.fetchval("select coalesce(sum(pages), 0) from syncer.stream_runs") < 4:
+            await asyncio.sleep(0.05)
+    signalled = time.monotonic()
+    daemon.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(daemon.wait(), 15) == 0
+    assert time.monotonic() - signalled < 10
+    await wait_for_dead_sessions(pool)
+    stream = await pool.fetchrow("select walk from syncer.streams where stream = 'activities'")
+    assert stream["walk"] is not None  # the walk in progress is kept
+    stored = await pool.fetchval("select count(*) from moco.activities")
+    pages = await pool.fetchval("select sum(pages) from syncer.stream_runs")
+    assert stored > 0
+    assert pages >= 4
+    run = (await job_runs(pool))[-1]
+    assert run["outcome"] == "interrupted"
+    once = await syncer("run", "--once", "--config", path, env=env, cwd=tmp_path, timeout_s=120)
+    assert once.code == 0, once
+    resumed = await pool.fetchval(
+        "select resumed_after_pages from syncer.stream_runs order by started_at desc limit 1"
+    )
+    assert resumed is not None
+    assert resumed >= 4
+
+
+async def test_run_once_exits_1_when_a_job_failed_and_0_when_all_succeeded(
+    db_url: str, pool: Any, sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    path = config(
+        tmp_path, sandbox, rate="{ requests = 1000, per_seconds = 1 }",
+        jobs='[[jobs]]\nid = "moco"\nrun = "sync moco"\nevery = "15m"\n',
+    )  # fmt: skip
+    failed = await syncer(
+        "run", "--once", "--config", path, env=environment(db_url, tmp_path, "wrong"),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert failed.code == 1, failed
+    assert "MOCO_API_KEY" in failed.stderr
+    ok = await syncer("run", "--once", "--config", path, env=environment(db_url, tmp_path),
+                      cwd=tmp_path)  # fmt: skip
+    assert ok.code == 0, ok
+
+
+@pytest.mark.parametrize(
+    ("job", "fact"),
+    [
+        ('id = "a"\nrun = "sync moco"\ncron = "61 * * * *"', "jobs[0].cron"),
+        ('id = "a"\nrun = "sync moco"\ncron = "0 * * * *"\ntimezone = "Mars/Base"', "Mars/Base"),
+        ('id = "a"\nrun = "fetch moco"\nevery = "1m"', "jobs[0].run"),
+        ('id = "a"\nrun = "sync moco --bogus"\nevery = "1m"', "jobs (a)"),
+    ],
+)
+async def test_a_bad_job_is_a_configuration_error_naming_it(
+    job: str, fact: str, db_url: str, sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    path = config(tmp_path, sandbox, rate="{ requests = 10, per_seconds = 1 }",
+                  jobs=f"[[jobs]]\n{job}\n")  # fmt: skip
+    ran = await syncer("run", "--once", "--config", path, env=environment(db_url, tmp_path),
+                       cwd=tmp_path)  # fmt: skip
+    assert ran.code == 2, ran
+    assert fact in ran.stderr
+    assert "Traceback" not in ran.stderr
+
+
+async def test_duplicate_job_ids_are_a_configuration_error(
+    db_url: str, sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    jobs = '[[jobs]]\nid = "a"\nrun = "sync moco"\nevery = "1m"\n' * 2
+    path = config(tmp_path, sandbox, rate="{ requests = 10, per_seconds = 1 }", jobs=jobs)
+    ran = await syncer("run", "--once", "--config", path, env=environment(db_url, tmp_path),
+                       cwd=tmp_path)  # fmt: skip
+    assert ran.code == 2
+    assert 'job id "a"' in ran.stderr
+
+
+async def test_the_daemon_serves_healthz_and_prometheus_metrics(
+    db_url: str, pool: Any, sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    import socket
+
+    import aiohttp
+
+    from tests.unit.test_observability import parse_exposition
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = config(
+        tmp_path, sandbox, rate="{ requests = 1000, per_seconds = 1 }",
+        jobs='[[jobs]]\nid = "moco"\nrun = "sync moco"\nevery = "1h"\n',
+    )  # fmt: skip
+    daemon = await start(path, environment(db_url, tmp_path), "--metrics-port", str(port))
+    try:
+        async with asyncio.timeout(60):
+            while not [r for r in await job_runs(pool) if r["outcome"] == "succeeded"]:
+                await asyncio.sleep(0.1)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/healthz") as health:
+                assert health.status == 200
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as metrics:
+                assert metrics.status == 200
+                text = await metrics.text()
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(daemon.wait(), 15) == 0
+    families = parse_exposition(text)
+    assert "syncer_runs_total" in families
+    assert "syncer_records_fetched_total" in families
+    assert SANDBOX_KEY not in text
+
+
+async def test_a_second_signal_exits_at_once(
+    db_url: str, pool: Any, sandbox: RunningSandbox, moco: MocoSandbox, tmp_path: Path
+) -> None:
+    moco.faults.slow_next = 1000
+    moco.faults.slow_s = 5.0  # every request takes 5 s: the first signal's wait would be long
+    path = config(
+        tmp_path, sandbox, rate="{ requests = 100, per_seconds = 1 }",
+        jobs='[[jobs]]\nid = "moco"\nrun = "sync moco"\nevery = "1h"\n',
+    )  # fmt: skip
+    daemon = await start(path, environment(db_url, tmp_path))
+    async with asyncio.timeout(30):
+        while not moco.requests:  # a request is in flight (the sandbox holds it 5 s)
+            await asyncio.sleep(0.01)
+    daemon.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.3)
+    assert daemon.returncode is None  # still finishing the requests in flight
+    signalled = time.monotonic()
+    daemon.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(daemon.wait(), 5) == 130
+    assert time.monotonic() - signalled < 2
