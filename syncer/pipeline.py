@@ -107,7 +107,11 @@ def shared_limiter_for(pool: Any, source: SourceSettings) -> Limiter:
     secret = source.token if isinstance(source, MocaSourceSettings) else source.api_key
     scope = credential_scope(source.type, source.base_url, secret.value)
     return SharedRequestLimiter(
-        pool, scope, source.rate_limit.requests, source.rate_limit.per_seconds
+        pool,
+        scope,
+        source.rate_limit.requests,
+        source.rate_limit.per_seconds,
+        pending_s=source.timeout_s,
     )
 
 

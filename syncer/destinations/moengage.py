@@ -451,16 +451,22 @@ class _Sender:
                     f"MoEngage did not accept a request after {self.settings.max_attempts} "
                     f"attempts; its rows stay pending for the next run"
                 )
-            await self.limiter.acquire({"users": batch.users, "events": batch.events})
+            spent = await self.limiter.acquire(
+                {"users": batch.users, "events": batch.events}, pending_s=self.settings.timeout_s
+            )
             batch_id = uuid.uuid4().hex
             used_batches.append(batch_id)
             async with self.pool.acquire() as conn:
                 await loads.journal_inflight(conn, name, run_id, batch_id, journal)
             try:
-                async with self.session.post(
-                    self.url, data=batch.body, headers=self.headers, timeout=self.timeout
-                ) as response:
-                    status, body = response.status, await response.read()
+                try:
+                    async with self.session.post(
+                        self.url, data=batch.body, headers=self.headers, timeout=self.timeout
+                    ) as response:
+                        await spent.settle()  # MoEngage has counted the body by now
+                        status, body = response.status, await response.read()
+                finally:
+                    await spent.settle()  # idempotent; frees the room a window from now
             except aiohttp.ClientConnectorError as exc:
                 async with self.pool.acquire() as conn:
                     await loads.forget_inflight(conn, name, used_batches)

@@ -162,22 +162,26 @@ class ApiClient:
         connect_failures = 0
         for attempt in range(1, self._max_attempts + 1):
             started = time.monotonic()
-            await self.limiter.acquire()
+            slot = await self.limiter.acquire()
             waited = time.monotonic() - started
             for counter in counters:
                 counter.retries += attempt > 1
                 counter.waited_s += waited
                 counter.requests += 1
             try:
-                async with self._session.get(
-                    url,
-                    params=params,
-                    headers=self.credential.headers,
-                    timeout=self._timeout,
-                    allow_redirects=False,
-                ) as resp:
-                    body = await resp.read()
-                    response = Response(resp.status, resp.headers, body, str(resp.url))
+                try:
+                    async with self._session.get(
+                        url,
+                        params=params,
+                        headers=self.credential.headers,
+                        timeout=self._timeout,
+                        allow_redirects=False,
+                    ) as resp:
+                        await slot.settle()  # the server has counted it by now
+                        body = await resp.read()
+                        response = Response(resp.status, resp.headers, body, str(resp.url))
+                finally:
+                    await slot.settle()  # idempotent; frees the slot a window from now
             except aiohttp.ClientConnectorError as exc:
                 connect_failures += 1
                 last = UnreachableError(

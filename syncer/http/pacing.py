@@ -1,23 +1,26 @@
 """Pacing requests to a rate limit, so that limits are respected rather than discovered.
 
-A :class:`SlidingWindowLimiter` admits at most ``requests`` starts in any window of
-``per_seconds`` (plus a small margin for the distance between our clock and the server's), the
-same rule a sliding-window server applies. One limiter is shared by every stream that uses one
-credential. After a 429 the limiter is told to hold everyone back for a full window, because
-MOCO sends no ``Retry-After`` and only a full window is sure to have drained.
+A server counts a request when it arrives; we can only know that this happened somewhere
+between asking our limiter for a slot and reading the answer. So a request holds its slot from
+the moment it is admitted until one window after its answer came back: every window the server
+can see then holds at most ``requests`` of ours, however long the request was on its way (a
+busy machine, a slow network, a new connection's handshake). A :class:`SlidingWindowLimiter`
+applies that rule in one process; :class:`syncer.store.rate.SharedRequestLimiter` applies it
+across every process using one credential. After a 429 the limiter is told to hold everyone
+back for a full window, because MOCO sends no ``Retry-After`` and only a full window is sure to
+have drained.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-# Our clock says when a request left; the server's says when it arrived. The difference
-# varies (a new connection's first request is slower than later ones; TLS and networks add
-# more), so every window is counted as this much longer than the server's.
+# Our windows are also a little longer than the server's, for the distance between two clocks
+# that measure the same second slightly differently (and for servers that round).
 MIN_MARGIN_S = 0.1
 
 
@@ -25,18 +28,37 @@ def margin_for(per_seconds: float) -> float:
     return max(MIN_MARGIN_S, per_seconds * 0.01)
 
 
+class Slot(Protocol):
+    """One admitted request. ``settle`` once its answer (or failure) is in: the slot then frees
+    one window later. Until then it counts against the limit."""
+
+    async def settle(self) -> None: ...
+
+
 class Limiter(Protocol):
     """What the HTTP client needs of a rate limit: in-process or shared by every replica."""
 
     window_s: float
 
-    async def acquire(self) -> None: ...
+    async def acquire(self) -> Slot: ...
 
     async def hold_off(self, seconds: float | None = None) -> None: ...
 
 
+class _Entry:
+    __slots__ = ("_limiter", "done_at")
+
+    def __init__(self, limiter: SlidingWindowLimiter) -> None:
+        self._limiter = limiter
+        self.done_at: float | None = None  # None while the request is in flight
+
+    async def settle(self) -> None:
+        self._limiter.settle(self)
+
+
 class SlidingWindowLimiter:
-    """At most ``requests`` acquisitions in any ``per_seconds`` window (plus ``margin_s``)."""
+    """At most ``requests`` slots taken in any ``per_seconds`` window (plus ``margin_s``),
+    a slot counting from its admission until a window after it was settled."""
 
     def __init__(
         self,
@@ -50,37 +72,55 @@ class SlidingWindowLimiter:
             raise ValueError("a rate limit needs requests >= 1 and per_seconds > 0")
         self.requests = requests
         self.per_seconds = per_seconds
-        # Our send time and the server's receive time differ by the request's transit time;
-        # without a margin the (requests+1)-th request can land inside the server's window.
         self.window_s = per_seconds + (
             margin_s if margin_s is not None else margin_for(per_seconds)
         )
         self._clock = clock
-        self._starts: deque[float] = deque()
+        self._entries: list[_Entry] = []
         self._blocked_until = 0.0
         self._lock = asyncio.Lock()
+        self._settled = asyncio.Event()
         self.waited_s = 0.0
 
     def delay_s(self, now: float) -> float:
-        """How long a request arriving at ``now`` must wait (pure; no side effects)."""
-        while self._starts and self._starts[0] <= now - self.window_s:
-            self._starts.popleft()
+        """How long a request asking at ``now`` must wait; ``math.inf`` while only an answer
+        still in flight can free a slot. Pure but for forgetting expired slots."""
+        horizon = now - self.window_s
+        self._entries = [e for e in self._entries if e.done_at is None or e.done_at > horizon]
         wait = max(0.0, self._blocked_until - now)
-        if len(self._starts) >= self.requests:
-            wait = max(wait, self._starts[0] + self.window_s - now)
+        excess = len(self._entries) - self.requests  # this many more must expire first
+        if excess >= 0:
+            ends = sorted(e.done_at for e in self._entries if e.done_at is not None)
+            free_at = ends[excess] + self.window_s if excess < len(ends) else math.inf
+            wait = max(wait, free_at - now)
         return wait
 
-    async def acquire(self) -> None:
-        """Wait until a request may start, and count it."""
+    def take(self) -> _Entry:
+        entry = _Entry(self)
+        self._entries.append(entry)
+        return entry
+
+    def settle(self, entry: _Entry) -> None:
+        if entry.done_at is None:
+            entry.done_at = self._clock()
+            self._settled.set()
+
+    async def acquire(self) -> Slot:
+        """Wait until a request may start, and take its slot."""
         async with self._lock:  # FIFO: requests start in the order they asked
             while True:
                 now = self._clock()
                 wait = self.delay_s(now)
                 if wait <= 0:
-                    self._starts.append(now)
-                    return
-                self.waited_s += wait
-                await asyncio.sleep(wait)
+                    return self.take()
+                started = self._clock()
+                self._settled.clear()
+                try:
+                    timeout = None if math.isinf(wait) else wait
+                    await asyncio.wait_for(self._settled.wait(), timeout)
+                except TimeoutError:
+                    pass
+                self.waited_s += self._clock() - started
 
     async def hold_off(self, seconds: float | None = None) -> None:
         """Admit nothing for ``seconds`` (default: one full window), e.g. after a 429."""

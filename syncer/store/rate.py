@@ -1,7 +1,11 @@
 """A rate limit shared by every process that uses one credential, kept in PostgreSQL.
 
 Each admitted use is logged (``syncer.rate_log``: scope, unit, amount, time by the database's
-clock). A process that wants to spend takes the scope's transaction-level advisory lock, sums
+clock). While its request is in flight an entry is stamped in the future (``pending_s`` ahead,
+the request's timeout), so it counts against the limit; when the answer is in it is settled to
+that moment, and frees one window later (see :mod:`syncer.http.pacing` for why).
+
+A process that wants to spend takes the scope's transaction-level advisory lock, sums
 what was spent inside each unit's sliding window, and either logs its spending and goes, or
 learns how long to wait. All replicas see one ledger, so together they stay within the limit.
 A 429 from the server puts a hold on the whole scope (``syncer.rate_holds``).
@@ -42,6 +46,24 @@ def wait_s(spent: Sequence[tuple[datetime, int]], limit: Limit, need: int, now: 
     return limit.per_seconds  # unreachable while need <= limit.amount
 
 
+class Spent:
+    """What one ``acquire`` logged; ``settle`` it once the request's answer is in."""
+
+    def __init__(self, pool: Any, ids: Sequence[int]) -> None:
+        self._pool = pool
+        self._ids = list(ids)
+
+    async def settle(self) -> None:
+        if not self._ids:
+            return
+        ids, self._ids = self._ids, []
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                "update syncer.rate_log set at = clock_timestamp() where id = any($1::bigint[])",
+                ids,
+            )
+
+
 class SharedLimiter:
     """Spending under one scope's limits, coordinated through the database."""
 
@@ -60,16 +82,22 @@ class SharedLimiter:
         self._margin_s = margin_for(longest) if margin_s is None else margin_s
         self.waited_s = 0.0
 
-    async def acquire(self, amounts: Mapping[str, int]) -> None:
-        """Wait until ``amounts`` (per unit) fit every limit, then record them as spent."""
+    async def acquire(self, amounts: Mapping[str, int], *, pending_s: float = 0.0) -> Spent:
+        """Wait until ``amounts`` (per unit) fit every limit, then record them as spent.
+
+        With ``pending_s``, the entries count as in flight until settled (or, if this process
+        dies first, until ``pending_s`` from now)."""
         while True:
-            wait = await self._try(amounts)
+            ids, wait = await self._try(amounts, pending_s)
             if wait <= 0:
-                return
+                return Spent(self._pool, ids)
+            # A wait longer than a window is one for answers still in flight: look again soon.
+            if wait > self._longest() + self._margin_s:
+                wait = min(wait, max(0.02, self._longest() / 50))
             self.waited_s += wait
             await asyncio.sleep(wait)
 
-    async def _try(self, amounts: Mapping[str, int]) -> float:
+    async def _try(self, amounts: Mapping[str, int], pending_s: float) -> tuple[list[int], float]:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("select pg_advisory_xact_lock(hashtext($1))", self.scope)
             now: datetime = await conn.fetchval("select clock_timestamp()")
@@ -77,7 +105,7 @@ class SharedLimiter:
                 "select until from syncer.rate_holds where scope = $1", self.scope
             )
             if hold is not None and hold > now:
-                return (hold - now).total_seconds()
+                return [], (hold - now).total_seconds()
             longest = max(limit.per_seconds for limit in self.limits.values())
             rows = await conn.fetch(
                 "select unit, at, amount from syncer.rate_log"
@@ -97,17 +125,23 @@ class SharedLimiter:
                 padded = Limit(limit.amount, limit.per_seconds + self._margin_s)
                 wait = max(wait, wait_s(spent, padded, need, now))
             if wait > 0:
-                return wait
-            await conn.executemany(
-                "insert into syncer.rate_log (scope, unit, amount, at) values ($1, $2, $3, $4)",
-                [(self.scope, unit, n, now) for unit, n in amounts.items() if n > 0],
+                return [], wait
+            units = [unit for unit, n in amounts.items() if n > 0]
+            ids = await conn.fetch(
+                "insert into syncer.rate_log (scope, unit, amount, at)"
+                " select $1, unit, amount, $4 from unnest($2::text[], $3::int[]) as t(unit, amount)"
+                " returning id",
+                self.scope,
+                units,
+                [amounts[u] for u in units],
+                now + timedelta(seconds=pending_s),
             )
             await conn.execute(
                 "delete from syncer.rate_log where scope = $1 and at < $2",
                 self.scope,
                 now - timedelta(seconds=longest + 3600),
             )
-            return 0.0
+            return [r["id"] for r in ids], 0.0
 
     async def room(self, fraction: float = 0.1) -> dict[str, int]:
         """What each unit may spend right now, waiting first until every unit has at least
@@ -165,16 +199,19 @@ class SharedLimiter:
 class SharedRequestLimiter:
     """A credential's request budget shared by every process (the HTTP client's limiter)."""
 
-    def __init__(self, pool: Any, scope: str, requests: int, per_seconds: float) -> None:
+    def __init__(
+        self, pool: Any, scope: str, requests: int, per_seconds: float, *, pending_s: float = 60.0
+    ) -> None:
         self._shared = SharedLimiter(pool, scope, {"requests": Limit(requests, per_seconds)})
         self.window_s = per_seconds + margin_for(per_seconds)
+        self._pending_s = pending_s
 
     @property
     def waited_s(self) -> float:
         return self._shared.waited_s
 
-    async def acquire(self) -> None:
-        await self._shared.acquire({"requests": 1})
+    async def acquire(self) -> Spent:
+        return await self._shared.acquire({"requests": 1}, pending_s=self._pending_s)
 
     async def hold_off(self, seconds: float | None = None) -> None:
         await self._shared.hold_off(self.window_s if seconds is None else seconds)

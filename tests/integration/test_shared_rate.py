@@ -50,3 +50,23 @@ async def test_a_hold_stops_every_replica_until_it_expires(db_url: str) -> None:
         assert second.waited_s >= 0.25
     finally:
         await pool.close()
+
+
+async def test_a_request_in_flight_holds_its_slot_across_replicas_until_settled(
+    db_url: str,
+) -> None:
+    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
+    try:
+        first = SharedLimiter(pool, "moco:KEY", {"requests": Limit(1, 0.1)}, margin_s=0.0)
+        second = SharedLimiter(pool, "moco:KEY", {"requests": Limit(1, 0.1)}, margin_s=0.0)
+        spent = await first.acquire({"requests": 1}, pending_s=30)
+        waiter = asyncio.create_task(second.acquire({"requests": 1}, pending_s=30))
+        await asyncio.sleep(0.5)  # five windows: an entry in flight does not expire
+        assert not waiter.done()
+        await spent.settle()
+        async with asyncio.timeout(5):
+            await waiter
+        rows = await pool.fetch("select at from syncer.rate_log order by at")
+        assert (rows[1]["at"] - rows[0]["at"]).total_seconds() >= 0.1 - 0.001
+    finally:
+        await pool.close()
