@@ -265,14 +265,28 @@ async def _sync_stream(
             )  # fmt: skip
         await runs.start_stream_run(conn, run_id, spec.name, result.resumed_after_pages)
     watermark = state.watermark
+    # Pipelined: the next page is requested while this one is committed (the walk knows the
+    # next request as soon as a page is parsed). Commits stay in page order, one at a time.
+    prefetch: asyncio.Task[_Fetched] | None = None
+    stats = RequestStats()
     try:
+        shutdown.check()
+        task = prefetch = asyncio.create_task(_fetch(client, source, spec, walk, stats))
         while True:
-            shutdown.check()
-            walk, watermark, done = await _page(
-                pool, client, source, spec, run_id, walk, watermark, result
-            )
-            if done:
+            try:
+                fetched = await task
+            finally:
+                _merge(result.http, stats)
+            prefetch = None
+            if not fetched.done:
+                stats = RequestStats()
+                task = prefetch = asyncio.create_task(
+                    _fetch(client, source, spec, fetched.walk, stats)
+                )
+            watermark = await _commit(pool, source, spec, run_id, fetched, watermark, result)
+            if fetched.done:
                 break
+            shutdown.check()
         result.outcome, result.watermark = "succeeded", watermark
     except shutdown.Interrupted:
         result.outcome, result.error = "interrupted", "stopped by a signal; resumes next run"
@@ -287,7 +301,20 @@ async def _sync_stream(
         result.outcome, result.error = "interrupted", "cancelled"
         raise
     finally:
+        if prefetch is not None:  # a page requested but not needed any more
+            prefetch.cancel()
+            await asyncio.gather(prefetch, return_exceptions=True)
+            _merge(result.http, stats)
         await asyncio.shield(_finish_stream(pool, run_id, result))
+
+
+def _merge(total: RequestStats, part: RequestStats) -> None:
+    total.requests += part.requests
+    total.retries += part.retries
+    total.rate_limited += part.rate_limited
+    total.waited_s += part.waited_s
+    part.requests = part.retries = part.rate_limited = 0
+    part.waited_s = 0.0
 
 
 async def _finish_stream(pool: Any, run_id: int, result: StreamResult) -> None:
@@ -303,23 +330,26 @@ async def _finish_stream(pool: Any, run_id: int, result: StreamResult) -> None:
         )
 
 
-async def _page(
-    pool: Any,
-    client: ApiClient,
-    source: MocoSourceSettings,
-    spec: StreamSpec,
-    run_id: int,
-    walk: Walk,
-    watermark: datetime | None,
-    result: StreamResult,
-) -> tuple[Walk, datetime | None, bool]:
-    """Fetch and store the walk's next page; the new walk, watermark, and whether it ended."""
-    page = walk.page
+@dataclass(frozen=True)
+class _Fetched:
+    """One page, parsed, with the walk as it stands once the page is stored."""
+
+    page: int
+    rows: list[Any]
+    rejected: list[Any]
+    walk: Walk
+    done: bool
+    requests: int
+
+
+async def _fetch(
+    client: ApiClient, source: MocoSourceSettings, spec: StreamSpec, walk: Walk, stats: RequestStats
+) -> _Fetched:
+    """Request and parse the walk's next page (no database work)."""
     params = moco.page_params(
-        spec, page=page, per_page=source.per_page, updated_after=walk.lower_bound
+        spec, page=walk.page, per_page=source.per_page, updated_after=walk.lower_bound
     )
-    requests_before = result.http.requests
-    response = await client.get(f"{source.base_url}{spec.path}", params, stats=result.http)
+    response = await client.get(f"{source.base_url}{spec.path}", params, stats=stats)
     items = response.json()
     if not isinstance(items, list):
         raise MalformedResponseError(
@@ -329,14 +359,27 @@ async def _page(
     rows, rejected = split_records(items, spec)
     has_next = bool(items) and moco.has_next(response.headers.get("Link"))
     served_at = parse_http_date(response.headers.get("Date")) or datetime.now(UTC)
-    walk = walk.after_page(
+    after = walk.after_page(
         served_at=served_at,
         total=_int_header(response.headers.get("X-Total")),
         updated_ats=[r.updated_at for r in rows],
         has_next=has_next,
     )
-    done = not has_next
-    if done:
+    return _Fetched(walk.page, rows, rejected, after, not has_next, stats.requests)
+
+
+async def _commit(
+    pool: Any,
+    source: MocoSourceSettings,
+    spec: StreamSpec,
+    run_id: int,
+    fetched: _Fetched,
+    watermark: datetime | None,
+    result: StreamResult,
+) -> datetime | None:
+    """Store a page with the stream's new position in one transaction; the new watermark."""
+    rows, rejected, walk = fetched.rows, fetched.rejected, fetched.walk
+    if fetched.done:
         watermark = walk.watermark(watermark)
     async with pool.acquire() as conn:
         upserted = await pages.commit_page(
@@ -350,13 +393,13 @@ async def _page(
                 run_id=run_id,
                 rows=rows,
                 rejected=rejected,
-                requests=result.http.requests - requests_before,
-                walk=None if done else walk,
+                requests=fetched.requests,
+                walk=None if fetched.done else walk,
                 watermark=watermark,
             ),
         )
     result.pages += 1
-    result.committed_requests = result.http.requests
+    result.committed_requests += fetched.requests
     result.records += len(rows) + len(rejected)
     result.upserted += upserted
     result.rejected += len(rejected)
@@ -364,7 +407,7 @@ async def _page(
         "%s.%s: page %d, %d records, %d changed, %d rejected",
         source.name,
         spec.name,
-        page,
+        fetched.page,
         len(rows) + len(rejected),
         upserted,
         len(rejected),
@@ -375,7 +418,7 @@ async def _page(
             "%s.%s: rejected a record: %s", source.name, spec.name, r.reason,
             extra=_ids(run_id, source.name, spec.name),
         )  # fmt: skip
-    return walk, watermark, done
+    return watermark
 
 
 def _ids(run_id: int, source: str, stream: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any
 
@@ -210,3 +211,33 @@ async def test_a_second_concurrent_sync_of_the_same_source_is_refused(
         with pytest.raises(FatalError, match="another sync"):
             await sync(pool, sandbox)
         await conn.execute("select pg_advisory_unlock($1, hashtext('moco'))", RUN_LOCK_CLASS)
+
+
+async def test_every_request_is_counted_once_with_the_next_page_requested_during_commits(
+    pool: Any, sandbox: RunningSandbox, moco: MocoSandbox
+) -> None:
+    """Pages are fetched one ahead of the commits; a stop discards the page fetched ahead,
+    and its request is still counted in the stream's bookkeeping."""
+    from syncer import shutdown
+
+    moco.settings = replace(moco.settings, rate_limit_requests=1000, rate_limit_window_s=1.0)
+    options = {"source": {"per_page": 10, "streams": ("activities",)}}
+    task = asyncio.create_task(sync(pool, sandbox, **options))
+    try:
+        async with asyncio.timeout(30):
+            while not await pool.fetchval(
+                "select coalesce(sum(pages), 0) >= 3 from syncer.stream_runs"
+            ):
+                await asyncio.sleep(0.005)
+        shutdown.request()
+        interrupted = await task
+    finally:
+        shutdown.reset()
+    assert [s.outcome for s in interrupted.streams] == ["interrupted"]
+    recorded = await pool.fetchval("select sum(requests) from syncer.stream_runs")
+    assert recorded == len(moco.requests) == interrupted.http.requests
+    finished = await sync(pool, sandbox, **options)
+    assert finished.ok, finished.errors
+    recorded = await pool.fetchval("select sum(requests) from syncer.stream_runs")
+    assert recorded == len(moco.requests)
+    assert await table_contents(pool, "activities") == source_contents(moco, "activities")
