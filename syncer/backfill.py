@@ -47,13 +47,14 @@ from syncer.pipeline import limiter_for
 from syncer.sources import moco
 from syncer.sources.base import Rejected, Row, StreamSpec, parse_http_date, split_records
 from syncer.sources.walk import STEP_OVERLAP, Walk
+from syncer.store import locks
 from syncer.store.pages import upsert_rows
 from syncer.store.tables import MOCO_SCHEMA
 
 log = logging.getLogger(__name__)
 
 # Not the sync's RUN_LOCK_CLASS: a backfill and the incremental sync never wait for each other.
-BACKFILL_LOCK_CLASS = 7_233_912
+BACKFILL_LOCK_CLASS = locks.BACKFILL
 
 MAX_WINDOWS = 100_000  # a plan larger than this is a typo in --window, not a wish
 MAX_REREADS = 3  # a window whose pocket keeps changing while read is read again this often
@@ -354,6 +355,7 @@ class _WindowReader:
         state: "more" pages to read, "done", or "reread" (the walk starts over a query)."""
         result = self.result
         before = result.http.requests
+        requested_at = datetime.now(UTC)
         response, items = await self._fetch(walk)
         rows, rejected = split_records(items, self.spec)
         has_next = bool(items) and moco.has_next(response.headers.get("Link"))
@@ -386,6 +388,7 @@ class _WindowReader:
             requests=result.http.requests - before,
             walk=None if done else walk,
             done=done,
+            requested_at=requested_at,
         )
         result.pages += 1
         result.records += len(rows) + len(rejected)
@@ -439,6 +442,7 @@ class _WindowReader:
         requests: int,
         walk: Walk | None,
         done: bool,
+        requested_at: datetime,
     ) -> int:
         """One transaction: the page's rows and rejects, and the window's position (or done)."""
         walk_json = orjson.dumps(walk.to_json()).decode() if walk is not None else None
@@ -448,8 +452,9 @@ class _WindowReader:
                     upserted = 0
                     if rows:
                         upserted = await upsert_rows(
-                            conn, MOCO_SCHEMA, self.spec.name, rows, self.spec.volatile
-                        )
+                            conn, MOCO_SCHEMA, self.spec.name, rows, self.spec.volatile,
+                            requested_at=requested_at,
+                        )  # fmt: skip
                     if rejected:
                         await _reject(conn, self.result, rejected)
                     await conn.execute(

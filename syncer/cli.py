@@ -29,6 +29,7 @@ from syncer.config import Settings, load_settings, settings_without_file
 from syncer.errors import EXIT_FAILED, EXIT_OK, ConfigError, SyncerError
 from syncer.pipeline import SyncResult, shared_limiter_for, sync_source
 from syncer.store import database
+from syncer.sweep import SweepResult, sweep_source, sweepable
 
 log = logging.getLogger("syncer")
 
@@ -80,6 +81,21 @@ async def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
             limiter=shared_limiter_for(rt.pool, source),
         )
     print_sync_result(result)
+    if not result.ok:
+        for error in result.errors:
+            print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+async def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
+    source = sweepable(settings, args.source, args.stream)
+    async with runtime(settings, pool_size=source.concurrency + 2) as rt:
+        result = await sweep_source(
+            rt.pool, rt.session, source, streams=args.stream, command=args.command_line,
+            limiter=shared_limiter_for(rt.pool, source),
+        )  # fmt: skip
+    print_sweep_result(result)
     if not result.ok:
         for error in result.errors:
             print(f"error: {error}", file=sys.stderr)
@@ -182,6 +198,16 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
         async with serving_health(port=args.metrics_port, ready=lambda: True):
             return await run_daemon(daemon, once=False)
+
+
+async def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer.webhooks import serve_webhooks, webhook_config
+
+    config = webhook_config(settings, os.environ)  # before migrating: a missing key is exit 2
+    async with runtime(settings, pool_size=10) as rt:
+        return await serve_webhooks(
+            rt.pool, config, host=args.host, port=args.port, metrics_port=args.metrics_port
+        )
 
 
 async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -423,6 +449,29 @@ def print_sync_result(result: SyncResult) -> None:
     )
 
 
+def print_sweep_result(result: SweepResult) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"sweep {result.source} (run {result.run_id})")
+    columns = ("stream", "outcome", "checked", "requests", "deleted", "restored", "withheld")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("stream", "outcome") else "right")
+    for s in result.streams:
+        table.add_row(
+            f"{result.source}.{s.stream}", s.outcome, str(s.checked), str(s.http.requests),
+            str(s.deleted), str(s.restored), str(s.withheld),
+        )  # fmt: skip
+    console = _console()
+    console.print(table)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    http = result.http
+    console.print(
+        f"{http.requests} requests ({http.retries} retried, {http.rate_limited} answered 429), "
+        f"{http.waited_s:.1f}s waiting for the rate limit, {result.elapsed_s:.1f}s in all"
+    )
+
+
 # --- parsing -----------------------------------------------------------------------------------
 
 
@@ -532,6 +581,21 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     backfill.set_defaults(handler=cmd_backfill)
 
+    sweep = commands.add_parser(
+        "sweep",
+        parents=[common],
+        help="mark records deleted at a MOCO source (MOCO lists no deletions)",
+    )
+    sweep.add_argument("source", help="a MOCO source configured under [sources]")
+    sweep.add_argument(
+        "--stream",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this stream (repeatable)",
+    )
+    sweep.set_defaults(handler=cmd_sweep)
+
     run = commands.add_parser(
         "run", parents=[common], help="the daemon: run the jobs of schedules.toml on schedule"
     )
@@ -544,6 +608,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve /healthz and /metrics on 127.0.0.1:N (env: SYNCER_METRICS_PORT)",
     )
     run.set_defaults(handler=cmd_run)
+
+    webhooks = commands.add_parser(
+        "webhooks", parents=[common], help="receive MOCO's signed webhooks (see `webhooks serve`)"
+    )
+    actions = webhooks.add_subparsers(dest="action", required=True, metavar="ACTION")
+    serve = actions.add_parser(
+        "serve",
+        parents=[common],
+        help="apply MOCO's signed webhooks to the warehouse as they arrive, until SIGTERM",
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=_env_int("SYNCER_WEBHOOK_PORT") or 8088,
+        metavar="N",
+        help="port to listen on (env: SYNCER_WEBHOOK_PORT; default 8088)",
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=_env_int("SYNCER_METRICS_PORT"),
+        metavar="N",
+        help="serve /healthz and /metrics on 127.0.0.1:N (env: SYNCER_METRICS_PORT)",
+    )
+    serve.set_defaults(handler=cmd_webhooks)
 
     migrate = commands.add_parser(
         "migrate", parents=[common], help="bring the database schema to the newest migration"
@@ -577,6 +669,8 @@ def _secrets(settings: Settings) -> list[str]:
     values = [settings.database.url.value] if settings.database.url else []
     for source in settings.sources.values():
         values.append(source.token.value if source.type == "moca" else source.api_key.value)
+        if source.type == "moco" and source.webhook_secret_env:  # read only when serving hooks
+            values.append(os.environ.get(source.webhook_secret_env, ""))
     for destination in settings.destinations.values():
         values += [destination.api_key.value, destination.workspace_id.value]
     return values
@@ -592,8 +686,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = shlex.join(["syncer", *argv])
     from syncer.logs import configure_logging
 
-    # The daemon reports each job at INFO; other commands print their own summary.
-    verbose = args.verbose or args.command == "run"
+    # The daemon reports each job, the webhook server each delivery, at INFO; other commands
+    # print their own summary.
+    verbose = args.verbose or args.command in ("run", "webhooks")
     configure_logging(args.log_format, verbose, secrets=())
     handler: Handler = args.handler
     try:

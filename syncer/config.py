@@ -27,11 +27,15 @@ Keys (required unless a default is given; durations are strings like ``"90s"``, 
     timeout = "30s"                 # per request, > 0 (default 30s)
     max_attempts = 8                # per request, >= 1 (default 8)
     concurrency = 4                 # streams in flight at once, 1..16 (default 4)
+    deletion_guard = 0.2            # `syncer sweep`: a sweep finding more than this share of
+                                    # a stream missing marks none deleted, 0 < x <= 1 (0.2)
+    webhook_secret_env = "MOCO_WEBHOOK_SECRET"   # optional: variable holding MOCO's webhook
+                                    # signature key; read only by `syncer webhooks serve`
 
     [[jobs]]                        # for `syncer run`
     id = "moco-every-15-min"        # unique, [A-Za-z0-9_.-]+; the job's identity in the database
     run = "sync moco"               # a syncer command line without the program name;
-                                    # starts with sync, backfill or load
+                                    # starts with sync, backfill, load or sweep
     every = "15m"                   # either every (duration > 0) ...
     cron = "*/15 * * * *"           # ... or cron (5 fields), not both
     timezone = "Europe/Berlin"      # for cron (default "UTC")
@@ -139,7 +143,7 @@ MOCA_METRICS: tuple[str, ...] = (
     "geolocations",
 )
 
-JOB_COMMANDS: tuple[str, ...] = ("sync", "backfill", "load")
+JOB_COMMANDS: tuple[str, ...] = ("sync", "backfill", "load", "sweep")
 
 
 # --- settings ----------------------------------------------------------------------------------
@@ -183,6 +187,8 @@ class MocoSourceSettings:
     timeout_s: float = 30.0
     max_attempts: int = 8
     concurrency: int = 4
+    deletion_guard: float = 0.2  # a sweep missing more than this share of a stream deletes nothing
+    webhook_secret_env: str | None = None  # resolved by `syncer webhooks serve` only
     type: Literal["moco"] = "moco"
 
 
@@ -394,6 +400,13 @@ _MOCO_KEYS = (
     Key("timeout", duration(positive=True), default=30.0, attr="timeout_s"),
     Key("max_attempts", integer(1), default=8),
     Key("concurrency", integer(1, 16), default=4),
+    Key("deletion_guard", share, default=0.2),
+    Key(
+        "webhook_secret_env",
+        env_name,
+        default=None,
+        secret_hint=("{NAME}_WEBHOOK_SECRET", "webhook signature key"),
+    ),
 )
 
 

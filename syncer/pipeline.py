@@ -30,12 +30,12 @@ from syncer.scan import sync_stream as sync_scanned
 from syncer.sources import moca, moco
 from syncer.sources.base import StreamSpec, parse_http_date, split_records
 from syncer.sources.walk import Walk
-from syncer.store import pages, runs
+from syncer.store import locks, pages, runs
 from syncer.store.tables import MOCO_SCHEMA
 
 log = logging.getLogger(__name__)
 
-RUN_LOCK_CLASS = 7_233_911
+RUN_LOCK_CLASS = locks.SYNC
 
 
 @dataclass
@@ -340,6 +340,7 @@ class _Fetched:
     walk: Walk
     done: bool
     requests: int
+    requested_at: datetime  # the source served the page no earlier than this
 
 
 async def _fetch(
@@ -349,6 +350,7 @@ async def _fetch(
     params = moco.page_params(
         spec, page=walk.page, per_page=source.per_page, updated_after=walk.lower_bound
     )
+    requested_at = datetime.now(UTC)
     response = await client.get(f"{source.base_url}{spec.path}", params, stats=stats)
     items = response.json()
     if not isinstance(items, list):
@@ -365,7 +367,7 @@ async def _fetch(
         updated_ats=[r.updated_at for r in rows],
         has_next=has_next,
     )
-    return _Fetched(walk.page, rows, rejected, after, not has_next, stats.requests)
+    return _Fetched(walk.page, rows, rejected, after, not has_next, stats.requests, requested_at)
 
 
 async def _commit(
@@ -396,6 +398,7 @@ async def _commit(
                 requests=fetched.requests,
                 walk=None if fetched.done else walk,
                 watermark=watermark,
+                requested_at=fetched.requested_at,
             ),
         )
     result.pages += 1

@@ -26,6 +26,7 @@ from typing import Any
 
 from syncer import shutdown
 from syncer.config import MocaSourceSettings
+from syncer.deletions import guard_warning
 from syncer.errors import FatalError
 from syncer.http.client import ApiClient, RequestStats
 from syncer.sources import moca
@@ -151,13 +152,14 @@ async def _deletions(
     missing = sorted(live - seen)
     if not missing:
         return
-    if len(missing) > ctx.source.deletion_guard * len(live):
-        result.warning = (
-            f"{len(missing)} of {len(live)} {stream.name} ({len(missing) / len(live):.0%}) are "
-            f"missing from the scan, more than deletion_guard = {ctx.source.deletion_guard:g}; "
-            f"none were marked deleted. If they really were deleted, raise deletion_guard for "
-            f"one run (or run with --full-refresh after checking the source)"
-        )
+    warning = guard_warning(
+        stream.name, len(missing), len(live), ctx.source.deletion_guard,
+        missing_from="the scan",
+        advice="If they really were deleted, raise deletion_guard for one run "
+        "(or run with --full-refresh after checking the source)",
+    )  # fmt: skip
+    if warning is not None:
+        result.warning = warning
         log.warning("%s.%s: %s", ctx.source.name, stream.name, result.warning)
         return
     gone: list[str] = []

@@ -1,7 +1,7 @@
 """The daemon: the jobs of ``schedules.toml`` on APScheduler 3.11's asyncio scheduler.
 
-- A job is a syncer command line (``sync moco``, ``load moengage``, ``backfill …``) run in this
-  process on the daemon's one pool and one HTTP session.
+- A job is a syncer command line (``sync moco``, ``load moengage``, ``backfill …``,
+  ``sweep moco``) run in this process on the daemon's one pool and one HTTP session.
 - A job never overlaps itself, here or in another replica: it runs only while holding a
   PostgreSQL advisory lock on its own connection; a replica that dies drops the connection and
   with it the lock, and another replica runs the job at its next tick.
@@ -32,10 +32,11 @@ import aiohttp
 from syncer import observability, shutdown
 from syncer.config import JobSettings, Settings
 from syncer.errors import EXIT_FAILED, EXIT_OK, ConfigError, SyncerError
+from syncer.store import locks
 
 log = logging.getLogger(__name__)
 
-JOB_LOCK_CLASS = 7_233_913
+JOB_LOCK_CLASS = locks.JOB
 SHUTDOWN_GRACE_S = 8.0
 MISFIRE_GRACE_S = 300  # a tick late by up to this much still runs
 
@@ -129,7 +130,24 @@ class Daemon:
             if loaded.outcome == "interrupted":
                 raise shutdown.Interrupted()
             return JobOutcome(job.id, loaded.outcome, loaded.error)
+        if args.command == "sweep":
+            return await self._sweep(job, args, command)
         return await self._backfill(job, args, command)
+
+    async def _sweep(self, job: JobSettings, args: argparse.Namespace, command: str) -> JobOutcome:
+        from syncer.pipeline import shared_limiter_for
+        from syncer.sweep import sweep_source, sweepable
+
+        source = sweepable(self.settings, args.source, args.stream)
+        result = await sweep_source(
+            self.pool, self.session, source, streams=args.stream, command=command,
+            limiter=shared_limiter_for(self.pool, source),
+        )  # fmt: skip
+        _metrics_sync(result, job.id)  # a stream's deletions count as its rows changed
+        if result.outcome_interrupted:
+            raise shutdown.Interrupted()
+        return JobOutcome(job.id, "succeeded" if result.ok else "failed",
+                          "; ".join(result.errors) or None)  # fmt: skip
 
     async def _backfill(
         self, job: JobSettings, args: argparse.Namespace, command: str
@@ -154,8 +172,10 @@ def parse_job(job: JobSettings) -> argparse.Namespace:
             f'jobs ({job.id}).run: "{job.run}" is not a valid syncer command line; '
             "try it by hand as `syncer " + job.run + "`"
         ) from None
-    if args.command not in ("sync", "load", "backfill"):
-        raise ConfigError(f'jobs ({job.id}).run: "{job.run}" must be a sync, load or backfill')
+    if args.command not in ("sync", "load", "backfill", "sweep"):
+        raise ConfigError(
+            f'jobs ({job.id}).run: "{job.run}" must be a sync, load, backfill or sweep'
+        )
     return args
 
 
@@ -173,7 +193,11 @@ def check_jobs(settings: Settings) -> None:
     for job in settings.jobs:
         try:
             args = parse_job(job)
-            if args.command in ("sync", "backfill"):
+            if args.command == "sweep":
+                from syncer.sweep import sweepable
+
+                sweepable(settings, args.source, args.stream)
+            elif args.command in ("sync", "backfill"):
                 settings.source(args.source)
             else:
                 settings.destination(args.destination)

@@ -134,7 +134,7 @@ def moco_source(base_url: str, **overrides: Any) -> MocoSourceSettings:
 
 
 @pytest.fixture
-def config_file(tmp_path: Path) -> Iterator[Path]:
+def config_file(tmp_path: Path) -> Path:
     return tmp_path / "schedules.toml"
 
 

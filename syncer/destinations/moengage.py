@@ -48,7 +48,7 @@ from syncer.destinations.moengage_elements import (
 from syncer.destinations.packing import Batch, Item, Oversized, pack
 from syncer.errors import AuthError, FatalError, RequestRejectedError, UnreachableError
 from syncer.http.pacing import margin_for
-from syncer.store import loads, runs
+from syncer.store import loads, locks, runs
 from syncer.store.rate import Limit, SharedLimiter
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 MODELS = ("users", "devices", "events")
 KIND = {"users": "user", "devices": "device", "events": "event"}
 MODEL_OF = {kind: model for model, kind in KIND.items()}
-LOAD_LOCK_CLASS = 7_233_912
+LOAD_LOCK_CLASS = locks.LOAD
 CHUNK_BODIES = 20  # bodies' worth of items packed at a time; the last partial one carries over
 FETCH_ROWS = 500
 BODY_MARGIN_S = 0.25

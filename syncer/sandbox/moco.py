@@ -5,6 +5,7 @@ key auth in both header forms, `page`/`per_page` with X-Page, X-Per-Page, X-Tota
 api-pagination style Link header, the `ids`, `updated_after`, `include_archived` and
 `include_disregarded` filters, `sort_by`, a sliding-window rate limit per key that answers 429
 without Retry-After, and switchable faults. Every request lands in `MocoSandbox.requests`.
+Changes to its data are delivered as signed webhooks to registered hooks (`moco_webhooks`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from aiohttp import web
 
 from syncer.sandbox.moco_data import MOCO_STREAM_PATHS, MocoData, parse_ts
 from syncer.sandbox.moco_records import Record
+from syncer.sandbox.moco_webhooks import MocoWebhooks
 
 API_PREFIX = "/api/v1"
 
@@ -111,10 +113,13 @@ class MocoSandbox:
         self.faults = MocoFaults()
         self.requests: list[RequestRecord] = []
         self._accepted_at: dict[str, deque[float]] = {}
+        # Signed webhooks for changes to `data`, once a hook is registered (moco_webhooks).
+        self.webhooks = MocoWebhooks(self.data)
 
     def app(self) -> web.Application:
         """A fresh aiohttp app serving this account under /api/v1 (mount it anywhere)."""
         app = web.Application()
+        self.webhooks.install(app)  # /_sandbox/web_hooks, /_sandbox/changes, the sender
         # One catch-all route, so that every request (404s and 405s too) is logged and the
         # path relative to wherever the app is mounted is known.
         app.router.add_route("*", "/{tail:.*}", self._handle)

@@ -104,6 +104,9 @@ class MocoData:
         self._builder = RecordBuilder(self._rng, self._rows)
         self._revision = 0
         self._reads = 0
+        # Called as listener(stream, event, records as served, epoch ms) after each change, from
+        # the thread that made it (the webhook simulator queues them).
+        self.listeners: list[Callable[[str, str, list[Record], int], None]] = []
         wanted = {**DEFAULT_COUNTS, **(counts or {})}
         now_ms = int(now() * 1000)
         for stream in _ORDER:
@@ -159,6 +162,7 @@ class MocoData:
             field = _CHANGED_FIELD[stream]
             row[field] = f"{self._rng.choice(_EDITS)} (Rev. {self._revision})"
             row["updated_at"] = stamp
+        self._notify(stream, "update", sorted(changed, key=lambda row: int(row["id"])))
         return sorted(row["id"] for row in changed)
 
     def create(self, stream: str, n: int) -> list[int]:
@@ -173,14 +177,22 @@ class MocoData:
         finally:
             self._builder.fresh = False
         rows.extend(created)
+        self._notify(stream, "create", created)
         return [row["id"] for row in created]
 
     def delete(self, stream: str, n: int) -> list[int]:
         """Removes up to `n` random records (no tombstone, as in MOCO); returns their ids."""
         rows = self._checked(stream, n)
         gone = {row["id"] for row in self._rng.sample(rows, min(n, len(rows)))}
+        self._notify(stream, "delete", [row for row in rows if row["id"] in gone])
         rows[:] = [row for row in rows if row["id"] not in gone]
         return sorted(gone)
+
+    def _notify(self, stream: str, event: str, rows: list[Record]) -> None:
+        if self.listeners and rows:
+            served, at_ms = self.serve(stream, rows), int(self._now() * 1000)
+            for listener in list(self.listeners):
+                listener(stream, event, served, at_ms)
 
     def _checked(self, stream: str, n: int) -> list[Record]:
         if n < 0:

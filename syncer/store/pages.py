@@ -3,6 +3,12 @@
 Rows are loaded with COPY into a temporary staging table and upserted from there with one
 ``INSERT … ON CONFLICT``: never row by row. A row is rewritten only when its data changed, and
 never replaced by an older version of itself.
+
+A row marked deleted (``_deleted_at``: by a delete webhook, the MOCO sweep or a MOCA scan) is
+brought back only by a page requested *after* that time: a page read just before a deletion
+and committed just after it must not resurrect the record. Pages carry the time their request
+began (the source served them no earlier); the sweep marks a deletion at the time the answer
+showing it came in, and a delete webhook at MOCO's event time.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ class PageCommit:
     requests: int
     walk: Walk | None  # the walk to resume from; None once the walk is complete
     watermark: datetime | None  # the stream's watermark after this page
+    requested_at: datetime | None = None  # when the page's request began
 
 
 async def commit_page(conn: Any, page: PageCommit) -> int:
@@ -59,7 +66,14 @@ async def commit_page(conn: Any, page: PageCommit) -> int:
     upserted = 0
     async with conn.transaction():
         if page.rows:
-            upserted = await upsert_rows(conn, page.schema, page.table, page.rows, page.volatile)
+            upserted = await upsert_rows(
+                conn,
+                page.schema,
+                page.table,
+                page.rows,
+                page.volatile,
+                requested_at=page.requested_at,
+            )
         if page.rejected:
             await conn.executemany(
                 "insert into syncer.rejected_records (run_id, source, stream, reason, record)"
@@ -102,13 +116,20 @@ async def commit_page(conn: Any, page: PageCommit) -> int:
 
 
 async def upsert_rows(
-    conn: Any, schema: str, table: str, rows: list[Row], volatile: tuple[str, ...]
+    conn: Any,
+    schema: str,
+    table: str,
+    rows: list[Row],
+    volatile: tuple[str, ...],
+    *,
+    requested_at: datetime | None = None,
 ) -> int:
     """Upsert ``rows`` into ``schema.table`` through the COPY stage; the rows inserted or changed.
 
     Only changed rows are rewritten (``volatile`` keys ignored when comparing), and a row is
-    never replaced by an older version of itself. Call it inside a transaction: the stage is
-    emptied on commit.
+    never replaced by an older version of itself. A row marked deleted is restored only if
+    ``requested_at`` is later than the mark (unknown ``requested_at``: restored). Call it inside a
+    transaction: the stage is emptied on commit.
     """
     await conn.execute(
         f"create temp table if not exists {STAGE}"
@@ -130,12 +151,16 @@ async def upsert_rows(
             updated_at = excluded.updated_at,
             data = excluded.data,
             _synced_at = excluded._synced_at,
-            _deleted_at = null
+            _deleted_at = case when $2::timestamptz > t._deleted_at then null
+                               when $2::timestamptz is null then null
+                               else t._deleted_at end
         where ((t.data - $1::text[]) is distinct from (excluded.data - $1::text[])
-               or t._deleted_at is not null)
+               or (t._deleted_at is not null
+                   and ($2::timestamptz is null or $2::timestamptz > t._deleted_at)))
           and (t.updated_at is null or excluded.updated_at is null
                or excluded.updated_at >= t.updated_at)
         """,
         list(volatile),
+        requested_at,
     )
     return int(status.rsplit(" ", 1)[-1])

@@ -1,0 +1,13 @@
+"""Advisory lock classes: one per kind of exclusive work, all in one place so none collide.
+
+Each lock is ``(class, hashtext(name))``, session-level, taken with ``pg_try_advisory_lock``
+by the work that must not run twice at once against one database.
+"""
+
+from __future__ import annotations
+
+SYNC = 7_233_911  # name: the source; one sync of a source at a time
+LOAD = 7_233_912  # name: the destination; one load of a destination at a time
+JOB = 7_233_913  # name: the job id; one run of a daemon job across replicas
+SWEEP = 7_233_914  # name: the source; one deletion sweep of a source at a time
+BACKFILL = 7_233_915  # name: "source.stream"; one backfill of a stream at a time

@@ -1,0 +1,371 @@
+"""The MOCO deletion sweep: records deleted at the source get ``_deleted_at`` in the warehouse.
+
+MOCO has no tombstones (contracts/moco.md §4): a deleted record drops out of every list, so an
+incremental sync never learns of it. The sweep asks MOCO, per stream, which of the ids the
+warehouse holds still exist: MOCO's ``ids`` filter with 100 ids per request, plus the
+parameters the sync sends (``include_archived``, ``include_disregarded``: archived is not
+deleted). MOCO serves 100 records per page, so one answer lists exactly the ids of the chunk
+that still exist, and a sweep costs one request per 100 rows. (Asking first for ``X-Total``
+with ``per_page=1`` and paging only the chunks that fall short would cost that much plus one
+request per chunk with a deletion.)
+
+- Ids of live rows missing from the answers are deleted: marked ``_deleted_at = now()``,
+  never removed. Unless more than ``deletion_guard`` of the stream's live rows are missing at
+  once (a key that lost access looks the same, see ``deletions.py``): then none is marked and
+  the stream run carries a warning.
+- Rows marked deleted are asked about too, and those the source lists again are restored
+  (stored as served now, ``_deleted_at`` null). A sync restores a row whenever it reads the
+  record again (``store/pages.py`` clears ``_deleted_at`` on upsert), but a record that comes
+  back unchanged is older than the watermark, and only the sweep sees it.
+- A server that answers more than the ids asked for does not honour the filter: the stream
+  fails rather than take most of it for deleted. A server that pages fewer than 100 records
+  gets chunks of its page size, so no answer ever needs a second page (offset paging over a
+  set that changes could skip a record, which would look deleted).
+- Marks are written per stream in one transaction once the whole stream was checked (the
+  guard needs the whole picture): a sweep interrupted in a stream marks nothing there, and the
+  next one checks it again.
+- One sweep per source at a time (an advisory lock of its own); syncs run beside it. A sync's
+  page requested before a deletion was seen and committed after the mark does not clear it:
+  rows are restored only by pages requested after the mark (``store/pages.py``). The sweep
+  spends from the credential's rate limit, shared with the syncs.
+- Bookkeeping: a run of kind ``sweep`` in ``syncer.runs``; per stream a ``stream_runs`` row
+  with ``records`` = ids checked, ``deleted`` = rows marked, ``upserted`` = rows restored,
+  ``requests`` and ``warning``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from syncer import shutdown
+from syncer.config import MocoSourceSettings, Settings
+from syncer.deletions import guard_warning
+from syncer.errors import ConfigError, FatalError, MalformedResponseError, SyncerError
+from syncer.http.client import ApiClient, RequestStats
+from syncer.http.pacing import Limiter
+from syncer.pipeline import limiter_for
+from syncer.sources import moco
+from syncer.sources.base import Row, StreamSpec, split_records
+from syncer.store import locks, runs, sweeps
+
+log = logging.getLogger(__name__)
+
+CHUNK = 100  # ids per request: one MOCO page holds 100 records
+SWEEP_LOCK_CLASS = locks.SWEEP
+
+
+@dataclass
+class StreamSweep:
+    stream: str
+    outcome: str = "running"
+    error: str | None = None
+    error_kind: str | None = None  # the error's class: streams failing alike are reported once
+    checked: int = 0  # ids asked about (live and deleted rows)
+    present: int = 0  # of those, listed by the source
+    deleted: int = 0  # rows marked deleted
+    restored: int = 0  # rows marked deleted that the source lists again
+    withheld: int = 0  # missing ids the guard kept from being marked
+    warning: str | None = None
+    http: RequestStats = field(default_factory=RequestStats)
+
+    # What the daemon's metrics count per stream (observability.record_sync): records read,
+    # rows written, records rejected.
+    @property
+    def records(self) -> int:
+        return self.present
+
+    @property
+    def upserted(self) -> int:
+        return self.restored
+
+    @property
+    def rejected(self) -> int:
+        return 0
+
+
+@dataclass
+class SweepResult:
+    run_id: int
+    source: str
+    streams: list[StreamSweep]
+    elapsed_s: float
+    http: RequestStats
+
+    @property
+    def ok(self) -> bool:
+        return all(s.outcome == "succeeded" for s in self.streams)
+
+    @property
+    def outcome_interrupted(self) -> bool:
+        return any(s.outcome == "interrupted" for s in self.streams)
+
+    @property
+    def errors(self) -> list[str]:
+        """One line per kind of failure: a wrong key fails every stream alike."""
+        kinds: dict[str, list[StreamSweep]] = {}
+        for s in self.streams:
+            if s.error:
+                kinds.setdefault(s.error_kind or s.error, []).append(s)
+        lines = []
+        for failed in kinds.values():
+            more = f" (and {len(failed) - 1} more streams alike)" if len(failed) > 1 else ""
+            lines.append(f"{self.source}.{failed[0].stream}: {failed[0].error}{more}")
+        return lines
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f"{self.source}.{s.stream}: {s.warning}" for s in self.streams if s.warning]
+
+
+# --- the pure part -----------------------------------------------------------------------------
+
+
+def ids_params(spec: StreamSpec, chunk: Sequence[int]) -> dict[str, str]:
+    """The query asking which of ``chunk`` exist, with the sync's fixed parameters."""
+    return {
+        **spec.params,
+        "ids": ",".join(str(i) for i in chunk),
+        "page": "1",
+        "per_page": str(len(chunk)),
+    }
+
+
+@dataclass(frozen=True)
+class Decision:
+    gone: list[int]  # live rows to mark deleted
+    back: list[int]  # deleted rows the source lists again
+    missing: int  # live rows the source no longer lists (gone, unless withheld)
+    warning: str | None  # why the missing ones are not marked
+
+
+def decide(
+    stream: str,
+    live: Collection[int],
+    deleted: Collection[int],
+    present: Collection[int],
+    guard: float,
+) -> Decision:
+    """What a complete check of a stream changes, with the deletion guard applied."""
+    found = set(present)
+    missing = sorted(set(live) - found)
+    back = sorted(found & set(deleted))
+    warning = guard_warning(
+        stream, len(missing), len(live), guard,
+        missing_from="the source",
+        advice="If they really were deleted, raise deletion_guard for one sweep and run it "
+        "again; otherwise check that the key still sees every record",
+    )  # fmt: skip
+    return Decision([] if warning else missing, back, len(missing), warning)
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def sweepable(settings: Settings, name: str, streams: Sequence[str] = ()) -> MocoSourceSettings:
+    """The MOCO source ``name``; ConfigError if it is none or ``streams`` are not its own."""
+    source = settings.source(name)
+    if not isinstance(source, MocoSourceSettings):
+        raise ConfigError(
+            f"sweep: {name!r} is a {source.type} source; MOCA syncs scan every stream in full "
+            "and confirm each missing record there, so there is nothing to sweep. "
+            "Sweep a MOCO source, e.g. `syncer sweep moco`"
+        )
+    unknown = [s for s in streams if s not in source.streams]
+    if unknown:
+        raise ConfigError(
+            f"--stream {unknown[0]}: not a stream of source {source.name!r}; "
+            f"choose from {', '.join(source.streams)}"
+        )
+    return source
+
+
+async def sweep_source(
+    pool: Any,
+    session: aiohttp.ClientSession,
+    source: MocoSourceSettings,
+    *,
+    streams: Sequence[str] = (),
+    command: str = "sweep",
+    limiter: Limiter | None = None,
+    backoff_base_s: float = 1.0,
+) -> SweepResult:
+    """Check every stored id of ``source`` (its streams, or ``streams``) and mark deletions."""
+    names = list(streams) or list(source.streams)
+    client = ApiClient(
+        session,
+        moco.credential(source.api_key.value, source.api_key.env),
+        limiter or limiter_for(source),
+        timeout_s=source.timeout_s,
+        max_attempts=source.max_attempts,
+        backoff_base_s=backoff_base_s,
+    )
+    started = time.monotonic()
+    results = [StreamSweep(name) for name in names]
+    async with pool.acquire() as lock_conn:
+        locked = await lock_conn.fetchval(
+            "select pg_try_advisory_lock($1, hashtext($2))", SWEEP_LOCK_CLASS, source.name
+        )
+        if not locked:
+            raise FatalError(
+                f"a sweep of {source.name!r} is running against this database; "
+                "wait for it to finish (see `syncer status`)"
+            )
+        try:
+            run_id = await runs.start_run(
+                lock_conn, kind="sweep", source=source.name, command=command
+            )
+            await runs.mark_interrupted(lock_conn, source.name, run_id)
+            outcome, error = "failed", "the run was cancelled"
+            try:
+                gate = asyncio.Semaphore(source.concurrency)
+
+                async def one(result: StreamSweep) -> None:
+                    async with gate:
+                        spec = moco.STREAMS[result.stream]
+                        await _sweep_stream(pool, client, source, spec, run_id, result)
+
+                await asyncio.gather(*(one(r) for r in results))
+                stopped = any(r.outcome == "interrupted" for r in results)
+                ok = all(r.outcome == "succeeded" for r in results)
+                outcome = "succeeded" if ok else "interrupted" if stopped else "failed"
+                error = "; ".join(f"{r.stream}: {r.error}" for r in results if r.error)
+            except asyncio.CancelledError:
+                outcome, error = "interrupted", "stopped by a signal before it finished"
+                raise
+            finally:
+                await asyncio.shield(runs.finish_run(lock_conn, run_id, outcome, error or None))
+        finally:
+            await lock_conn.execute(
+                "select pg_advisory_unlock($1, hashtext($2))", SWEEP_LOCK_CLASS, source.name
+            )
+    return SweepResult(run_id, source.name, results, time.monotonic() - started, client.stats)
+
+
+async def _sweep_stream(
+    pool: Any,
+    client: ApiClient,
+    source: MocoSourceSettings,
+    spec: StreamSpec,
+    run_id: int,
+    result: StreamSweep,
+) -> None:
+    async with pool.acquire() as conn:
+        await runs.start_stream_run(conn, run_id, spec.name, None)
+        local = await sweeps.local_ids(conn, spec.name)
+    try:
+        checker = _Checker(client, f"{source.base_url}{spec.path}", spec, result.http)
+        present: set[int] = set()
+        back: list[Row] = []
+        ids = sorted(local.live | local.deleted)
+        done = 0
+        while done < len(ids):
+            shutdown.check()
+            chunk = ids[done : done + checker.size]
+            rows = await checker.check(chunk)
+            if rows is None:  # more than the server serves a page: again, in smaller chunks
+                continue
+            present.update(r.id for r in rows)
+            back += [r for r in rows if r.id in local.deleted]
+            done += len(chunk)
+            result.checked = done
+        decision = decide(spec.name, local.live, local.deleted, present, source.deletion_guard)
+        result.present = len(present)
+        if decision.warning:
+            result.warning, result.withheld = decision.warning, decision.missing
+            log.warning("%s.%s: %s", source.name, spec.name, decision.warning)
+        async with pool.acquire() as conn:
+            result.deleted, result.restored = await sweeps.commit(
+                conn,
+                sweeps.SweepCommit(
+                    table=spec.name,
+                    volatile=spec.volatile,
+                    run_id=run_id,
+                    gone=decision.gone,
+                    back=back,  # exactly decision.back, with their records
+                    checked=result.checked,
+                    first_requested_at=checker.first_requested_at,
+                    last_answered_at=checker.last_answered_at,
+                ),
+            )
+        result.outcome = "succeeded"
+        log.info(
+            "%s.%s: %d ids checked in %d requests, %d deleted, %d restored",
+            source.name, spec.name, result.checked, result.http.requests, result.deleted,
+            result.restored,
+            extra={"run_id": run_id, "source": source.name, "stream": spec.name},
+        )  # fmt: skip
+    except shutdown.Interrupted:
+        result.outcome, result.error = "interrupted", "stopped by a signal; sweeps again next run"
+    except SyncerError as exc:
+        result.outcome, result.error = "failed", exc.message
+        result.error_kind = type(exc).__name__
+    except asyncio.CancelledError:
+        result.outcome, result.error = "interrupted", "cancelled"
+        raise
+    finally:
+        await asyncio.shield(_finish_stream(pool, run_id, result))
+
+
+async def _finish_stream(pool: Any, run_id: int, result: StreamSweep) -> None:
+    async with pool.acquire() as conn:
+        await runs.finish_stream_run(
+            conn, run_id, result.stream, result.outcome, result.error, result.http.requests,
+            warning=result.warning,
+        )  # fmt: skip
+
+
+class _Checker:
+    """Asks a stream which ids of a chunk exist, one request per chunk."""
+
+    def __init__(self, client: ApiClient, url: str, spec: StreamSpec, stats: RequestStats):
+        self._client, self._url, self._spec, self._stats = client, url, spec, stats
+        self.size = CHUNK  # lowered to the server's page size if it serves fewer
+        self.first_requested_at: datetime | None = None  # when the first request began
+        self.last_answered_at: datetime | None = None  # when the latest answer came in
+
+    async def check(self, chunk: Sequence[int]) -> list[Row] | None:
+        """The records of ``chunk`` the source lists; None if they take more than one page
+        (then :attr:`size` is the server's page size, and the chunk is to be asked again)."""
+        self.first_requested_at = self.first_requested_at or datetime.now(UTC)
+        response = await self._client.get(
+            self._url, ids_params(self._spec, chunk), stats=self._stats
+        )
+        self.last_answered_at = datetime.now(UTC)
+        items = response.json()
+        if not isinstance(items, list):
+            raise MalformedResponseError(
+                f"{self._url} answered with a JSON {type(items).__name__}, not the list of "
+                "records MOCO's contract promises; check base_url"
+            )
+        rows, _ = split_records(items, self._spec)  # the sync records what cannot be stored
+        total = _int_header(response.headers.get("X-Total"))
+        asked = set(chunk)
+        if any(r.id not in asked for r in rows) or (total is not None and total > len(chunk)):
+            raise FatalError(
+                f"{self._url} does not honour the ids filter (asked for {len(chunk)} ids, "
+                f"it lists {total if total is not None else len(rows)} records); without it "
+                "the sweep cannot tell deleted records from the others, so none were marked"
+            )
+        more = moco.has_next(response.headers.get("Link"))
+        if not more and (total is None or total <= len(items)):
+            return rows
+        # Fewer records a page than asked for: from now on, chunks that each fit one page.
+        if not items or len(items) >= len(chunk):
+            raise MalformedResponseError(
+                f"{self._url} answered {len(items)} of {len(chunk)} records asked for by id "
+                "and says more follow; the API is misbehaving, try again later"
+            )
+        self.size = len(items)
+        return None
+
+
+def _int_header(value: str | None) -> int | None:
+    return int(value) if value is not None and value.strip().isdigit() else None
