@@ -123,7 +123,8 @@ async def run_demo(settings: Settings) -> int:
     console.print(f"  done in {time.monotonic() - started:.1f}s")
     console.print(
         f'\nLook around:  psql "{url}"\n'
-        "  e.g. select data->>'name', data->>'active' from moco.projects limit 5;"
+        "  e.g. select name, active, customer_id, budget from moco_views.projects limit 5;\n"
+        "  (moco.* and moca.* hold the records as served; moco_views.* and moca_views.* type them)"
     )
     ok = first.ok and second.ok and scanned.ok and not mismatches and loaded.ok
     return EXIT_OK if ok else EXIT_FAILED

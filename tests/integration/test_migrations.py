@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -59,3 +60,35 @@ async def test_migrating_an_up_to_date_database_again_changes_nothing(db_url: st
     finally:
         await conn.close()
     assert before == after == head
+
+
+def test_the_fast_head_check_agrees_with_alembic() -> None:
+    """``migrate`` skips Alembic when the database is at ``head_revision()``: that must be the
+    head Alembic would upgrade to (migration files named NNNN_*.py, revision "NNNN")."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from syncer.store.database import head_revision, migrations_dir
+
+    script = ScriptDirectory.from_config(Config(str(migrations_dir() / "alembic.ini")))
+    assert head_revision() == script.get_current_head()
+    for revision in script.walk_revisions():
+        assert Path(str(revision.path)).name.startswith(f"{revision.revision}_")
+
+
+async def test_an_older_schema_is_still_upgraded(db_url: str) -> None:
+    from syncer.store.database import head_revision
+
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute("drop schema moco_views cascade; drop schema moca_views cascade")
+        await conn.execute("update syncer.alembic_version set version_num = '0005'")
+        await migrate(db_url)
+        views = await conn.fetchval(
+            "select count(*) from information_schema.views where table_schema = 'moco_views'"
+        )
+        version = await conn.fetchval("select version_num from syncer.alembic_version")
+    finally:
+        await conn.close()
+    assert views == 8
+    assert version == head_revision()
