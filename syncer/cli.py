@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Seque
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import asyncpg
@@ -30,6 +30,9 @@ from syncer.errors import EXIT_FAILED, EXIT_OK, ConfigError, SyncerError
 from syncer.pipeline import SyncResult, shared_limiter_for, sync_source
 from syncer.store import database
 from syncer.sweep import SweepResult, sweep_source, sweepable
+
+if TYPE_CHECKING:
+    from syncer.store.status import Freshness, StreamStatus
 
 log = logging.getLogger("syncer")
 
@@ -221,11 +224,13 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.store.status import destination_status, stream_statuses
 
     async with runtime(settings, pool_size=2) as rt, rt.pool.acquire() as conn:
-        # Without a configured source, show the MOCO tables (what the demo fills).
-        kinds = {name: src.type for name, src in settings.sources.items()} or {"moco": "moco"}
         statuses = []
-        for name, kind in kinds.items():
-            statuses += await stream_statuses(conn, name, kind)
+        for src in settings.sources.values():
+            statuses += await stream_statuses(
+                conn, src.name, src.type, stale_after_s=src.stale_after_s, configured=src.streams
+            )
+        if not settings.sources:  # show the MOCO tables (what the demo fills)
+            statuses = await stream_statuses(conn)
         destinations = {
             name: await destination_status(conn, dest)
             for name, dest in settings.destinations.items()
@@ -239,12 +244,13 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         }
         sys.stdout.write(orjson.dumps(document).decode())
         sys.stdout.write("\n")
-        return EXIT_OK
+        return _stale_exit(args, statuses)
     from rich.table import Table
 
-    now = datetime.now(UTC)
     table = Table(title="streams")
-    for column in ("stream", "rows", "watermark", "last run", "outcome", "lag", "rejected"):
+    columns = ("stream", "rows", "watermark", "newest record", "last run", "outcome",
+               "last success", "fresh", "rejected")  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="right" if column in ("rows", "rejected") else "left")
     for s in statuses:
         outcome = s.last_run_outcome or "never run"
@@ -254,15 +260,20 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             f"{s.source}.{s.stream}",
             str(s.rows),
             _when(s.watermark),
+            _age_text(s.freshness.newest_record_age_s, "-"),
             _when(s.last_run_at),
             outcome,
-            _ago(now, s.last_success_at),
+            _age_text(s.freshness.since_success_s, "never"),
+            _fresh_text(s.freshness),
             str(s.rejected),
         )
     _console().print(table)
     for s in statuses:
         if s.last_error and s.last_run_outcome != "succeeded":
             print(f"{s.source}.{s.stream}: {s.last_error}")
+    stale = [f"{s.source}.{s.stream}" for s in statuses if s.freshness.stale]
+    if stale:
+        print(f"STALE (no successful sync within stale_after): {', '.join(stale)}")
     if jobs:
         table = Table(title="jobs")
         for column in ("job", "run", "schedule", "last run", "outcome", "next run"):
@@ -288,7 +299,20 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         for m in model_statuses:
             for example in m.examples:
                 print(f"{name}.{m.model} dead letter: {example}")
-    return EXIT_OK
+    return _stale_exit(args, statuses)
+
+
+def _stale_exit(args: argparse.Namespace, statuses: Sequence[StreamStatus]) -> int:
+    """Exit 0 after printing the status; 1 with ``--fail-if-stale`` when a stream is stale."""
+    stale = [f"{s.source}.{s.stream}" for s in statuses if s.freshness.stale]
+    if not (args.fail_if_stale and stale):
+        return EXIT_OK
+    print(
+        f"error: {len(stale)} stream(s) without a successful sync within stale_after: "
+        f"{', '.join(stale)}; run `syncer sync SOURCE` or check the daemon's jobs",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
 
 
 async def job_statuses(conn: Any, settings: Settings) -> list[dict[str, Any]]:
@@ -361,14 +385,19 @@ def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
-def _ago(now: datetime, value: datetime | None) -> str:
-    if value is None:
-        return "-"
-    seconds = int((now - value).total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
+def _age_text(seconds: float | None, missing: str) -> str:
+    from syncer.store.status import format_age
+
+    return missing if seconds is None else f"{format_age(seconds)} ago"
+
+
+def _fresh_text(freshness: Freshness) -> str:
+    """A red STALE with the threshold, "ok", or "-" for a stream the source does not sync."""
+    from syncer.store.status import format_age
+
+    if freshness.stale:
+        return f"[bold red]STALE[/] (> {format_age(freshness.stale_after_s)})"
+    return "ok" if freshness.expected else "-"
 
 
 def print_load_result(result: Any, dry_run: Path | None) -> None:
@@ -643,9 +672,14 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(handler=cmd_migrate)
 
     status = commands.add_parser(
-        "status", parents=[common], help="watermark, last run, rows and lag per stream"
+        "status", parents=[common], help="watermark, last run, rows and freshness per stream"
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument(
+        "--fail-if-stale",
+        action="store_true",
+        help="exit 1 when a stream had no successful sync within its source's stale_after",
+    )
     status.set_defaults(handler=cmd_status)
 
     sandbox = commands.add_parser(

@@ -31,6 +31,9 @@ Keys (required unless a default is given; durations are strings like ``"90s"``, 
                                     # a stream missing marks none deleted, 0 < x <= 1 (0.2)
     webhook_secret_env = "MOCO_WEBHOOK_SECRET"   # optional: variable holding MOCO's webhook
                                     # signature key; read only by `syncer webhooks serve`
+    stale_after = "24h"             # `syncer status` flags a stream STALE when its last
+                                    # successful sync is older than this, or it never had one
+                                    # (default 24h; any source type)
 
     [[jobs]]                        # for `syncer run`
     id = "moco-every-15-min"        # unique, [A-Za-z0-9_.-]+; the job's identity in the database
@@ -110,6 +113,9 @@ __all__ = [
 DEFAULT_CONFIG_NAME = "schedules.toml"
 DEFAULT_HOME = "~/.local/share/syncer"
 DEFAULT_DATABASE_URL_ENV = "SYNCER_DATABASE_URL"
+# `syncer status` flags a stream STALE after this long without a successful sync: a day, so
+# that a once-a-day schedule is not flagged; set it to a few of your job intervals.
+DEFAULT_STALE_AFTER_S = 86400.0
 
 MOCO_STREAMS: tuple[str, ...] = (
     "activities",
@@ -189,6 +195,7 @@ class MocoSourceSettings:
     concurrency: int = 4
     deletion_guard: float = 0.2  # a sweep missing more than this share of a stream deletes nothing
     webhook_secret_env: str | None = None  # resolved by `syncer webhooks serve` only
+    stale_after_s: float = DEFAULT_STALE_AFTER_S  # `syncer status`: STALE beyond this
     type: Literal["moco"] = "moco"
 
 
@@ -211,6 +218,7 @@ class MocaSourceSettings:
     analytics_since_s: float = 30 * 86400.0  # how far back the first analytics pull goes
     analytics_restated_s: float = 2 * 86400.0  # trailing window re-pulled every run
     paths: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    stale_after_s: float = DEFAULT_STALE_AFTER_S  # `syncer status`: STALE beyond this
     type: Literal["moca"] = "moca"
 
 
@@ -407,6 +415,9 @@ _MOCO_KEYS = (
         default=None,
         secret_hint=("{NAME}_WEBHOOK_SECRET", "webhook signature key"),
     ),
+    Key(
+        "stale_after", duration(positive=True), default=DEFAULT_STALE_AFTER_S, attr="stale_after_s"
+    ),
 )
 
 
@@ -501,6 +512,8 @@ _MOCA_KEYS = (
     Key("analytics_restated", duration(positive=False), default=2 * 86400.0,
          attr="analytics_restated_s"),
     Key("paths", _paths, default=MappingProxyType({})),
+    Key("stale_after", duration(positive=True), default=DEFAULT_STALE_AFTER_S,
+        attr="stale_after_s"),
 )  # fmt: skip
 
 

@@ -1,15 +1,70 @@
-"""What ``syncer status`` shows: per stream, its position, last run, rows and lag; per
-destination model, what is pending, sent and dead-lettered."""
+"""What ``syncer status`` shows: per stream, its position, last run, rows, freshness; per
+destination model, what is pending, sent and dead-lettered.
+
+Freshness is judged by the last successful sync alone: a quiet stream whose newest record is
+weeks old is fresh if it synced recently, because no change at the source is not a fault. The
+newest record's age is shown beside it, for the reader to judge.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from syncer.config import MoengageSettings
+from syncer.config import DEFAULT_STALE_AFTER_S, MoengageSettings
 from syncer.sources import moca, moco
 from syncer.store.tables import MOCA_SCHEMA, MOCO_SCHEMA
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How old a stream's data is, at one moment."""
+
+    newest_record_age_s: float | None  # None: no live rows
+    since_success_s: float | None  # None: never synced successfully
+    stale: bool
+    stale_after_s: float
+    expected: bool = True  # False: the source does not sync this stream, so it is never stale
+
+
+def freshness(
+    now: datetime,
+    newest_record_at: datetime | None,
+    last_success_at: datetime | None,
+    stale_after_s: float,
+    *,
+    expected: bool = True,
+) -> Freshness:
+    """The ages at ``now``; stale when the last success is older than ``stale_after_s`` or
+    there never was one. A stream not ``expected`` to sync (not configured) is never stale.
+
+    Ages are clamped at zero: a record stamped by a vendor clock ahead of ours is new, not
+    negative-aged.
+    """
+    newest = _age(now, newest_record_at)
+    since = _age(now, last_success_at)
+    stale = expected and (since is None or since > stale_after_s)
+    return Freshness(newest, since, stale, stale_after_s, expected)
+
+
+def _age(now: datetime, then: datetime | None) -> float | None:
+    return None if then is None else max(0.0, (now - then).total_seconds())
+
+
+def format_age(seconds: float) -> str:
+    """An age for people, at most two units, rounded down: "45s", "3m", "2h 5m", "4d 3h"."""
+    whole = int(max(0.0, seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m"
+    if whole < 86400:
+        (major, minor), units = divmod(whole // 60, 60), ("h", "m")
+    else:
+        (major, minor), units = divmod(whole // 3600, 24), ("d", "h")
+    return f"{major}{units[0]}" + (f" {minor}{units[1]}" if minor else "")
 
 
 @dataclass(frozen=True)
@@ -24,8 +79,11 @@ class StreamStatus:
     last_error: str | None
     rows: int
     rejected: int
+    newest_record_at: datetime | None
+    freshness: Freshness
 
     def to_json(self) -> dict[str, Any]:
+        fresh = self.freshness
         return {
             "source": self.source,
             "stream": self.stream,
@@ -37,11 +95,25 @@ class StreamStatus:
             "last_error": self.last_error,
             "rows": self.rows,
             "rejected": self.rejected,
+            "newest_record_at": _iso(self.newest_record_at),
+            "newest_record_age_s": _seconds(fresh.newest_record_age_s),
+            "since_success_s": _seconds(fresh.since_success_s),
+            "stale": fresh.stale,
+            "stale_after_s": fresh.stale_after_s,
         }
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _newest_column(table: str) -> str:
+    """What dates a table's newest record: ``updated_at``; analytics rows by their bucket."""
+    return "bucket_start" if table == "analytics" else "updated_at"
 
 
 def warehouse_tables(source_type: str) -> tuple[str, list[str]]:
@@ -52,13 +124,29 @@ def warehouse_tables(source_type: str) -> tuple[str, list[str]]:
 
 
 async def stream_statuses(
-    conn: Any, source: str = "moco", source_type: str = "moco"
+    conn: Any,
+    source: str = "moco",
+    source_type: str = "moco",
+    *,
+    stale_after_s: float = DEFAULT_STALE_AFTER_S,
+    configured: Collection[str] | None = None,
+    now: datetime | None = None,
 ) -> list[StreamStatus]:
+    """Every table of the source type; only ``configured`` streams (None: all) can be stale.
+
+    ``now`` defaults to the database's clock, the one ``last_success_at`` was written with.
+    """
     schema, tables = warehouse_tables(source_type)
-    counts = {}
+    if now is None:
+        now = await conn.fetchval("select now()")
+    counts, newest = {}, {}
     for name in tables:
         live = "true" if name == "analytics" else "_deleted_at is null"
-        counts[name] = await conn.fetchval(f'select count(*) from "{schema}"."{name}" where {live}')
+        row = await conn.fetchrow(
+            f"select count(*) as n, max({_newest_column(name)}) as newest"
+            f' from "{schema}"."{name}" where {live}'
+        )
+        counts[name], newest[name] = row["n"], row["newest"]
     rows = await conn.fetch(
         """
         select n.stream, s.watermark, s.walk is not null as in_progress, s.last_success_at,
@@ -89,6 +177,14 @@ async def stream_statuses(
             last_error=r["error"],
             rows=counts[r["stream"]],
             rejected=r["rejected"],
+            newest_record_at=newest[r["stream"]],
+            freshness=freshness(
+                now,
+                newest[r["stream"]],
+                r["last_success_at"],
+                stale_after_s,
+                expected=configured is None or r["stream"] in configured,
+            ),
         )
         for r in rows
     ]
