@@ -84,29 +84,28 @@ async def commit_page(conn: Any, page: PageCommit) -> int:
                 ],
             )
         walk = orjson.dumps(page.walk.to_json()).decode() if page.walk else None
+        # The stream's position and the run's counts, in one statement (one round trip).
         await conn.execute(
             """
-            insert into syncer.streams as s (source, stream, watermark, walk, last_success_at)
-            values ($1, $2, $3, $4::jsonb, case when $4::jsonb is null then now() end)
-            on conflict (source, stream) do update set
-                watermark = excluded.watermark,
-                walk = excluded.walk,
-                last_success_at = coalesce(excluded.last_success_at, s.last_success_at),
-                updated_at = now()
+            with position as (
+                insert into syncer.streams as s
+                    (source, stream, watermark, walk, last_success_at)
+                values ($1, $2, $3, $4::jsonb, case when $4::jsonb is null then now() end)
+                on conflict (source, stream) do update set
+                    watermark = excluded.watermark,
+                    walk = excluded.walk,
+                    last_success_at = coalesce(excluded.last_success_at, s.last_success_at),
+                    updated_at = now()
+            )
+            update syncer.stream_runs set pages = pages + 1, requests = requests + $6,
+                records = records + $7, upserted = upserted + $8, rejected = rejected + $9
+            where run_id = $5 and stream = $2
             """,
             page.source,
             page.stream,
             page.watermark,
             walk,
-        )
-        await conn.execute(
-            """
-            update syncer.stream_runs set pages = pages + 1, requests = requests + $3,
-                records = records + $4, upserted = upserted + $5, rejected = rejected + $6
-            where run_id = $1 and stream = $2
-            """,
             page.run_id,
-            page.stream,
             page.requests,
             len(page.rows) + len(page.rejected),
             upserted,

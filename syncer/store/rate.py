@@ -81,6 +81,7 @@ class SharedLimiter:
         longest = max(limit.per_seconds for limit in limits.values())
         self._margin_s = margin_for(longest) if margin_s is None else margin_s
         self.waited_s = 0.0
+        self._admitted = 0
 
     async def acquire(self, amounts: Mapping[str, int], *, pending_s: float = 0.0) -> Spent:
         """Wait until ``amounts`` (per unit) fit every limit, then record them as spent.
@@ -100,19 +101,26 @@ class SharedLimiter:
     async def _try(self, amounts: Mapping[str, int], pending_s: float) -> tuple[list[int], float]:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("select pg_advisory_xact_lock(hashtext($1))", self.scope)
-            now: datetime = await conn.fetchval("select clock_timestamp()")
-            hold: datetime | None = await conn.fetchval(
-                "select until from syncer.rate_holds where scope = $1", self.scope
+            # After the lock, in one statement (its snapshot sees what the lock's previous
+            # holder committed): the time, the scope's hold, and what was spent in the window.
+            longest = self._longest()
+            found = await conn.fetch(
+                """
+                select c.now, h.until as hold, l.unit, l.at, l.amount
+                from (select clock_timestamp() as now) c
+                left join syncer.rate_holds h on h.scope = $1
+                left join syncer.rate_log l
+                       on l.scope = $1 and l.at > c.now - make_interval(secs => $2)
+                order by l.at
+                """,
+                self.scope,
+                longest + self._margin_s,
             )
+            now: datetime = found[0]["now"]
+            hold: datetime | None = found[0]["hold"]
             if hold is not None and hold > now:
                 return [], (hold - now).total_seconds()
-            longest = max(limit.per_seconds for limit in self.limits.values())
-            rows = await conn.fetch(
-                "select unit, at, amount from syncer.rate_log"
-                " where scope = $1 and at > $2 order by at",
-                self.scope,
-                now - timedelta(seconds=longest + self._margin_s),
-            )
+            rows = [r for r in found if r["unit"] is not None]
             wait = 0.0
             for unit, need in amounts.items():
                 if need <= 0:
@@ -136,11 +144,13 @@ class SharedLimiter:
                 [amounts[u] for u in units],
                 now + timedelta(seconds=pending_s),
             )
-            await conn.execute(
-                "delete from syncer.rate_log where scope = $1 and at < $2",
-                self.scope,
-                now - timedelta(seconds=longest + 3600),
-            )
+            self._admitted += 1
+            if self._admitted % 64 == 1:  # the ledger's old entries, now and then
+                await conn.execute(
+                    "delete from syncer.rate_log where scope = $1 and at < $2",
+                    self.scope,
+                    now - timedelta(seconds=longest + 3600),
+                )
             return [r["id"] for r in ids], 0.0
 
     async def room(self, fraction: float = 0.1) -> dict[str, int]:
