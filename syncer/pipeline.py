@@ -15,23 +15,21 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import aiohttp
 
 from syncer import shutdown
-from syncer.config import MocaSourceSettings, MocoSourceSettings, SourceSettings
-from syncer.errors import FatalError, MalformedResponseError, SyncerError
+from syncer.config import MocaSourceSettings, SourceSettings
+from syncer.errors import FatalError, SyncerError
 from syncer.http.client import ApiClient, RequestStats
 from syncer.http.pacing import Limiter, SlidingWindowLimiter
+from syncer.moco_walk import finish_stream, log_ids, walk_stream
 from syncer.scan import ScanContext
 from syncer.scan import sync_stream as sync_scanned
 from syncer.sources import moca, moco
-from syncer.sources.base import StreamSpec, parse_http_date, split_records
-from syncer.sources.walk import Walk
-from syncer.store import locks, pages, runs
-from syncer.store.tables import MOCO_SCHEMA
+from syncer.store import locks, runs
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +165,7 @@ async def sync_source(
                             context = ScanContext(pool, client, source, run_id, full_refresh)
                             await _scan_stream(pool, context, run_id, result)
                         else:
-                            await _sync_stream(
+                            await walk_stream(
                                 pool,
                                 client,
                                 source,
@@ -212,7 +210,7 @@ async def _skip(pool: Any, run_id: int, result: StreamResult, parent: StreamResu
     result.error_kind = parent.error_kind
     async with pool.acquire() as conn:
         await runs.start_stream_run(conn, run_id, result.stream, None)
-    await _finish_stream(pool, run_id, result)
+    await finish_stream(pool, run_id, result)
 
 
 async def _scan_stream(pool: Any, context: ScanContext, run_id: int, result: StreamResult) -> None:
@@ -228,206 +226,10 @@ async def _scan_stream(pool: Any, context: ScanContext, run_id: int, result: Str
         result.error_kind = type(exc).__name__
         log.info(
             "%s.%s failed: %s", context.source.name, result.stream, exc.message,
-            extra=_ids(run_id, context.source.name, result.stream),
+            extra=log_ids(run_id, context.source.name, result.stream),
         )  # fmt: skip
     except asyncio.CancelledError:
         result.outcome, result.error = "interrupted", "cancelled"
         raise
     finally:
-        await asyncio.shield(_finish_stream(pool, run_id, result))
-
-
-async def _sync_stream(
-    pool: Any,
-    client: ApiClient,
-    source: MocoSourceSettings,
-    spec: StreamSpec,
-    run_id: int,
-    result: StreamResult,
-    *,
-    full_refresh: bool,
-) -> None:
-    async with pool.acquire() as conn:
-        state = await pages.load_state(conn, source.name, spec.name)
-        walk = state.walk
-        if full_refresh and (walk is None or walk.lower_bound is not None):
-            walk = Walk(lower_bound=None)
-        elif walk is None:
-            lower = (
-                state.watermark - timedelta(seconds=source.overlap_s) if state.watermark else None
-            )
-            walk = Walk(lower_bound=lower)
-        else:
-            result.resumed_after_pages = walk.pages
-            log.info(
-                "%s.%s: resuming after %d pages", source.name, spec.name, walk.pages,
-                extra=_ids(run_id, source.name, spec.name),
-            )  # fmt: skip
-        await runs.start_stream_run(conn, run_id, spec.name, result.resumed_after_pages)
-    watermark = state.watermark
-    # Pipelined: the next page is requested while this one is committed (the walk knows the
-    # next request as soon as a page is parsed). Commits stay in page order, one at a time.
-    prefetch: asyncio.Task[_Fetched] | None = None
-    stats = RequestStats()
-    try:
-        shutdown.check()
-        task = prefetch = asyncio.create_task(_fetch(client, source, spec, walk, stats))
-        while True:
-            try:
-                fetched = await task
-            finally:
-                _merge(result.http, stats)
-            prefetch = None
-            if not fetched.done:
-                stats = RequestStats()
-                task = prefetch = asyncio.create_task(
-                    _fetch(client, source, spec, fetched.walk, stats)
-                )
-            watermark = await _commit(pool, source, spec, run_id, fetched, watermark, result)
-            if fetched.done:
-                break
-            shutdown.check()
-        result.outcome, result.watermark = "succeeded", watermark
-    except shutdown.Interrupted:
-        result.outcome, result.error = "interrupted", "stopped by a signal; resumes next run"
-    except SyncerError as exc:
-        result.outcome, result.error = "failed", exc.message
-        result.error_kind = type(exc).__name__
-        log.info(
-            "%s.%s failed: %s", source.name, spec.name, exc.message,
-            extra=_ids(run_id, source.name, spec.name),
-        )  # fmt: skip
-    except asyncio.CancelledError:
-        result.outcome, result.error = "interrupted", "cancelled"
-        raise
-    finally:
-        if prefetch is not None:  # a page requested but not needed any more
-            prefetch.cancel()
-            await asyncio.gather(prefetch, return_exceptions=True)
-            _merge(result.http, stats)
-        await asyncio.shield(_finish_stream(pool, run_id, result))
-
-
-def _merge(total: RequestStats, part: RequestStats) -> None:
-    total.requests += part.requests
-    total.retries += part.retries
-    total.rate_limited += part.rate_limited
-    total.waited_s += part.waited_s
-    part.requests = part.retries = part.rate_limited = 0
-    part.waited_s = 0.0
-
-
-async def _finish_stream(pool: Any, run_id: int, result: StreamResult) -> None:
-    async with pool.acquire() as conn:
-        await runs.finish_stream_run(
-            conn,
-            run_id,
-            result.stream,
-            result.outcome,
-            result.error,
-            result.http.requests - result.committed_requests,
-            warning=result.warning,
-        )
-
-
-@dataclass(frozen=True)
-class _Fetched:
-    """One page, parsed, with the walk as it stands once the page is stored."""
-
-    page: int
-    rows: list[Any]
-    rejected: list[Any]
-    walk: Walk
-    done: bool
-    requests: int
-    requested_at: datetime  # the source served the page no earlier than this
-
-
-async def _fetch(
-    client: ApiClient, source: MocoSourceSettings, spec: StreamSpec, walk: Walk, stats: RequestStats
-) -> _Fetched:
-    """Request and parse the walk's next page (no database work)."""
-    params = moco.page_params(
-        spec, page=walk.page, per_page=source.per_page, updated_after=walk.lower_bound
-    )
-    requested_at = datetime.now(UTC)
-    response = await client.get(f"{source.base_url}{spec.path}", params, stats=stats)
-    items = response.json()
-    if not isinstance(items, list):
-        raise MalformedResponseError(
-            f"{response.url} answered with a JSON {type(items).__name__}, not the list of "
-            f"records MOCO's contract promises; check base_url"
-        )
-    rows, rejected = split_records(items, spec)
-    has_next = bool(items) and moco.has_next(response.headers.get("Link"))
-    served_at = parse_http_date(response.headers.get("Date")) or datetime.now(UTC)
-    after = walk.after_page(
-        served_at=served_at,
-        total=_int_header(response.headers.get("X-Total")),
-        updated_ats=[r.updated_at for r in rows],
-        has_next=has_next,
-    )
-    return _Fetched(walk.page, rows, rejected, after, not has_next, stats.requests, requested_at)
-
-
-async def _commit(
-    pool: Any,
-    source: MocoSourceSettings,
-    spec: StreamSpec,
-    run_id: int,
-    fetched: _Fetched,
-    watermark: datetime | None,
-    result: StreamResult,
-) -> datetime | None:
-    """Store a page with the stream's new position in one transaction; the new watermark."""
-    rows, rejected, walk = fetched.rows, fetched.rejected, fetched.walk
-    if fetched.done:
-        watermark = walk.watermark(watermark)
-    async with pool.acquire() as conn:
-        upserted = await pages.commit_page(
-            conn,
-            pages.PageCommit(
-                schema=MOCO_SCHEMA,
-                table=spec.name,
-                volatile=spec.volatile,
-                source=source.name,
-                stream=spec.name,
-                run_id=run_id,
-                rows=rows,
-                rejected=rejected,
-                requests=fetched.requests,
-                walk=None if fetched.done else walk,
-                watermark=watermark,
-                requested_at=fetched.requested_at,
-            ),
-        )
-    result.pages += 1
-    result.committed_requests += fetched.requests
-    result.records += len(rows) + len(rejected)
-    result.upserted += upserted
-    result.rejected += len(rejected)
-    log.info(
-        "%s.%s: page %d, %d records, %d changed, %d rejected",
-        source.name,
-        spec.name,
-        fetched.page,
-        len(rows) + len(rejected),
-        upserted,
-        len(rejected),
-        extra=_ids(run_id, source.name, spec.name),
-    )
-    for r in rejected:
-        log.info(
-            "%s.%s: rejected a record: %s", source.name, spec.name, r.reason,
-            extra=_ids(run_id, source.name, spec.name),
-        )  # fmt: skip
-    return watermark
-
-
-def _ids(run_id: int, source: str, stream: str) -> dict[str, Any]:
-    """Fields a structured log line carries (``--log-format json``)."""
-    return {"run_id": run_id, "source": source, "stream": stream}
-
-
-def _int_header(value: str | None) -> int | None:
-    return int(value) if value is not None and value.strip().isdigit() else None
+        await asyncio.shield(finish_stream(pool, run_id, result))
