@@ -27,6 +27,8 @@ Keys (required unless a default is given; durations are strings like ``"90s"``, 
     timeout = "30s"                 # per request, > 0 (default 30s)
     max_attempts = 8                # per request, >= 1 (default 8)
     concurrency = 4                 # streams in flight at once, 1..16 (default 4)
+    page_concurrency = 8            # pages of one query at once when the rate limit leaves
+                                    # room, 1..32; 1: one page at a time (default 8)
     deletion_guard = 0.2            # `syncer sweep`: a sweep finding more than this share of
                                     # a stream missing marks none deleted, 0 < x <= 1 (0.2)
     webhook_secret_env = "MOCO_WEBHOOK_SECRET"   # optional: variable holding MOCO's webhook
@@ -193,6 +195,7 @@ class MocoSourceSettings:
     timeout_s: float = 30.0
     max_attempts: int = 8
     concurrency: int = 4
+    page_concurrency: int = 8  # pages of one query fetched at once when the limit allows it
     deletion_guard: float = 0.2  # a sweep missing more than this share of a stream deletes nothing
     webhook_secret_env: str | None = None  # resolved by `syncer webhooks serve` only
     stale_after_s: float = DEFAULT_STALE_AFTER_S  # `syncer status`: STALE beyond this
@@ -408,6 +411,7 @@ _MOCO_KEYS = (
     Key("timeout", duration(positive=True), default=30.0, attr="timeout_s"),
     Key("max_attempts", integer(1), default=8),
     Key("concurrency", integer(1, 16), default=4),
+    Key("page_concurrency", integer(1, 32), default=8),
     Key("deletion_guard", share, default=0.2),
     Key(
         "webhook_secret_env",

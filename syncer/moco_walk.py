@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +20,8 @@ from syncer import shutdown
 from syncer.config import MocoSourceSettings
 from syncer.errors import MalformedResponseError, SyncerError
 from syncer.http.client import ApiClient, RequestStats
-from syncer.sources import moco
-from syncer.sources.base import StreamSpec, parse_http_date, split_records
+from syncer.sources import moco, sprint
+from syncer.sources.base import Rejected, Row, StreamSpec, parse_http_date, split_records
 from syncer.sources.walk import Walk
 from syncer.store import pages, runs
 from syncer.store.tables import MOCO_SCHEMA
@@ -59,26 +60,27 @@ async def walk_stream(
             )  # fmt: skip
         await runs.start_stream_run(conn, run_id, spec.name, result.resumed_after_pages)
     watermark = state.watermark
-    # Pipelined: the next page is requested while this one is committed (the walk knows the
-    # next request as soon as a page is parsed). Commits stay in page order, one at a time.
-    prefetch: asyncio.Task[_Fetched] | None = None
+    # Pipelined: the next page (or sprint of pages) is requested while this one is committed.
+    # Commits stay in page order, one at a time.
+    prefetch: asyncio.Task[list[_Fetched]] | None = None
     stats = RequestStats()
+    ahead = _Ahead(client, source, spec)
     try:
         shutdown.check()
-        task = prefetch = asyncio.create_task(_fetch(client, source, spec, walk, stats))
+        task = prefetch = asyncio.create_task(ahead.first(walk, stats))
         while True:
             try:
-                fetched = await task
+                batch = await task
             finally:
                 _merge(result.http, stats)
             prefetch = None
-            if not fetched.done:
+            last = batch[-1]
+            if not last.done:
                 stats = RequestStats()
-                task = prefetch = asyncio.create_task(
-                    _fetch(client, source, spec, fetched.walk, stats)
-                )
-            watermark = await _commit(pool, source, spec, run_id, fetched, watermark, result)
-            if fetched.done:
+                task = prefetch = asyncio.create_task(ahead.next(last, stats))
+            for fetched in batch:
+                watermark = await _commit(pool, source, spec, run_id, fetched, watermark, result)
+            if last.done:
                 break
             shutdown.check()
         result.outcome, result.watermark = "succeeded", watermark
@@ -135,33 +137,163 @@ class _Fetched:
     done: bool
     requests: int
     requested_at: datetime  # the source served the page no earlier than this
+    query: _Query | None = None  # set when a sprint may follow this page
 
 
-async def _fetch(
-    client: ApiClient, source: MocoSourceSettings, spec: StreamSpec, walk: Walk, stats: RequestStats
-) -> _Fetched:
-    """Request and parse the walk's next page (no database work)."""
-    params = moco.page_params(
-        spec, page=walk.page, per_page=source.per_page, updated_after=walk.lower_bound
-    )
-    requested_at = datetime.now(UTC)
-    response = await client.get(f"{source.base_url}{spec.path}", params, stats=stats)
-    items = response.json()
-    if not isinstance(items, list):
-        raise MalformedResponseError(
-            f"{response.url} answered with a JSON {type(items).__name__}, not the list of "
-            f"records MOCO's contract promises; check base_url"
+@dataclass(frozen=True)
+class _Query:
+    """A keyset query whose later pages a sprint may fetch at once."""
+
+    lower: datetime | None  # its updated_after
+    total: int  # its X-Total
+    size: int  # records per page, as served
+    next_page: int
+    since: datetime  # when (the source's clock) it was last seen unchanged
+    last_stamp: datetime  # updated_at of the last record read so far
+    latency_s: float  # of one request, without waiting for the rate limit
+
+
+@dataclass
+class _Page:
+    """One parsed response."""
+
+    rows: list[Row]
+    rejected: list[Rejected]
+    total: int | None
+    has_next: bool
+    served_at: datetime
+    count: int
+
+
+class _Ahead:
+    """Fetches what the walk reads next: one page, or a sprint of several (``sprint.py``)."""
+
+    def __init__(self, client: ApiClient, source: MocoSourceSettings, spec: StreamSpec) -> None:
+        self.client, self.source, self.spec = client, source, spec
+        self.url = f"{source.base_url}{spec.path}"
+        self.sprints = source.page_concurrency > 1  # off for the run once one is not trusted
+
+    async def first(self, walk: Walk, stats: RequestStats) -> list[_Fetched]:
+        return [await self._step(walk, stats)]
+
+    async def next(self, previous: _Fetched, stats: RequestStats) -> list[_Fetched]:
+        query = previous.query
+        if query is not None and self.sprints:
+            remaining = len(sprint.pages_to_fetch(query.next_page, query.total, query.size, 10**6))
+            rate = self.source.rate_limit.requests / self.source.rate_limit.per_seconds
+            if sprint.worth_it(rate, query.latency_s, remaining, self.source.page_concurrency):
+                pages = await self._sprint(previous.walk, query, stats)
+                if pages:
+                    return pages
+                self.sprints = False
+        return [await self._step(previous.walk, stats)]
+
+    async def _get(self, params: dict[str, str], stats: RequestStats) -> _Page:
+        response = await self.client.get(self.url, params, stats=stats)
+        items = response.json()
+        if not isinstance(items, list):
+            raise MalformedResponseError(
+                f"{response.url} answered with a JSON {type(items).__name__}, not the list of "
+                f"records MOCO's contract promises; check base_url"
+            )
+        rows, rejected = split_records(items, self.spec)
+        return _Page(
+            rows,
+            rejected,
+            _int_header(response.headers.get("X-Total")),
+            bool(items) and moco.has_next(response.headers.get("Link")),
+            parse_http_date(response.headers.get("Date")) or datetime.now(UTC),
+            len(items),
         )
-    rows, rejected = split_records(items, spec)
-    has_next = bool(items) and moco.has_next(response.headers.get("Link"))
-    served_at = parse_http_date(response.headers.get("Date")) or datetime.now(UTC)
-    after = walk.after_page(
-        served_at=served_at,
-        total=_int_header(response.headers.get("X-Total")),
-        updated_ats=[r.updated_at for r in rows],
-        has_next=has_next,
-    )
-    return _Fetched(walk.page, rows, rejected, after, not has_next, stats.requests, requested_at)
+
+    async def _step(self, walk: Walk, stats: RequestStats) -> _Fetched:
+        """The walk's next page, as one request."""
+        params = moco.page_params(
+            self.spec, page=walk.page, per_page=self.source.per_page, updated_after=walk.lower_bound
+        )
+        requested_at = datetime.now(UTC)
+        started, waited = time.monotonic(), stats.waited_s
+        page = await self._get(params, stats)
+        latency = time.monotonic() - started - (stats.waited_s - waited)
+        stamps = [r.updated_at for r in page.rows]
+        after = walk.after_page(
+            served_at=page.served_at, total=page.total, updated_ats=stamps, has_next=page.has_next
+        )
+        query = None
+        if walk.page == 1 and after.page == 1 and page.has_next and page.total is not None:
+            known = [s for s in stamps if s is not None]
+            if known and len(known) == page.count and known == sorted(known):
+                query = _Query(
+                    walk.lower_bound, page.total, page.count, 2, page.served_at, known[-1], latency
+                )
+        return _Fetched(
+            walk.page, page.rows, page.rejected, after, not page.has_next, stats.requests,
+            requested_at, query,
+        )  # fmt: skip
+
+    async def _sprint(self, walk: Walk, query: _Query, stats: RequestStats) -> list[_Fetched]:
+        """The query's next pages at once, then whether anything changed meanwhile; the pages
+        as walk steps if the sprint can be trusted, else none."""
+        numbers = sprint.pages_to_fetch(
+            query.next_page, query.total, query.size, self.source.page_concurrency
+        )
+        requested_at = datetime.now(UTC)
+        before = stats.requests
+        served = await asyncio.gather(*(
+            self._get(moco.page_params(
+                self.spec, page=n, per_page=self.source.per_page, updated_after=query.lower
+            ), stats)
+            for n in numbers
+        ))  # fmt: skip
+        check = await self._get(
+            moco.page_params(
+                self.spec,
+                page=1,
+                per_page=self.source.per_page,
+                updated_after=query.since - sprint.CHECK_OVERLAP,
+            ),
+            stats,
+        )
+        changed = (
+            check.total is None
+            or check.total > check.count
+            or bool(check.rejected)
+            or any(r.updated_at is None or r.updated_at >= query.since for r in check.rows)
+        )
+        pages = [
+            sprint.SprintPage(p.total, p.count, [r.updated_at for r in p.rows], p.has_next)
+            for p in served
+        ]
+        verdict = sprint.judge(query.total, query.size, query.last_stamp, pages, changed)
+        if verdict.reason is not None:
+            log.info(
+                "%s.%s: pages %d-%d of a sprint: %d trusted (%s)%s",
+                self.source.name, self.spec.name, numbers[0], numbers[-1], verdict.trusted,
+                verdict.reason, "; one page at a time from here" if verdict.churn else "",
+            )  # fmt: skip
+        if verdict.churn:
+            self.sprints = False
+        steps: list[_Fetched] = []
+        requests = stats.requests - before  # the sprint's, counted with its first page
+        for number, page in zip(numbers[: verdict.trusted], served, strict=False):
+            stamps = [r.updated_at for r in page.rows]
+            walk = walk.after_page(
+                served_at=page.served_at, total=page.total, updated_ats=stamps,
+                has_next=page.has_next,
+            )  # fmt: skip
+            if page.has_next and walk.page != 1:
+                break  # the walk cannot step past this page by keyset: read on from the last
+            steps.append(_Fetched(
+                number, page.rows, page.rejected, walk, not page.has_next, requests,
+                requested_at,
+            ))  # fmt: skip
+            requests = 0
+        if len(steps) == len(numbers) and not steps[-1].done:  # all trusted: sprint on
+            newest = max(s for s in pages[-1].stamps if s is not None)
+            steps[-1] = replace(steps[-1], query=replace(
+                query, next_page=numbers[-1] + 1, since=check.served_at, last_stamp=newest
+            ))  # fmt: skip
+        return steps
 
 
 async def _commit(

@@ -56,6 +56,8 @@ class MocoFaults:
     bad_records_next: int = 0
     # On every list request with page >= 2: update this many records, create one, then answer.
     change_between_pages: int = 0
+    # On every list request with page >= 2: delete this many records, then answer.
+    delete_between_pages: int = 0
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,8 @@ class MocoSandbox:
             # Offset pagination shifts when the data changes between pages (§6.8).
             self.data.update(stream, self.faults.change_between_pages)
             self.data.create(stream, 1)
+        if query.page >= 2 and self.faults.delete_between_pages > 0:
+            self.data.delete(stream, self.faults.delete_between_pages)
         rows = self.data.live(stream)
         if stream in _ARCHIVABLE and not query.include_archived:
             rows = [row for row in rows if row.get("active", True)]

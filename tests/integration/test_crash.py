@@ -22,15 +22,16 @@ from tests.conftest import SANDBOX_KEY, moco_source, wait_for_dead_sessions
 from tests.integration.test_moco_sync import assert_tables_equal_source
 
 
-def write_config(path: Path, base_url: str) -> None:
+def write_config(path: Path, base_url: str, requests_per_s: int = 12) -> None:
     path.write_text(
         f"""
 [sources.moco]
 type = "moco"
 base_url = "{base_url}"
 api_key_env = "MOCO_API_KEY"
-rate_limit = {{ requests = 12, per_seconds = 1 }}
+rate_limit = {{ requests = {requests_per_s}, per_seconds = 1 }}
 concurrency = 2
+page_concurrency = 4
 """
     )
 
@@ -39,9 +40,14 @@ async def committed_pages(pool: Any) -> int:
     return int(await pool.fetchval("select coalesce(sum(pages), 0) from syncer.stream_runs"))
 
 
-@pytest.mark.parametrize("kill_after_pages", [3, 17, 31])
+@pytest.mark.parametrize(
+    ("kill_after_pages", "requests_per_s"),
+    # 12/s: one page at a time; 5000/s: the walks sprint (several pages of a query at once).
+    [(3, 12), (17, 12), (31, 12), (5, 5000), (19, 5000)],
+)
 async def test_a_sync_killed_mid_run_resumes_and_converges_exactly(
     kill_after_pages: int,
+    requests_per_s: int,
     db_url: str,
     pool: Any,
     sandbox: RunningSandbox,
@@ -49,7 +55,7 @@ async def test_a_sync_killed_mid_run_resumes_and_converges_exactly(
     tmp_path: Path,
 ) -> None:
     config = tmp_path / "schedules.toml"
-    write_config(config, sandbox.moco_base_url)
+    write_config(config, sandbox.moco_base_url, requests_per_s)
     env = {**os.environ, "SYNCER_DATABASE_URL": db_url, "MOCO_API_KEY": SANDBOX_KEY}
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "syncer", "sync", "moco", "--config", str(config),
@@ -71,6 +77,8 @@ async def test_a_sync_killed_mid_run_resumes_and_converges_exactly(
         for r in await pool.fetch("select stream, walk from syncer.streams where walk is not null")
     }
     assert in_progress, "the kill landed between walks; nothing to resume"
+    sprinted = any(r.query.get("page", "1") != "1" for r in moco.requests)
+    assert sprinted == (requests_per_s > 1000)
     moco.reset_log()
 
     async with aiohttp.ClientSession() as session:

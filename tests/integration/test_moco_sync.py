@@ -154,7 +154,8 @@ async def test_server_errors_and_resets_are_retried(
 ) -> None:
     moco.faults.fail_next = 3
     moco.faults.reset_next = 2
-    result = await sync(pool, sandbox)
+    # One page at a time: then every request beyond one per page is a retry.
+    result = await sync(pool, sandbox, source={"page_concurrency": 1})
     assert result.ok
     statuses = [r.status for r in moco.requests]
     assert statuses.count(503) == 3
