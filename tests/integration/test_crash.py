@@ -77,6 +77,11 @@ async def test_a_sync_killed_mid_run_resumes_and_converges_exactly(
         for r in await pool.fetch("select stream, walk from syncer.streams where walk is not null")
     }
     assert in_progress, "the kill landed between walks; nothing to resume"
+    # Requests the killed process had sent may still reach the sandbox: let them land first.
+    seen = -1
+    while seen != len(moco.requests):
+        seen = len(moco.requests)
+        await asyncio.sleep(0.3)
     sprinted = any(r.query.get("page", "1") != "1" for r in moco.requests)
     assert sprinted == (requests_per_s > 1000)
     moco.reset_log()
