@@ -20,6 +20,7 @@ from syncer import shutdown
 from syncer.config import MocoSourceSettings
 from syncer.errors import MalformedResponseError, SyncerError
 from syncer.http.client import ApiClient, RequestStats
+from syncer.http.pacing import Slot
 from syncer.sources import moco, sprint
 from syncer.sources.base import Rejected, Row, StreamSpec, parse_http_date, split_records
 from syncer.sources.walk import Walk
@@ -188,8 +189,10 @@ class _Ahead:
                 self.sprints = False
         return [await self._step(previous.walk, stats)]
 
-    async def _get(self, params: dict[str, str], stats: RequestStats) -> _Page:
-        response = await self.client.get(self.url, params, stats=stats)
+    async def _get(
+        self, params: dict[str, str], stats: RequestStats, reserved: Slot | None = None
+    ) -> _Page:
+        response = await self.client.get(self.url, params, stats=stats, reserved=reserved)
         items = response.json()
         if not isinstance(items, list):
             raise MalformedResponseError(
@@ -234,17 +237,23 @@ class _Ahead:
     async def _sprint(self, walk: Walk, query: _Query, stats: RequestStats) -> list[_Fetched]:
         """The query's next pages at once, then whether anything changed meanwhile; the pages
         as walk steps if the sprint can be trusted, else none."""
-        numbers = sprint.pages_to_fetch(
-            query.next_page, query.total, query.size, self.source.page_concurrency
-        )
+        width = min(self.source.page_concurrency, self.source.rate_limit.requests)
+        numbers = sprint.pages_to_fetch(query.next_page, query.total, query.size, width)
         requested_at = datetime.now(UTC)
         before = stats.requests
-        served = await asyncio.gather(*(
-            self._get(moco.page_params(
-                self.spec, page=n, per_page=self.source.per_page, updated_after=query.lower
-            ), stats)
-            for n in numbers
-        ))  # fmt: skip
+        # One step of the rate limiter for the whole sprint (the shared one is a transaction).
+        started = time.monotonic()
+        slot = await self.client.reserve(len(numbers))
+        stats.waited_s += time.monotonic() - started
+        try:
+            served = await asyncio.gather(*(
+                self._get(moco.page_params(
+                    self.spec, page=n, per_page=self.source.per_page, updated_after=query.lower
+                ), stats, slot)
+                for n in numbers
+            ))  # fmt: skip
+        finally:
+            await slot.settle()
         check = await self._get(
             moco.page_params(
                 self.spec,

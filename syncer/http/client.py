@@ -28,7 +28,7 @@ from syncer.errors import (
     SyncerError,
     UnreachableError,
 )
-from syncer.http.pacing import Limiter
+from syncer.http.pacing import Limiter, Slot
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,13 @@ class Response:
                 f"{self.url} answered {self.status} with a body that is not valid JSON "
                 f"({exc}); the API or a proxy in between is misbehaving, try again later"
             ) from None
+
+
+class _Unsettled:
+    """The stand-in for a reserved slot within :meth:`ApiClient.get`: its owner settles it."""
+
+    async def settle(self) -> None:
+        return None
 
 
 @dataclass
@@ -140,6 +147,11 @@ class ApiClient:
         self._backoff_base_s = backoff_base_s
         self.stats = RequestStats()
 
+    async def reserve(self, n: int) -> Slot:
+        """One slot for ``n`` requests sent at once (``get(..., reserved=slot)``), taken in one
+        step of the limiter; settle it once all of them are answered."""
+        return await self.limiter.acquire(n)
+
     def _backoff_s(self, attempt: int) -> float:
         ceiling = min(self._backoff_base_s * 2.0 ** (attempt - 1), self.limiter.window_s)
         return ceiling * (0.5 + random.random() / 2)
@@ -151,18 +163,22 @@ class ApiClient:
         *,
         stats: RequestStats | None = None,
         missing_ok: bool = False,
+        reserved: Slot | None = None,
     ) -> Response:
         """GET ``url``; the successful response, or the error that ended the attempts.
 
         Requests are counted in ``self.stats`` and, if given, in the caller's ``stats`` too.
         With ``missing_ok``, a 404 is returned rather than raised (a record that is gone).
+        With ``reserved``, the first attempt goes out in a slot taken for several requests at
+        once (see :meth:`reserve`); its owner settles it. Retries take slots of their own.
         """
         counters = [self.stats] if stats is None else [self.stats, stats]
         last: SyncerError | None = None
         connect_failures = 0
         for attempt in range(1, self._max_attempts + 1):
             started = time.monotonic()
-            slot = await self.limiter.acquire()
+            own = reserved is None or attempt > 1
+            slot = await self.limiter.acquire() if own else _Unsettled()
             waited = time.monotonic() - started
             for counter in counters:
                 counter.retries += attempt > 1

@@ -29,8 +29,9 @@ def margin_for(per_seconds: float) -> float:
 
 
 class Slot(Protocol):
-    """One admitted request. ``settle`` once its answer (or failure) is in: the slot then frees
-    one window later. Until then it counts against the limit."""
+    """Admitted requests (one, or several sent at once). ``settle`` once their answers (or
+    failures) are in: the slot then frees one window later. Until then it counts against the
+    limit."""
 
     async def settle(self) -> None: ...
 
@@ -40,17 +41,18 @@ class Limiter(Protocol):
 
     window_s: float
 
-    async def acquire(self) -> Slot: ...
+    async def acquire(self, n: int = 1) -> Slot: ...
 
     async def hold_off(self, seconds: float | None = None) -> None: ...
 
 
 class _Entry:
-    __slots__ = ("_limiter", "done_at")
+    __slots__ = ("_limiter", "done_at", "weight")
 
-    def __init__(self, limiter: SlidingWindowLimiter) -> None:
+    def __init__(self, limiter: SlidingWindowLimiter, weight: int = 1) -> None:
         self._limiter = limiter
-        self.done_at: float | None = None  # None while the request is in flight
+        self.weight = weight  # requests
+        self.done_at: float | None = None  # None while the requests are in flight
 
     async def settle(self) -> None:
         self._limiter.settle(self)
@@ -82,21 +84,30 @@ class SlidingWindowLimiter:
         self._settled = asyncio.Event()
         self.waited_s = 0.0
 
-    def delay_s(self, now: float) -> float:
-        """How long a request asking at ``now`` must wait; ``math.inf`` while only an answer
-        still in flight can free a slot. Pure but for forgetting expired slots."""
+    def delay_s(self, now: float, n: int = 1) -> float:
+        """How long ``n`` requests asking at ``now`` must wait; ``math.inf`` while only answers
+        still in flight can free enough. Pure but for forgetting expired slots."""
+        if n > self.requests:
+            raise ValueError(f"{n} requests at once can never fit a limit of {self.requests}")
         horizon = now - self.window_s
         self._entries = [e for e in self._entries if e.done_at is None or e.done_at > horizon]
         wait = max(0.0, self._blocked_until - now)
-        excess = len(self._entries) - self.requests  # this many more must expire first
-        if excess >= 0:
-            ends = sorted(e.done_at for e in self._entries if e.done_at is not None)
-            free_at = ends[excess] + self.window_s if excess < len(ends) else math.inf
+        excess = sum(e.weight for e in self._entries) + n - self.requests  # to expire first
+        if excess > 0:
+            free_at = math.inf
+            for entry in sorted(
+                (e for e in self._entries if e.done_at is not None),
+                key=lambda e: e.done_at or 0.0,
+            ):
+                excess -= entry.weight
+                if excess <= 0:
+                    free_at = (entry.done_at or 0.0) + self.window_s
+                    break
             wait = max(wait, free_at - now)
         return wait
 
-    def take(self) -> _Entry:
-        entry = _Entry(self)
+    def take(self, n: int = 1) -> _Entry:
+        entry = _Entry(self, n)
         self._entries.append(entry)
         return entry
 
@@ -105,14 +116,14 @@ class SlidingWindowLimiter:
             entry.done_at = self._clock()
             self._settled.set()
 
-    async def acquire(self) -> Slot:
-        """Wait until a request may start, and take its slot."""
+    async def acquire(self, n: int = 1) -> Slot:
+        """Wait until ``n`` requests may start, and take one slot for them."""
         async with self._lock:  # FIFO: requests start in the order they asked
             while True:
                 now = self._clock()
-                wait = self.delay_s(now)
+                wait = self.delay_s(now, n)
                 if wait <= 0:
-                    return self.take()
+                    return self.take(n)
                 started = self._clock()
                 self._settled.clear()
                 try:

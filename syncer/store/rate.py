@@ -220,8 +220,8 @@ class SharedRequestLimiter:
     def waited_s(self) -> float:
         return self._shared.waited_s
 
-    async def acquire(self) -> Spent:
-        return await self._shared.acquire({"requests": 1}, pending_s=self._pending_s)
+    async def acquire(self, n: int = 1) -> Spent:
+        return await self._shared.acquire({"requests": n}, pending_s=self._pending_s)
 
     async def hold_off(self, seconds: float | None = None) -> None:
         await self._shared.hold_off(self.window_s if seconds is None else seconds)

@@ -80,3 +80,18 @@ async def test_acquire_wakes_when_an_answer_frees_the_way() -> None:
     await slot.settle()
     async with asyncio.timeout(2):
         await waiter
+
+
+def test_a_slot_for_several_requests_counts_them_all_until_a_window_after_it_settled() -> None:
+    clock = Clock()
+    limiter = SlidingWindowLimiter(4, 1.0, margin_s=0.0, clock=clock)
+    three = limiter.take(3)
+    assert limiter.delay_s(clock.now, 1) == 0.0
+    assert math.isinf(limiter.delay_s(clock.now, 2))  # only the answers can free room
+    clock.now = 0.5
+    limiter.settle(three)
+    assert limiter.delay_s(clock.now, 2) == pytest.approx(1.0)
+    clock.now = 1.5
+    assert limiter.delay_s(clock.now, 4) == 0.0
+    with pytest.raises(ValueError, match="can never fit"):
+        limiter.delay_s(clock.now, 5)
