@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("syncer.pipeline")
 
+PREFETCH_GRACE_S = 2.0
+
 
 async def walk_stream(
     pool: Any,
@@ -79,8 +81,7 @@ async def walk_stream(
             if not last.done:
                 stats = RequestStats()
                 task = prefetch = asyncio.create_task(ahead.next(last, stats))
-            for fetched in batch:
-                watermark = await _commit(pool, source, spec, run_id, fetched, watermark, result)
+            watermark = await _commit(pool, source, spec, run_id, batch, watermark, result)
             if last.done:
                 break
             shutdown.check()
@@ -96,13 +97,22 @@ async def walk_stream(
         )  # fmt: skip
     except asyncio.CancelledError:
         result.outcome, result.error = "interrupted", "cancelled"
+        if prefetch is not None:
+            prefetch.cancel()
         raise
     finally:
-        if prefetch is not None:  # a page requested but not needed any more
-            prefetch.cancel()
-            await asyncio.gather(prefetch, return_exceptions=True)
+        if prefetch is not None:  # pages requested but not needed any more
+            await _settle_prefetch(prefetch)
             _merge(result.http, stats)
         await asyncio.shield(finish_stream(pool, run_id, result))
+
+
+async def _settle_prefetch(prefetch: asyncio.Task[list[_Fetched]]) -> None:
+    """Let requests already sent land (so each is counted as the server saw it), but wait no
+    longer than a moment: a prefetch still queued for the rate limit is simply cancelled."""
+    await asyncio.wait({prefetch}, timeout=PREFETCH_GRACE_S)
+    prefetch.cancel()
+    await asyncio.gather(prefetch, return_exceptions=True)
 
 
 def _merge(total: RequestStats, part: RequestStats) -> None:
@@ -310,14 +320,18 @@ async def _commit(
     source: MocoSourceSettings,
     spec: StreamSpec,
     run_id: int,
-    fetched: _Fetched,
+    batch: list[_Fetched],
     watermark: datetime | None,
     result: StreamResult,
 ) -> datetime | None:
-    """Store a page with the stream's new position in one transaction; the new watermark."""
-    rows, rejected, walk = fetched.rows, fetched.rejected, fetched.walk
-    if fetched.done:
-        watermark = walk.watermark(watermark)
+    """Store pages (one, or a sprint's) with the stream's new position in one transaction;
+    the new watermark. A crash keeps all of them or none, and resumes after the last kept."""
+    last = batch[-1]
+    rows = [row for fetched in batch for row in fetched.rows]
+    rejected = [r for fetched in batch for r in fetched.rejected]
+    requests = sum(fetched.requests for fetched in batch)
+    if last.done:
+        watermark = last.walk.watermark(watermark)
     async with pool.acquire() as conn:
         upserted = await pages.commit_page(
             conn,
@@ -330,22 +344,24 @@ async def _commit(
                 run_id=run_id,
                 rows=rows,
                 rejected=rejected,
-                requests=fetched.requests,
-                walk=None if fetched.done else walk,
+                requests=requests,
+                walk=None if last.done else last.walk,
                 watermark=watermark,
-                requested_at=fetched.requested_at,
+                requested_at=min(fetched.requested_at for fetched in batch),
+                pages=len(batch),
             ),
         )
-    result.pages += 1
-    result.committed_requests += fetched.requests
+    result.pages += len(batch)
+    result.committed_requests += requests
     result.records += len(rows) + len(rejected)
     result.upserted += upserted
     result.rejected += len(rejected)
+    numbers = f"page {last.page}" if len(batch) == 1 else f"pages {batch[0].page}-{last.page}"
     log.info(
-        "%s.%s: page %d, %d records, %d changed, %d rejected",
+        "%s.%s: %s, %d records, %d changed, %d rejected",
         source.name,
         spec.name,
-        fetched.page,
+        numbers,
         len(rows) + len(rejected),
         upserted,
         len(rejected),

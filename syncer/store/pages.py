@@ -1,5 +1,8 @@
 """Storing a page: its rows, its rejected records, and the stream's new position, atomically.
 
+(The pages of one trusted sprint are stored together, in one transaction with the position
+after the last of them: all or none.)
+
 Rows are loaded with COPY into a temporary staging table and upserted from there with one
 ``INSERT … ON CONFLICT``: never row by row. A row is rewritten only when its data changed, and
 never replaced by an older version of itself.
@@ -59,6 +62,7 @@ class PageCommit:
     walk: Walk | None  # the walk to resume from; None once the walk is complete
     watermark: datetime | None  # the stream's watermark after this page
     requested_at: datetime | None = None  # when the page's request began
+    pages: int = 1  # pages of one sprint may be stored together (``sources/sprint.py``)
 
 
 async def commit_page(conn: Any, page: PageCommit) -> int:
@@ -97,7 +101,7 @@ async def commit_page(conn: Any, page: PageCommit) -> int:
                     last_success_at = coalesce(excluded.last_success_at, s.last_success_at),
                     updated_at = now()
             )
-            update syncer.stream_runs set pages = pages + 1, requests = requests + $6,
+            update syncer.stream_runs set pages = pages + $10, requests = requests + $6,
                 records = records + $7, upserted = upserted + $8, rejected = rejected + $9
             where run_id = $5 and stream = $2
             """,
@@ -110,6 +114,7 @@ async def commit_page(conn: Any, page: PageCommit) -> int:
             len(page.rows) + len(page.rejected),
             upserted,
             len(page.rejected),
+            page.pages,
         )
     return upserted
 
