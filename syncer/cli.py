@@ -525,28 +525,44 @@ def _env_int(name: str) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _common_options(*, defaults: bool) -> argparse.ArgumentParser:
+    """The options every command takes, before or after its name. Only the top level sets
+    defaults: a command's own copy must not overwrite what was given before its name."""
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--config",
         type=Path,
-        default=None,
+        default=default(None),
         help="configuration file (env: SYNCER_CONFIG; default: ./schedules.toml)",
     )
-    common.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default(False),
+        help="log progress to stderr",
+    )
     common.add_argument(
         "--log-format",
         choices=["text", "json"],
-        default=os.environ.get("SYNCER_LOG_FORMAT", "text"),
+        default=default(os.environ.get("SYNCER_LOG_FORMAT") or "text"),
         help="log lines as text or as JSON objects (env: SYNCER_LOG_FORMAT)",
     )
+    return common
 
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options(defaults=False)
     parser = argparse.ArgumentParser(
         prog="syncer",
         description="Incremental MOCO extraction into Postgres, reverse ETL into MoEngage. "
         "Database: $SYNCER_DATABASE_URL, else an embedded PostgreSQL under $SYNCER_HOME "
         "(default ~/.local/share/syncer).",
-        parents=[common],
+        parents=[_common_options(defaults=True)],
     )
     parser.add_argument("--version", action="version", version=f"syncer {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
