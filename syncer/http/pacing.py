@@ -19,9 +19,10 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-# Our windows are also a little longer than the server's, for the distance between two clocks
-# that measure the same second slightly differently (and for servers that round).
-MIN_MARGIN_S = 0.1
+# Our windows are also a little longer than the server's, for two clocks that measure the same
+# second slightly differently, servers that round, and timer granularity. (Transit time needs
+# no margin: a slot is held until its answer is in, see above.)
+MIN_MARGIN_S = 0.01
 
 
 def margin_for(per_seconds: float) -> float:
