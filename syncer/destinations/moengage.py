@@ -394,7 +394,12 @@ class _Sender:
             shutdown.check()
             if not final and unsent < 2 * self.settings.max_request_bytes:
                 return pending[start:]
-            room = await self.limiter.room() if self.dry_run_dir is None else {}
+            room: dict[str, int] = {}
+            if self.dry_run_dir is None:
+                # Wait for room for the next full body, then cut it to the room there is.
+                full = self._first(pending, start, {})
+                assert not isinstance(full, Oversized), "screened by fits_alone"
+                room = await self.limiter.room(need={"users": full.users, "events": full.events})
             packed = self._first(pending, start, room)
             assert not isinstance(packed, Oversized), "screened by fits_alone"
             start += len(packed.items)

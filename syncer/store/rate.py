@@ -153,9 +153,13 @@ class SharedLimiter:
                 )
             return [r["id"] for r in ids], 0.0
 
-    async def room(self, fraction: float = 0.1) -> dict[str, int]:
+    async def room(
+        self, fraction: float = 0.1, *, need: Mapping[str, int] | None = None
+    ) -> dict[str, int]:
         """What each unit may spend right now, waiting first until every unit has at least
-        ``fraction`` of its limit free (so that a body sized to the room is worth sending)."""
+        ``fraction`` of its limit free (so that a body sized to the room is worth sending), or
+        ``need[unit]`` if that is less (what the next full body would carry: it then goes
+        out whole rather than wait for room it does not need)."""
         while True:
             async with self._pool.acquire() as conn:
                 now: datetime = await conn.fetchval("select clock_timestamp()")
@@ -179,8 +183,11 @@ class SharedLimiter:
                     spent = [(at, amount) for at, amount in spent if at > now - window]
                     free[unit] = limit.amount - sum(amount for _, amount in spent)
                     padded = Limit(limit.amount, limit.per_seconds + self._margin_s)
-                    need = max(1, int(limit.amount * fraction))
-                    wait = max(wait, wait_s(spent, padded, need, now))
+                    wanted = int(limit.amount * fraction)
+                    if need is not None:  # no more than the next full body would carry
+                        wanted = min(wanted, need.get(unit, 0))
+                    wanted = min(limit.amount, max(1, wanted))
+                    wait = max(wait, wait_s(spent, padded, wanted, now))
                 if wait <= 0:
                     return free
             self.waited_s += wait
