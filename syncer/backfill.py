@@ -43,7 +43,7 @@ from syncer.config import MocoSourceSettings
 from syncer.errors import ConfigError, FatalError, MalformedResponseError, SyncerError
 from syncer.http.client import ApiClient, RequestStats, Response
 from syncer.http.pacing import Limiter
-from syncer.pipeline import limiter_for
+from syncer.pipeline import client_for
 from syncer.sources import moco
 from syncer.sources.base import Rejected, Row, StreamSpec, parse_http_date, split_records
 from syncer.sources.walk import STEP_OVERLAP, Walk
@@ -190,14 +190,7 @@ async def run_backfill(
         windows = plan_windows(since, last_day, timedelta(seconds=window_s))
     except ValueError as exc:
         raise ConfigError(f"--since/--until/--window: {exc}") from None
-    client = ApiClient(
-        session,
-        moco.credential(source.api_key.value, source.api_key.env),
-        limiter or limiter_for(source),
-        timeout_s=source.timeout_s,
-        max_attempts=source.max_attempts,
-        backoff_base_s=backoff_base_s,
-    )
+    client = client_for(session, source, limiter, backoff_base_s=backoff_base_s)
     started = time.monotonic()
     key = f"{source.name}.{stream}"
     async with pool.acquire() as lock_conn:

@@ -113,6 +113,28 @@ def shared_limiter_for(pool: Any, source: SourceSettings) -> Limiter:
     )
 
 
+def client_for(
+    session: aiohttp.ClientSession,
+    source: SourceSettings,
+    limiter: Limiter | None = None,
+    *,
+    backoff_base_s: float = 1.0,
+) -> ApiClient:
+    """The HTTP client of one run against ``source``: its credential, limit and retries."""
+    if isinstance(source, MocaSourceSettings):
+        credential = moca.credential(source.token.value, source.token.env)
+    else:
+        credential = moco.credential(source.api_key.value, source.api_key.env)
+    return ApiClient(
+        session,
+        credential,
+        limiter or limiter_for(source),
+        timeout_s=source.timeout_s,
+        max_attempts=source.max_attempts,
+        backoff_base_s=backoff_base_s,
+    )
+
+
 async def sync_source(
     pool: Any,
     session: aiohttp.ClientSession,
@@ -126,18 +148,7 @@ async def sync_source(
 ) -> SyncResult:
     """Run one incremental extraction of ``source`` (all its streams unless ``streams``)."""
     names = list(streams) or list(source.streams)
-    if isinstance(source, MocaSourceSettings):
-        credential = moca.credential(source.token.value, source.token.env)
-    else:
-        credential = moco.credential(source.api_key.value, source.api_key.env)
-    client = ApiClient(
-        session,
-        credential,
-        limiter or limiter_for(source),
-        timeout_s=source.timeout_s,
-        max_attempts=source.max_attempts,
-        backoff_base_s=backoff_base_s,
-    )
+    client = client_for(session, source, limiter, backoff_base_s=backoff_base_s)
     started = time.monotonic()
     async with pool.acquire() as lock_conn:
         locked = await lock_conn.fetchval(

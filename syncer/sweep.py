@@ -51,7 +51,7 @@ from syncer.deletions import guard_warning
 from syncer.errors import ConfigError, FatalError, MalformedResponseError, SyncerError
 from syncer.http.client import ApiClient, RequestStats
 from syncer.http.pacing import Limiter
-from syncer.pipeline import limiter_for
+from syncer.pipeline import client_for
 from syncer.sources import moco
 from syncer.sources.base import Row, StreamSpec, split_records
 from syncer.store import locks, runs, sweeps
@@ -199,14 +199,7 @@ async def sweep_source(
 ) -> SweepResult:
     """Check every stored id of ``source`` (its streams, or ``streams``) and mark deletions."""
     names = list(streams) or list(source.streams)
-    client = ApiClient(
-        session,
-        moco.credential(source.api_key.value, source.api_key.env),
-        limiter or limiter_for(source),
-        timeout_s=source.timeout_s,
-        max_attempts=source.max_attempts,
-        backoff_base_s=backoff_base_s,
-    )
+    client = client_for(session, source, limiter, backoff_base_s=backoff_base_s)
     started = time.monotonic()
     results = [StreamSweep(name) for name in names]
     async with pool.acquire() as lock_conn:
