@@ -40,7 +40,13 @@ import orjson
 
 from syncer import shutdown
 from syncer.config import MocoSourceSettings
-from syncer.errors import ConfigError, FatalError, MalformedResponseError, SyncerError
+from syncer.errors import (
+    BusyError,
+    ConfigError,
+    FatalError,
+    MalformedResponseError,
+    SyncerError,
+)
 from syncer.http.client import ApiClient, RequestStats, Response
 from syncer.http.pacing import Limiter
 from syncer.pipeline import client_for
@@ -198,7 +204,7 @@ async def run_backfill(
             "select pg_try_advisory_lock($1, hashtext($2))", BACKFILL_LOCK_CLASS, key
         )
         if not locked:
-            raise FatalError(
+            raise BusyError(
                 f"another backfill of {key} is running against this database; wait for it "
                 f"to finish, then run this command again: it resumes where that one stopped"
             )

@@ -51,6 +51,14 @@ class FatalError(SyncerError):
     """The run cannot go on."""
 
 
+class BusyError(FatalError):
+    """Another run is doing this work right now against the same database.
+
+    Not a failure of this run: the daemon reports the tick as skipped (busy); a one-off command
+    exits 1 saying what to wait for.
+    """
+
+
 class AuthError(FatalError):
     """The API rejected the credentials."""
 

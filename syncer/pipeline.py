@@ -22,7 +22,7 @@ import aiohttp
 
 from syncer import shutdown
 from syncer.config import MocaSourceSettings, SourceSettings
-from syncer.errors import FatalError, SyncerError
+from syncer.errors import BusyError, SyncerError
 from syncer.http.client import ApiClient, RequestStats
 from syncer.http.pacing import Limiter, SlidingWindowLimiter
 from syncer.moco_walk import finish_stream, log_ids, walk_stream
@@ -155,7 +155,7 @@ async def sync_source(
             "select pg_try_advisory_lock($1, hashtext($2))", RUN_LOCK_CLASS, source.name
         )
         if not locked:
-            raise FatalError(
+            raise BusyError(
                 f"another sync of {source.name!r} is running against this database; "
                 f"wait for it to finish (see `syncer status`)"
             )

@@ -48,7 +48,13 @@ import aiohttp
 from syncer import shutdown
 from syncer.config import MocoSourceSettings, Settings
 from syncer.deletions import guard_warning
-from syncer.errors import ConfigError, FatalError, MalformedResponseError, SyncerError
+from syncer.errors import (
+    BusyError,
+    ConfigError,
+    FatalError,
+    MalformedResponseError,
+    SyncerError,
+)
 from syncer.http.client import ApiClient, RequestStats
 from syncer.http.pacing import Limiter
 from syncer.pipeline import client_for
@@ -207,7 +213,7 @@ async def sweep_source(
             "select pg_try_advisory_lock($1, hashtext($2))", SWEEP_LOCK_CLASS, source.name
         )
         if not locked:
-            raise FatalError(
+            raise BusyError(
                 f"a sweep of {source.name!r} is running against this database; "
                 "wait for it to finish (see `syncer status`)"
             )

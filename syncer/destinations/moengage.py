@@ -46,7 +46,13 @@ from syncer.destinations.moengage_elements import (
     user_element,
 )
 from syncer.destinations.packing import Batch, Item, Oversized, pack
-from syncer.errors import AuthError, FatalError, RequestRejectedError, UnreachableError
+from syncer.errors import (
+    AuthError,
+    BusyError,
+    FatalError,
+    RequestRejectedError,
+    UnreachableError,
+)
 from syncer.http.pacing import margin_for
 from syncer.store import loads, locks, runs
 from syncer.store.rate import Limit, SharedLimiter
@@ -159,7 +165,7 @@ async def load_destination(
             "select pg_try_advisory_lock($1, hashtext($2))", LOAD_LOCK_CLASS, settings.name
         )
         if not locked:
-            raise FatalError(
+            raise BusyError(
                 f"another load of {settings.name!r} is running against this database; "
                 f"wait for it to finish (see `syncer status`)"
             )
