@@ -23,7 +23,7 @@ import asyncpg
 from syncer.sandbox.server import RunningSandbox
 from syncer.store.database import head_revision, with_database
 from tests.conftest import SANDBOX_KEY
-from tests.integration.test_cli import Ran, syncer
+from tests.integration.test_cli import Ran, assert_one_error_line, closed_port, syncer
 from tests.integration.test_daemon import config
 
 PROCESSES = 8
@@ -206,3 +206,65 @@ async def test_two_daemons_started_together_on_a_fresh_database_both_stay_up(
         for log_path in logs:
             assert "Traceback" not in log_path.read_text()
         assert await alembic_version(url) == [head_revision()]
+
+
+# --- the database URL as a user gives it -------------------------------------------------------
+
+PASSWORD = "q-pw-4e91c2"  # distinctive, so that finding it in the output means a leak
+
+
+def with_query(url: str, extra: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{extra}"
+
+
+async def test_database_url_in_sqlalchemy_form_with_a_password_parameter_is_used_and_redacted(
+    pg_admin_url: str, tmp_path: Path
+) -> None:
+    async with fresh_database(pg_admin_url) as url:
+        # The test server trusts local connections, or takes the password in the user info:
+        # either way, this password parameter is carried but not what lets us in.
+        given = with_query(
+            url.replace("postgresql://", "postgresql+asyncpg://", 1), f"password={PASSWORD}"
+        )
+        env = {**base_environment(), "DATABASE_URL": given, "SYNCER_HOME": str(tmp_path / "home")}
+        ran = await syncer("migrate", env=env, cwd=tmp_path, timeout_s=120)
+        assert ran.code == 0, ran
+        assert "newest migration" in ran.stdout
+        assert "password=***" in ran.stdout
+        assert PASSWORD not in ran.output
+        assert NOTE not in ran.stderr  # DATABASE_URL was used, not the embedded server
+        assert await alembic_version(url) == [head_revision()]
+
+
+async def test_an_unreachable_database_is_one_line_without_its_secrets(tmp_path: Path) -> None:
+    url = (
+        f"postgres://syncer:{PASSWORD}@127.0.0.1:{closed_port()}/warehouse"
+        f"?sslmode=disable&sslpassword={PASSWORD}-ssl"
+    )
+    env = {**base_environment(), "DATABASE_URL": url, "SYNCER_HOME": str(tmp_path / "home")}
+    ran = await syncer("migrate", env=env, cwd=tmp_path, timeout_s=120)
+    assert_one_error_line(ran, 1, "cannot connect to the database", "SYNCER_DATABASE_URL")
+    assert PASSWORD not in ran.output
+    assert "syncer:***@127.0.0.1" in ran.stderr
+    assert "sslpassword=***" in ran.stderr
+
+
+async def test_a_schema_newer_than_this_syncer_is_refused_in_one_line(
+    pg_admin_url: str, tmp_path: Path
+) -> None:
+    async with fresh_database(pg_admin_url) as url:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("create schema syncer")
+            await conn.execute("create table syncer.alembic_version (version_num text primary key)")
+            await conn.execute("insert into syncer.alembic_version values ('9999')")
+        finally:
+            await conn.close()
+        env = {
+            **base_environment(),
+            "SYNCER_DATABASE_URL": url,
+            "SYNCER_HOME": str(tmp_path / "home"),
+        }
+        ran = await syncer("migrate", env=env, cwd=tmp_path, timeout_s=120)
+        assert_one_error_line(ran, 1, "migration 9999, newer than this syncer", "upgrade syncer")
+        assert await alembic_version(url) == ["9999"]
