@@ -1,8 +1,8 @@
-"""Alembic environment: online migrations only, under an advisory lock.
+"""Alembic environment: online migrations only, in one transaction under an advisory lock.
 
-``syncer.store.database.migrate`` passes an open connection in ``config.attributes``. Run by
-hand (``alembic -c migrations/alembic.ini upgrade head``), the database is resolved as syncer
-resolves it.
+``syncer.store.database.migrate`` passes an open connection in ``config.attributes`` (it holds
+the session-level migration lock already, on a connection of its own). Run by hand (``alembic -c
+migrations/alembic.ini upgrade head``), the database is resolved and migrated as syncer does it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from sqlalchemy.engine import Connection
 
 from syncer.store.tables import metadata
 
-# Several replicas may start at once; only one migrates, the others wait and find nothing to do.
+# A second guard for callers that pass a connection without holding the migration lock: taken
+# before anything else in the transaction (even `create schema if not exists`, which two
+# transactions at once can fail on), so a second migration waits and then finds nothing to do.
 MIGRATION_LOCK = 7_233_911_001
 
 
@@ -28,8 +30,8 @@ def run_migrations(connection: Connection) -> None:
         transaction_per_migration=False,
     )
     with context.begin_transaction():
-        connection.execute(text("create schema if not exists syncer"))
         connection.execute(text(f"select pg_advisory_xact_lock({MIGRATION_LOCK})"))
+        connection.execute(text("create schema if not exists syncer"))
         context.run_migrations()
 
 

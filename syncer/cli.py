@@ -560,7 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="syncer",
         description="Incremental MOCO extraction into Postgres, reverse ETL into MoEngage. "
-        "Database: $SYNCER_DATABASE_URL, else an embedded PostgreSQL under $SYNCER_HOME "
+        "Database: $SYNCER_DATABASE_URL (else $DATABASE_URL), else an embedded PostgreSQL under "
+        "$SYNCER_HOME "
         "(default ~/.local/share/syncer).",
         parents=[_common_options(defaults=True)],
     )

