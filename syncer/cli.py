@@ -350,7 +350,14 @@ async def job_statuses(conn: Any, settings: Settings) -> list[dict[str, Any]]:
 async def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.sandbox.server import serve_forever
 
-    await _until_signalled(serve_forever(port=args.port, seed=args.seed))
+    if args.moca_geolocations not in ("buckets", "aggregate"):
+        raise ConfigError(
+            f"SYNCER_SANDBOX_MOCA_GEOLOCATIONS is {args.moca_geolocations!r}; "
+            "set it to buckets or aggregate"
+        )
+    await _until_signalled(
+        serve_forever(port=args.port, seed=args.seed, moca_geolocations=args.moca_geolocations)
+    )
     return EXIT_OK
 
 
@@ -467,7 +474,8 @@ def print_sync_result(result: SyncResult) -> None:
     rejected = sum(s.rejected for s in result.streams)
     if rejected:
         console.print(
-            f"{rejected} records could not be stored; their reasons are in "
+            f"[yellow]warning:[/yellow] {rejected} records could not be stored; they and "
+            f"their reasons are in "
             f"syncer.rejected_records (see `syncer status`)"
         )
     http = result.http
@@ -704,6 +712,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sandbox.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     sandbox.add_argument("--seed", type=int, default=1, help="seed of the generated data")
+    sandbox.add_argument(
+        "--moca-geolocations",
+        choices=("buckets", "aggregate"),
+        default=os.environ.get("SYNCER_SANDBOX_MOCA_GEOLOCATIONS", "buckets"),
+        help="MOCA geolocations per bucket (default) or aggregated over the requested range "
+        "(env SYNCER_SANDBOX_MOCA_GEOLOCATIONS)",
+    )
     sandbox.set_defaults(handler=cmd_sandbox, needs_config=False)
 
     demo = commands.add_parser(

@@ -14,7 +14,10 @@ previous read began, minus ``overlap``.
 
 Analytics are pulled per app and metric in windows [from, to), upserted on (app, metric,
 interval, bucket start, geohash), re-pulling a trailing window because recent buckets are
-restated.
+restated. A point without a bucket time ``t`` is an aggregate over the whole window (MOCA's
+"aggregated user geolocations"): it is stored with the window's range, and pulling the same
+range again replaces it. A response or point that fits neither shape is kept in
+``syncer.rejected_records`` with the reason, and the stream goes on with a warning.
 """
 
 from __future__ import annotations
@@ -112,6 +115,11 @@ async def sync_stream(ctx: ScanContext, name: str, result: Any) -> None:
                 break
     if since is None:
         await _deletions(ctx, stream, seen, started_at or datetime.now(UTC), result)
+    if result.rejected:
+        odd = (f"{result.rejected} records did not fit and are kept in syncer.rejected_records "
+               "with the reason; the rest is stored")  # fmt: skip
+        result.warning = f"{result.warning}; {odd}" if result.warning else odd
+        log.warning("%s.%s: %s", source.name, name, odd)
     async with ctx.pool.acquire() as conn:
         update: dict[str, Any] = {}
         if since is None:
@@ -178,6 +186,7 @@ async def _deletions(
                 rejected=rejected, requests=result.http.requests - before,
             )  # fmt: skip
         result.committed_requests = result.http.requests
+        result.rejected += len(rejected)
     if gone:
         async with ctx.pool.acquire() as conn:
             result.deleted += await scans.mark_deleted(conn, stream.name, gone, at, ctx.run_id)
@@ -195,6 +204,7 @@ async def _sync_analytics(ctx: ScanContext, result: Any) -> None:
             "sync apps first: syncer sync moca --stream apps"
         )
     now: datetime | None = None
+    odd: dict[str, str] = {}  # metric -> the first reason one of its points was rejected
     for app in apps:
         for metric in source.analytics_metrics:
             key = f"{app}:{metric}:{interval}"
@@ -216,16 +226,28 @@ async def _sync_analytics(ctx: ScanContext, result: Any) -> None:
                 params = {"from": str(moca.to_ms(start)), "to": str(moca.to_ms(end)),
                           "interval": interval}  # fmt: skip
                 response = await ctx.client.get(url, params, stats=result.http)
-                buckets = moca.split_analytics(response.json(), app, metric, interval, url)
+                page = moca.split_analytics(
+                    response.json(), app, metric, interval, (start, end), url
+                )
                 async with ctx.pool.acquire() as conn:
-                    result.upserted += await scans.upsert_buckets(
-                        conn, buckets, run_id=ctx.run_id, source=source.name, state_key=key,
+                    result.upserted += await scans.upsert_analytics(
+                        conn, page, run_id=ctx.run_id, source=source.name, state_key=key,
                         state_value=moca.to_ms(end), requests=result.http.requests - before,
                     )  # fmt: skip
                 result.committed_requests = result.http.requests
                 result.pages += 1
-                result.records += len(buckets)
+                result.records += page.stored + len(page.rejected)
+                result.rejected += len(page.rejected)
+                for rejected in page.rejected:
+                    odd.setdefault(metric, rejected.reason)
                 start = end
+    if odd:
+        result.warning = (
+            f"{result.rejected} analytics points or responses did not fit either known shape "
+            f"(metrics {', '.join(sorted(odd))}; e.g. {next(iter(odd.values()))}); they are "
+            "kept in syncer.rejected_records, the rest is stored"
+        )
+        log.warning("%s.analytics: %s", source.name, result.warning)
     async with ctx.pool.acquire() as conn:
         await scans.save_state(conn, source.name, "analytics", {}, watermark=now, success=True)
     result.watermark = now

@@ -112,6 +112,18 @@ def _total(metric: str, interval: str, buckets: list[dict[str, int]], series: li
     return active if metric == "active_users" else active - new
 
 
+def _aggregated(cells: list[Record]) -> list[Record]:
+    """Geolocation buckets summed per place over the range: no `t`, no geohash."""
+    counts: dict[tuple[float, float], int] = {}
+    for cell in cells:
+        place = (cell["latitude"], cell["longitude"])
+        counts[place] = counts.get(place, 0) + int(cell["count"])
+    return [
+        {"latitude": lat, "longitude": lon, "count": count}
+        for (lat, lon), count in sorted(counts.items())
+    ]
+
+
 @dataclass(frozen=True)
 class _AppModel:
     """How one app's audience behaves; drawn from the seed and the app id, never stored data."""
@@ -168,7 +180,15 @@ class Analytics:
         # (appId, metric) -> [(first restated ms, revision)]
         self._restatements: dict[tuple[str, str], list[tuple[int, int]]] = {}
 
-    def answer(self, app_id: str, metric: str, interval: str, from_ms: int, to_ms: int) -> Record:
+    def answer(
+        self,
+        app_id: str,
+        metric: str,
+        interval: str,
+        from_ms: int,
+        to_ms: int,
+        aggregate: bool = False,
+    ) -> Record:
         """The analytics answer (§7.4) for [from_ms, to_ms); see `MocaData.analytics`."""
         key = _metric(metric)
         if interval not in INTERVALS:
@@ -186,6 +206,8 @@ class Analytics:
             buckets.append(values)
             series += cells if key == "geolocations" else [{"t": start, "value": values[key]}]
             start = end
+        if aggregate and key == "geolocations":
+            series = _aggregated(series)
         return {
             "appId": app_id, "metric": ANALYTICS_METRICS[key], "interval": interval,
             "from": from_ms, "to": to_ms, "total": _total(key, interval, buckets, series),

@@ -275,7 +275,14 @@ class MocaData:
     # -- analytics ---------------------------------------------------------------------------
 
     def analytics(
-        self, app_id: str, metric: str, interval: str, from_ms: int, to_ms: int
+        self,
+        app_id: str,
+        metric: str,
+        interval: str,
+        from_ms: int,
+        to_ms: int,
+        *,
+        aggregate: bool = False,
     ) -> Record:
         """The analytics answer (§7.4) for the buckets overlapping [from_ms, to_ms).
 
@@ -283,8 +290,12 @@ class MocaData:
         after now are left out, and the current one is still filling. `metric` is a stream name
         ("new_users") or an API name ("newUsers"). KeyError for an unknown app, ValueError for
         an unknown metric or interval or an empty window.
+
+        `aggregate`: geolocations come as one aggregate over the whole range, a series of
+        `{latitude, longitude, count}` with no per-bucket `t` (the other shape §7.4 names);
+        the other metrics are unaffected.
         """
-        return self._analytics.answer(app_id, metric, interval, from_ms, to_ms)
+        return self._analytics.answer(app_id, metric, interval, from_ms, to_ms, aggregate)
 
     def restate(self, app_id: str, metric: str, days: int) -> list[int]:
         """Revises `metric` in the buckets of the last `days` UTC days, today included, as late

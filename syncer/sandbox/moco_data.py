@@ -101,7 +101,7 @@ class MocoData:
         self._rng = random.Random(seed)
         self._rows: dict[str, list[Record]] = {stream: [] for stream in MOCO_STREAM_PATHS}
         self._last_id = {stream: first for stream, first in _FIRST_ID.items()}
-        self._builder = RecordBuilder(self._rng, self._rows)
+        self._builder = RecordBuilder(self._rng, self._rows, seed)
         self._revision = 0
         self._reads = 0
         # Called as listener(stream, event, records as served, epoch ms) after each change, from

@@ -52,6 +52,19 @@ _DESCRIPTIONS = (
     "Telefonat wg. Budgeterhöhung", "Code-Review", "Präsentation vorbereitet",
     "Größenanpassungen der Bilder", "Übergabe an Kunden ✅", "Maßnahmenplan erstellt", "",
 )  # fmt: skip
+# Sentences of the long activity reports.
+_REPORT = (
+    "Workshop mit der Geschäftsführung zur Priorisierung der offenen Punkte durchgeführt.",
+    "Änderungswünsche aus der letzten Abstimmung eingepflegt und dokumentiert.",
+    "Fehler im Bestellprozess nachgestellt, Ursache im Zahlungsmodul gefunden und behoben.",
+    "Entwürfe für die Startseite überarbeitet (Farben, Typografie, Bildauswahl) 🎨.",
+    "Rückfragen des Kunden per Telefon geklärt; nächste Schritte per E-Mail bestätigt.",
+    "Testfälle für die Barrierefreiheit ergänzt und die Ergebnisse im Ticket festgehalten.",
+    "Budgetübersicht aktualisiert, Mehraufwand für die Schnittstelle begründet.",
+    "Größenanpassungen und Komprimierung aller Produktbilder für den Shop erledigt.",
+    "Übergabe der Zugangsdaten an die IT des Kunden vorbereitet ✅.",
+    "Recherche zu Wettbewerbern in München, Köln und Zürich zusammengefasst.",
+)  # fmt: skip
 _POSITIONS = (
     "Geschäftsführerin", "Geschäftsführer", "Marketingleitung", "Einkauf", "Assistenz der GF",
     "Leiter IT", "Buchhaltung", "Projektkoordination", "",
@@ -78,9 +91,10 @@ def _slug(text: str) -> str:
 class RecordBuilder:
     """Builds one record of any stream, pointing at records already stored in `rows`."""
 
-    def __init__(self, rng: random.Random, rows: dict[str, list[Record]]) -> None:
+    def __init__(self, rng: random.Random, rows: dict[str, list[Record]], seed: int = 1) -> None:
         self.rng = rng
         self.rows = rows
+        self.seed = seed
         self.fresh = False  # True while creating: new records are active and not disregarded
         self._nested_id = 600_000_000
         self._makers: dict[str, Callable[[int, str], Record]] = {
@@ -393,6 +407,20 @@ class RecordBuilder:
             "tags": self._tags(), "debt_collection_procedure": None, "user": self._person(),
         }  # fmt: skip
 
+    def _description(self, rid: int) -> str:
+        """Mostly a short note; about one activity in 25 a long report of 600-3,000 characters
+        (longer than the 512 MoEngage keeps). The long ones come from their own generator, keyed
+        by the seed and the id, so they leave every other generated value as it was."""
+        short = self.rng.choice(_DESCRIPTIONS)
+        long = random.Random(f"{self.seed}:activity-description:{rid}")
+        if long.random() >= 0.04:
+            return short
+        size = long.randint(600, 3000)
+        parts = [f"{short or 'Tagesbericht'}:"]
+        while sum(len(p) + 1 for p in parts) < size:
+            parts.append(long.choice(_REPORT))
+        return " ".join(parts)[:size].rstrip()
+
     def _activities(self, rid: int, updated: str) -> Record:
         r = self.rng
         project = self._pick("projects")
@@ -406,7 +434,7 @@ class RecordBuilder:
         return {
             "id": rid, "date": updated[:10] if r.random() < 0.5 else self._date(2024, 2025),
             "hours": round(seconds / 3600, 2), "seconds": seconds if billable else 0,
-            "worked_seconds": seconds, "description": r.choice(_DESCRIPTIONS), "billed": billed,
+            "worked_seconds": seconds, "description": self._description(rid), "billed": billed,
             "invoice_id": invoice["id"] if invoice else None, "billable": billable,
             "tag": r.choice(("", "", "", "Meeting", "Bug 🐛")), "remote_service": remote,
             "remote_id": remote_id,

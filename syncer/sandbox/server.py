@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from syncer.sandbox.moca import MocaSandbox
+from syncer.sandbox.moca import MocaSandbox, MocaSandboxSettings
 from syncer.sandbox.moca_data import MocaData
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.moco_data import MocoData
@@ -96,11 +96,13 @@ async def running_sandbox(
         await runner.cleanup()
 
 
-async def serve_forever(*, host: str = "127.0.0.1", port: int = 8765, seed: int = 1) -> None:
+async def serve_forever(
+    *, host: str = "127.0.0.1", port: int = 8765, seed: int = 1, moca_geolocations: str = "buckets"
+) -> None:
     """Serves a sandbox with data from `seed`, prints where and with which key, runs until
-    cancelled."""
+    cancelled. `moca_geolocations`: "buckets" or "aggregate" (`MocaSandboxSettings`)."""
     moco = MocoSandbox(MocoData(seed=seed))
-    moca = MocaSandbox(MocaData(seed=seed))
+    moca = MocaSandbox(MocaData(seed=seed), MocaSandboxSettings(geolocations=moca_geolocations))
     async with running_sandbox(moco=moco, moca=moca, host=host, port=port) as sandbox:
         key = sorted(moco.settings.api_keys)[0]
         token = sorted(moca.settings.tokens)[0]

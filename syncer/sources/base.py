@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -9,6 +10,15 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import orjson
+
+# A NUL character, escaped in JSON text: Postgres ``jsonb`` and ``text`` cannot hold one.
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+NUL_REASON = "holds a NUL character (\\u0000), which Postgres cannot store"
+
+
+def has_nul(text: str) -> bool:
+    """Whether JSON text holds an escaped NUL character (not an escaped backslash before u0000)."""
+    return "u0000" in text and _NUL.search(text) is not None
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,9 @@ def split_records(items: list[Any], spec: StreamSpec) -> tuple[list[Row], list[R
             continue
         if not -(2**63) <= key < 2**63:
             rejected.append(Rejected(f"{spec.primary_key!r} {key} does not fit a bigint", text))
+            continue
+        if has_nul(text):
+            rejected.append(Rejected(f"the record {NUL_REASON}", text))
             continue
         rows.append(Row(key, parse_timestamp(item.get(spec.replication_key)), text))
     return rows, rejected

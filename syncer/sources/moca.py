@@ -17,7 +17,7 @@ import orjson
 
 from syncer.errors import MalformedResponseError
 from syncer.http.client import Credential, Response
-from syncer.sources.base import Rejected
+from syncer.sources.base import NUL_REASON, Rejected, has_nul
 
 Extract = Callable[[dict[str, Any], str | None], Any]
 
@@ -65,14 +65,13 @@ def _kind(key: str) -> Extract:
 def _query_json(record: dict[str, Any], parent: str | None) -> str | None:
     """``segment.config.query`` parsed (it arrives as JSON text); None if it is not JSON."""
     text = _dig(record, "config", "query")
-    if isinstance(text, dict | list):
-        return orjson.dumps(text).decode()
-    if not isinstance(text, str):
+    if not isinstance(text, str | dict | list):
         return None
     try:
-        return orjson.dumps(orjson.loads(text)).decode()
+        parsed = orjson.dumps(orjson.loads(text) if isinstance(text, str) else text).decode()
     except orjson.JSONDecodeError:
         return None
+    return None if has_nul(parsed) else parsed
 
 
 def _dig(record: dict[str, Any], *keys: str) -> Any:
@@ -225,16 +224,23 @@ def split_items(
                 Rejected(f"no string {stream.id_field!r}", orjson.dumps(record).decode())
             )
             continue
-        extras = tuple(extract(record, parent) for _, extract in stream.columns.values())
-        rows.append(
-            MocaRow(
-                key,
-                from_ms(record.get("updatedAt")),
-                from_ms(record.get("createdAt")),
-                orjson.dumps(record).decode(),
-                extras,
+        text = orjson.dumps(record).decode()
+        if has_nul(text):
+            rejected.append(Rejected(f"the record {NUL_REASON}", text))
+            continue
+        # A text column holds only a string: another shape stays in ``data`` alone.
+        extras = tuple(
+            value if kind != "text" or isinstance(value, str) else None
+            for kind, value in (
+                (kind, extract(record, parent)) for kind, extract in stream.columns.values()
             )
         )
+        rows.append(
+            MocaRow(
+                key, from_ms(record.get("updatedAt")), from_ms(record.get("createdAt")), text,
+                extras,
+            )
+        )  # fmt: skip
     return rows, rejected
 
 
@@ -249,25 +255,121 @@ class Bucket:
     data: str
 
 
-def split_analytics(body: Any, app_id: str, metric: str, interval: str, url: str) -> list[Bucket]:
-    """The buckets of one analytics response (contract §7.4 shape)."""
+@dataclass(frozen=True)
+class RangeAggregate:
+    """One value over the whole requested range (a point without ``t``), e.g. a geolocation."""
+
+    app_id: str
+    metric: str
+    interval: str
+    range_start: datetime
+    range_end: datetime
+    key: str  # the geohash, else "latitude,longitude" (6 decimals); "" for a plain value
+    latitude: float | None
+    longitude: float | None
+    value: float | None
+    data: str
+
+
+@dataclass(frozen=True)
+class AnalyticsPage:
+    """What one analytics response holds: per-bucket points, range aggregates, and the rest."""
+
+    buckets: list[Bucket]
+    aggregates: list[RangeAggregate]
+    rejected: list[Rejected]
+
+    @property
+    def stored(self) -> int:
+        return len(self.buckets) + len(self.aggregates)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _cell(point: dict[str, Any]) -> tuple[str, float | None, float | None] | None:
+    """A geolocation's key and position; None if it has neither a geohash nor both coordinates."""
+    latitude, longitude = _number(point.get("latitude")), _number(point.get("longitude"))
+    geohash = point.get("geohash")
+    if isinstance(geohash, str) and geohash:
+        return geohash, latitude, longitude
+    if latitude is None or longitude is None:
+        return None
+    return f"{latitude:.6f},{longitude:.6f}", latitude, longitude
+
+
+def split_analytics(
+    body: Any,
+    app_id: str,
+    metric: str,
+    interval: str,
+    window: tuple[datetime, datetime],
+    url: str,
+) -> AnalyticsPage:
+    """The points of one analytics response for the range ``window`` requested (§7.4 shape).
+
+    MOCA's analytics are not documented; two shapes are expected, and both are stored: a
+    ``series`` of buckets (``{"t": ms, "value": n}``, or ``{"t", "geohash", "latitude",
+    "longitude", "count"}`` for geolocations), and aggregates over the whole requested range
+    (the same points without ``t``; for geolocations ``{"latitude", "longitude", "count"}``).
+    A response without a ``series`` list, and a point that fits neither shape, is rejected:
+    kept with the reason, never failing the stream.
+    """
     series = body.get("series") if isinstance(body, dict) else None
     if not isinstance(series, list):
-        raise MalformedResponseError(
-            f"{url} answered without a 'series' list; check the analytics path (paths.analytics)"
-        )
-    buckets = []
+        what = "a JSON object" if isinstance(body, dict) else type(body).__name__
+        return AnalyticsPage([], [], [Rejected(
+            f"{url}: {what} without a 'series' list; neither analytics shape (check the "
+            "analytics path, paths.analytics)", _dumps(body),
+        )])  # fmt: skip
+    buckets: list[Bucket] = []
+    aggregates: list[RangeAggregate] = []
+    rejected: list[Rejected] = []
+    seen: set[tuple[str, datetime | None]] = set()
     for point in series:
-        start = from_ms(point.get("t")) if isinstance(point, dict) else None
-        if start is None:
-            raise MalformedResponseError(f"{url} sent a bucket without a millisecond 't'")
-        key = str(point.get("geohash") or "")
-        value = point.get("value", point.get("count"))
-        buckets.append(
-            Bucket(
-                app_id, metric, interval, start, key,
-                float(value) if isinstance(value, int | float) else None,
-                orjson.dumps(point).decode(),
+        if not isinstance(point, dict):
+            kind = type(point).__name__
+            rejected.append(
+                Rejected(
+                    f"{url}: a series point that is not a JSON object but {kind}", _dumps(point)
+                )
             )
-        )  # fmt: skip
-    return buckets
+            continue
+        text = _dumps(point)
+        if has_nul(text):
+            rejected.append(Rejected(f"{url}: the point {NUL_REASON}", text))
+            continue
+        value = _number(point.get("value", point.get("count")))
+        geo = _cell(point) if metric == "geolocations" else None
+        start: datetime | None = None
+        reason: str | None = None
+        if point.get("t") is not None:  # a bucket
+            start = from_ms(point["t"])
+            key = geo[0] if geo else str(point.get("geohash") or "")
+            reason = None if start else "a bucket whose 't' is not int64 milliseconds"
+        else:  # an aggregate over the requested range
+            key = geo[0] if geo else ""
+            if metric == "geolocations" and geo is None:
+                reason = "a geolocation aggregate without a geohash or latitude and longitude"
+        if reason is None and (key, start) in seen:
+            reason = "a second point for the same bucket and place in one response"
+        if reason is not None:
+            rejected.append(Rejected(f"{url}: {reason}", text))
+            continue
+        seen.add((key, start))
+        if start is not None:
+            buckets.append(Bucket(app_id, metric, interval, start, key, value, text))
+        else:
+            latitude, longitude = (geo[1], geo[2]) if geo else (None, None)
+            aggregates.append(RangeAggregate(
+                app_id, metric, interval, window[0], window[1], key, latitude, longitude,
+                value, text,
+            ))  # fmt: skip
+    return AnalyticsPage(buckets, aggregates, rejected)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()

@@ -16,6 +16,7 @@ showing it came in, and a delete webhook at MOCO's event time.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,8 @@ from syncer.sources.base import Rejected, Row
 from syncer.sources.walk import Walk
 
 STAGE = "_syncer_stage"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,11 @@ async def commit_page(conn: Any, page: PageCommit) -> int:
             len(page.rejected),
             page.pages,
         )
+    if page.rejected:
+        log.warning(
+            "%s.%s: %d records did not fit (e.g. %s); kept in syncer.rejected_records",
+            page.source, page.stream, len(page.rejected), page.rejected[0].reason,
+        )  # fmt: skip
     return upserted
 
 

@@ -1,5 +1,6 @@
 """Writing what a MOCA scan finds: rows (rewritten only when ``updatedAt`` moved), deletions
-(marked, never removed), analytics buckets (idempotent), and the stream's state."""
+(marked, never removed), analytics buckets and range aggregates (idempotent), what did not fit
+(``syncer.rejected_records``), and the stream's state."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import orjson
 
 from syncer.sources.base import Rejected
-from syncer.sources.moca import Bucket, MocaRow, MocaStream
+from syncer.sources.moca import AnalyticsPage, Bucket, MocaRow, MocaStream, RangeAggregate
 from syncer.store.tables import MOCA_SCHEMA
 
 
@@ -103,9 +104,9 @@ async def mark_deleted(
     return count
 
 
-async def upsert_buckets(
+async def upsert_analytics(
     conn: Any,
-    buckets: Sequence[Bucket],
+    page: AnalyticsPage,
     *,
     run_id: int,
     source: str,
@@ -113,41 +114,103 @@ async def upsert_buckets(
     state_value: int,
     requests: int,
 ) -> int:
-    """Store one analytics window and the position it reached, in one transaction."""
+    """Store one analytics window and the position it reached, in one transaction.
+
+    Buckets are upserted (a restated bucket is rewritten); aggregates over the window replace
+    what an earlier pull of the same range stored; rejected points and responses are kept in
+    ``syncer.rejected_records``. Returns the rows inserted, changed or removed.
+    """
     async with conn.transaction():
-        status: str = await conn.execute(
-            f"""
-            insert into "{MOCA_SCHEMA}".analytics as t
-                (app_id, metric, interval, bucket_start, key, value, data)
-            select * from unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
-                                 $5::text[], $6::numeric[], $7::jsonb[])
-            on conflict (app_id, metric, interval, bucket_start, key) do update
-                set value = excluded.value, data = excluded.data, _synced_at = now()
-                where t.data is distinct from excluded.data
-            """,
-            [b.app_id for b in buckets],
-            [b.metric for b in buckets],
-            [b.interval for b in buckets],
-            [b.bucket_start for b in buckets],
-            [b.key for b in buckets],
-            [b.value for b in buckets],
-            [b.data for b in buckets],
-        )
-        changed = int(status.rsplit(" ", 1)[-1])
+        changed = await _upsert_buckets(conn, page.buckets) if page.buckets else 0
+        if page.aggregates:
+            changed += await _replace_aggregates(conn, page.aggregates)
+        if page.rejected:
+            await conn.executemany(
+                "insert into syncer.rejected_records (run_id, source, stream, reason, record)"
+                " values ($1, $2, $3, $4, $5)",
+                [(run_id, source, "analytics", r.reason, r.record) for r in page.rejected],
+            )
         await save_state(conn, source, "analytics", {state_key: state_value})
         await conn.execute(
             """
             update syncer.stream_runs set pages = pages + 1, requests = requests + $3,
-                records = records + $4, upserted = upserted + $5
+                records = records + $4, upserted = upserted + $5, rejected = rejected + $6
             where run_id = $1 and stream = $2
             """,
             run_id,
             "analytics",
             requests,
-            len(buckets),
+            page.stored + len(page.rejected),
             changed,
+            len(page.rejected),
         )
     return changed
+
+
+async def _upsert_buckets(conn: Any, buckets: Sequence[Bucket]) -> int:
+    status: str = await conn.execute(
+        f"""
+        insert into "{MOCA_SCHEMA}".analytics as t
+            (app_id, metric, interval, bucket_start, key, value, data)
+        select * from unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
+                             $5::text[], $6::numeric[], $7::jsonb[])
+        on conflict (app_id, metric, interval, bucket_start, key) do update
+            set value = excluded.value, data = excluded.data, _synced_at = now()
+            where t.data is distinct from excluded.data
+        """,
+        [b.app_id for b in buckets],
+        [b.metric for b in buckets],
+        [b.interval for b in buckets],
+        [b.bucket_start for b in buckets],
+        [b.key for b in buckets],
+        [b.value for b in buckets],
+        [b.data for b in buckets],
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def _replace_aggregates(conn: Any, aggregates: Sequence[RangeAggregate]) -> int:
+    """The aggregates of each range now are exactly these: upserted, the others removed."""
+    status: str = await conn.execute(
+        f"""
+        insert into "{MOCA_SCHEMA}".analytics_ranges as t
+            (app_id, metric, interval, range_start, range_end, key, latitude, longitude,
+             value, data)
+        select * from unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
+                             $5::timestamptz[], $6::text[], $7::float8[], $8::float8[],
+                             $9::numeric[], $10::jsonb[])
+        on conflict (app_id, metric, interval, range_start, range_end, key) do update
+            set latitude = excluded.latitude, longitude = excluded.longitude,
+                value = excluded.value, data = excluded.data, _synced_at = now()
+            where t.data is distinct from excluded.data
+        """,
+        [a.app_id for a in aggregates],
+        [a.metric for a in aggregates],
+        [a.interval for a in aggregates],
+        [a.range_start for a in aggregates],
+        [a.range_end for a in aggregates],
+        [a.key for a in aggregates],
+        [a.latitude for a in aggregates],
+        [a.longitude for a in aggregates],
+        [a.value for a in aggregates],
+        [a.data for a in aggregates],
+    )
+    changed = int(status.rsplit(" ", 1)[-1])
+    first = aggregates[0]
+    status = await conn.execute(
+        f"""
+        delete from "{MOCA_SCHEMA}".analytics_ranges
+        where app_id = $1 and metric = $2 and interval = $3 and range_start = $4
+          and range_end = $5 and key <> all($6::text[])
+        """,
+        first.app_id,
+        first.metric,
+        first.interval,
+        first.range_start,
+        first.range_end,
+        [a.key for a in aggregates],
+    )
+    return changed + int(status.rsplit(" ", 1)[-1])
 
 
 async def load_state(conn: Any, source: str, stream: str) -> tuple[datetime | None, dict[str, Any]]:

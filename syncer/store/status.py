@@ -147,6 +147,12 @@ async def stream_statuses(
             f' from "{schema}"."{name}" where {live}'
         )
         counts[name], newest[name] = row["n"], row["newest"]
+        if name == "analytics":  # and the aggregates over a range (migration 0010)
+            ranges = await conn.fetchrow(
+                f'select count(*) as n, max(range_end) as newest from "{schema}".analytics_ranges'
+            )
+            counts[name] += ranges["n"]
+            newest[name] = max((t for t in (newest[name], ranges["newest"]) if t), default=None)
     rows = await conn.fetch(
         """
         select n.stream, s.watermark, s.walk is not null as in_progress, s.last_success_at,

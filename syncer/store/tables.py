@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -263,6 +264,27 @@ moca_analytics = Table(
     Column("data", JSONB, nullable=False),
     _ts("_synced_at", nullable=False, now=True),
     PrimaryKeyConstraint("app_id", "metric", "interval", "bucket_start", "key"),
+    schema=MOCA_SCHEMA,
+)
+
+# Analytics that come as one value over the whole requested range (no per-bucket ``t``), e.g.
+# geolocations aggregated over [range_start, range_end): keyed by the range, so pulling the
+# same range again replaces its rows, and ranges are never summed with each other.
+moca_analytics_ranges = Table(
+    "analytics_ranges",
+    metadata,
+    Column("app_id", Text, nullable=False),
+    Column("metric", Text, nullable=False),
+    Column("interval", Text, nullable=False),
+    _ts("range_start", nullable=False),
+    _ts("range_end", nullable=False),
+    Column("key", Text, nullable=False, server_default=""),  # geohash or "lat,lon"
+    Column("latitude", Double),
+    Column("longitude", Double),
+    Column("value", Numeric),
+    Column("data", JSONB, nullable=False),
+    _ts("_synced_at", nullable=False, now=True),
+    PrimaryKeyConstraint("app_id", "metric", "interval", "range_start", "range_end", "key"),
     schema=MOCA_SCHEMA,
 )
 

@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -413,6 +413,37 @@ async def test_geolocations_answer_geohash_cells(
     assert body["series"]
     assert all(set(c) == {"t", "geohash", "latitude", "longitude", "count"} for c in body["series"])
     assert body["total"] == sum(c["count"] for c in body["series"])
+
+
+async def test_aggregated_geolocations_sum_each_place_over_the_range_without_t(
+    moca: Served, client: aiohttp.ClientSession
+) -> None:
+    window = {"from": str(TODAY_MS - 7 * DAY_MS), "to": str(TODAY_MS), "interval": "day"}
+    _, buckets = await get(client, analytics_url(moca, "geolocations"), **window)
+    moca.sandbox.settings = replace(moca.sandbox.settings, geolocations="aggregate")
+    _, body = await get(client, analytics_url(moca, "geolocations"), **window)
+    assert all(set(c) == {"latitude", "longitude", "count"} for c in body["series"])
+    summed: dict[tuple[float, float], int] = {}
+    for cell in buckets["series"]:
+        place = (cell["latitude"], cell["longitude"])
+        summed[place] = summed.get(place, 0) + cell["count"]
+    assert {(c["latitude"], c["longitude"]): c["count"] for c in body["series"]} == summed
+    assert body["total"] == buckets["total"]
+    _, other = await get(client, analytics_url(moca, "newUsers"), **window)
+    assert all("t" in p for p in other["series"])  # only geolocations change shape
+
+
+async def test_odd_analytics_answer_chosen_metrics_without_a_series(
+    moca: Served, client: aiohttp.ClientSession
+) -> None:
+    window = {"from": str(TODAY_MS - DAY_MS), "to": str(TODAY_MS), "interval": "day"}
+    moca.sandbox.faults.odd_analytics = frozenset({"sessions"})
+    response, body = await get(client, analytics_url(moca, "sessions"), **window)
+    assert response.status == 200
+    assert "series" not in body
+    assert body["data"]
+    _, fine = await get(client, analytics_url(moca, "visitors"), **window)
+    assert fine["series"]
 
 
 async def test_restated_buckets_change_only_in_the_last_days(
