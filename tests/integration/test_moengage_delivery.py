@@ -157,8 +157,8 @@ async def test_every_copy_of_an_event_whose_answer_was_lost_is_counted_across_ru
     await purchases(pool, 10, 50)
     moe = sandbox.moengage
     # Three bodies are processed, then answered after the client gave up.
-    moe.faults.timeout_after_processing_next, moe.faults.slow_s = 3, 1.5
-    settings = moengage(sandbox, timeout_s=0.5, max_attempts=2, **people_models(events=PURCHASES))
+    moe.faults.timeout_after_processing_next, moe.faults.slow_s = 3, 4.0
+    settings = moengage(sandbox, timeout_s=2.0, max_attempts=2, **people_models(events=PURCHASES))
     first = await load(pool, settings)
     assert first.outcome == "failed"  # two sends, no answer: it gives up, rows pending
     assert "no answer" in (first.error or "")
@@ -184,9 +184,9 @@ async def test_held_events_wait_for_release_and_are_counted_when_sent(
 ) -> None:
     await purchases(pool, 10, 40)
     moe = sandbox.moengage
-    moe.faults.timeout_after_processing_next, moe.faults.slow_s = 1, 1.5
+    moe.faults.timeout_after_processing_next, moe.faults.slow_s = 1, 4.0
     settings = moengage(
-        sandbox, timeout_s=0.5, on_lost_answer="hold", **people_models(events=PURCHASES)
+        sandbox, timeout_s=2.0, on_lost_answer="hold", **people_models(events=PURCHASES)
     )
     first = await load(pool, settings)
     assert first.ok, first.error
@@ -223,7 +223,7 @@ type = "moengage"
 base_url = "{sandbox.moengage_base_url}"
 workspace_id_env = "MOENGAGE_WORKSPACE_ID"
 api_key_env = "MOENGAGE_API_KEY"
-timeout = "1s"
+timeout = "2s"
 on_lost_answer = "hold"
 [destinations.moengage.users]
 sql = "{PEOPLE}"
@@ -232,7 +232,7 @@ sql = "{PURCHASES}"
 """
     )
     moe = sandbox.moengage
-    moe.faults.timeout_after_processing_next, moe.faults.slow_s = 1, 2.5
+    moe.faults.timeout_after_processing_next, moe.faults.slow_s = 1, 5.0
     ran = await syncer("load", "moengage", "--config", config, env=moe_env, cwd=tmp_path)
     assert ran.code == 0, ran
     assert "10 events held" in ran.stdout
