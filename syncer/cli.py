@@ -440,8 +440,8 @@ def print_load_result(result: Any, dry_run: Path | None) -> None:
         console.print(f"dead letters: {reasons}{where}")
     if result.possibly_duplicated:
         console.print(
-            f"{result.possibly_duplicated} events may have arrived twice: an earlier request "
-            f"carrying them got no answer (MoEngage does not deduplicate events)"
+            f"possible duplicates: {result.possibly_duplicated} events sent again after a "
+            f"request carrying them got no answer (MoEngage does not deduplicate events)"
         )
     if result.held:
         console.print(
