@@ -111,6 +111,12 @@ async def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
 
     destination = settings.destination(args.destination)
     async with runtime(settings, pool_size=4) as rt:
+        if args.release_held and args.dry_run is None:  # a dry run changes nothing
+            from syncer.store.loads import release_held
+
+            async with rt.pool.acquire() as conn:
+                released = await release_held(conn, destination.name)
+            _console().print(f"released {released} held events; this load sends them")
         result = await load_destination(
             rt.pool,
             rt.session,
@@ -299,6 +305,16 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         for m in model_statuses:
             for example in m.examples:
                 print(f"{name}.{m.model} dead letter: {example}")
+            if m.unanswered:
+                print(
+                    f"{name}.{m.model}: {m.unanswered} rows sent without an answer, not yet "
+                    f"acknowledged ({m.held} held: `syncer load {name} --release-held`)"
+                )
+            if m.possibly_duplicated:
+                print(f"{name}.{m.model}: {m.possibly_duplicated} sends may have duplicated events")
+            if m.truncated:
+                cuts = ", ".join(f"{label}: {n}" for label, n in sorted(m.truncated.items()))
+                print(f"{name}.{m.model} truncated in the last load: {cuts}")
     return _stale_exit(args, statuses)
 
 
@@ -431,11 +447,27 @@ def print_load_result(result: Any, dry_run: Path | None) -> None:
         console.print(f"dead letters: {reasons}{where}")
     if result.possibly_duplicated:
         console.print(
-            f"{result.possibly_duplicated} events may have arrived twice: their request got no "
-            f"answer and was sent again (MoEngage does not deduplicate events)"
+            f"possible duplicates: {result.possibly_duplicated} events sent again after a "
+            f"request carrying them got no answer (MoEngage does not deduplicate events)"
+        )
+    if result.held:
+        console.print(
+            f"{result.held} events held: their request got no answer and may have arrived; "
+            f"send them with `syncer load {result.destination} --release-held`"
+        )
+    if result.truncated:
+        cuts = ", ".join(f"{label}: {n}" for label, n in sorted(result.truncated.items()))
+        console.print(f"cut to MoEngage's limits (512 characters a value, 200 a name): {cuts}")
+    if result.lowered_limits:
+        lowered = ", ".join(f"{unit} {n}" for unit, n in sorted(result.lowered_limits.items()))
+        console.print(
+            f"MoEngage throttled bodies within rate_limit: sent at most {lowered} per window; "
+            f"lower [destinations.{result.destination}.rate_limit] to the workspace's limits"
         )
     if dry_run:
         console.print(f"bodies written to {dry_run}/")
+        if result.truncations:
+            console.print(f"each truncated value or name: {dry_run}/truncations.jsonl")
 
 
 def print_sync_result(result: SyncResult) -> None:
@@ -613,6 +645,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["users", "devices", "events"],
         default=[],
         help="only this model (repeatable)",
+    )
+    load.add_argument(
+        "--release-held",
+        action="store_true",
+        help='first release the events held after unanswered requests (on_lost_answer = "hold")',
     )
     load.set_defaults(handler=cmd_load)
 

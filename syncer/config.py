@@ -257,6 +257,9 @@ class MoengageSettings:
     flatten: bool = True
     timeout_s: float = 30.0
     max_attempts: int = 6
+    # A request left unanswered may have arrived: send its events again ("resend", at least
+    # once) or hold them until `syncer load <name> --release-held` ("hold", at most once).
+    on_lost_answer: Literal["resend", "hold"] = "resend"
     users: ModelSettings | None = None  # None: the model that ships with syncer
     devices: ModelSettings | None = None
     events: ModelSettings | None = None
@@ -464,6 +467,7 @@ _MOENGAGE_KEYS = (
     Key("flatten", boolean, default=True),
     Key("timeout", duration(positive=True), default=30.0, attr="timeout_s"),
     Key("max_attempts", integer(1), default=6),
+    Key("on_lost_answer", choice(("resend", "hold")), default="resend"),
     Key("users", nested(_MODEL_KEYS, ModelSettings), default=None),
     Key("devices", nested(_MODEL_KEYS, ModelSettings), default=None),
     Key("events", nested(_MODEL_KEYS, ModelSettings), default=None),

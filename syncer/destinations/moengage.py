@@ -7,11 +7,22 @@ are packed into bodies of at most ``max_request_bytes``; each body waits for the
 shared rate limit, is journaled as in flight, sent, and its rows acknowledged in one
 transaction once MoEngage answers 2xx.
 
+Within one run a key is sent at most once: a later row of a key the run already met is
+dead-lettered ``duplicate_key``. What MoEngage truncates (values over 512 characters, names over
+200) is truncated the same way and sent; each cut is counted per model and attribute.
+
+Throttling (429) and server errors (5xx) never cost a row: the body waits and is sent again, and
+a body refused by 429 across a full window is re-packed smaller, under lower limits for the
+rest of the run. A run that gives up fails and leaves the rows pending for the next one.
+
 Ambiguity: a request that times out or loses its connection after the body left may have been
 processed. MoEngage does not deduplicate events, so sending again may duplicate them; not
-sending may lose them. Nothing may be lost, so syncer sends again, and counts those events
-as "possibly duplicated" in the run's results. A process killed between sending and recording
-the answer leaves its rows in ``syncer.inflight``; the next run counts and resends them alike.
+sending may lose them. Each such unanswered send is noted per key (``syncer.lost_answers``,
+also for what a killed process left in ``syncer.inflight``), and every later send of those
+events that MoEngage may have received is counted as a possible duplicate, across runs. With
+``on_lost_answer = "resend"`` (the default: at least once) the events are sent again at once;
+with ``"hold"`` (at most once) they wait until the user releases them
+(``syncer load <destination> --release-held``).
 """
 
 from __future__ import annotations
@@ -23,13 +34,15 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import orjson
 
 from syncer import shutdown
@@ -49,6 +62,7 @@ from syncer.destinations.packing import Batch, Item, Oversized, pack
 from syncer.errors import (
     AuthError,
     BusyError,
+    ConfigError,
     FatalError,
     RequestRejectedError,
     UnreachableError,
@@ -80,7 +94,11 @@ class LoadResult:
     sent: Counter[str] = field(default_factory=Counter)  # per model
     dead_letters: Counter[str] = field(default_factory=Counter)  # per rule
     rejected_batches: int = 0
-    possibly_duplicated: int = 0  # events in requests whose answer never arrived
+    possibly_duplicated: int = 0  # sends of events an earlier unanswered send may have delivered
+    held: int = 0  # events held after an unanswered send (on_lost_answer = "hold")
+    truncated: Counter[str] = field(default_factory=Counter)  # "model.attribute" -> rows
+    lowered_limits: dict[str, int] = field(default_factory=dict)  # after 429s: unit -> limit
+    truncations: list[dict[str, str]] = field(default_factory=list)  # dry run: each cut
     rate_limited: int = 0
     server_errors: int = 0
     splits: int = 0
@@ -102,6 +120,9 @@ class LoadResult:
             "dead_letters": dict(self.dead_letters),
             "rejected_batches": self.rejected_batches,
             "possibly_duplicated_events": self.possibly_duplicated,
+            "held_events": self.held,
+            "truncated": dict(self.truncated),
+            "lowered_limits": dict(self.lowered_limits),
             "rate_limited": self.rate_limited,
             "server_errors": self.server_errors,
             "splits": self.splits,
@@ -240,43 +261,94 @@ async def _run(
     chunk: list[Pending] = []
     chunk_bytes = 0
     letters: list[loads.DeadLetter] = []
-    async for model, row in _pending_rows(pool, settings.name, sqls):
-        try:
-            pending = _to_pending(model, row, options, now)
-        except Invalid as exc:
-            letters.append(_dead_letter(model, row, exc.rule, exc.reason))
-            result.dead_letters[exc.rule] += 1
-            continue
-        if not await sender.fits_alone(pending):
-            continue
-        chunk.append(pending)
-        chunk_bytes += len(orjson.dumps(pending.item.payload))
-        if len(letters) >= FETCH_ROWS:
-            await sender.dead_letter(letters)
-            letters = []
-        if chunk_bytes >= CHUNK_BODIES * settings.max_request_bytes:
-            chunk = await sender.send_packed(chunk, final=False)
-            chunk_bytes = sum(len(orjson.dumps(p.item.payload)) for p in chunk)
+    seen: dict[str, set[str]] = {model: set() for model in sqls}
+    hold = settings.on_lost_answer == "hold"
+    try:
+        async for model, row in _pending_rows(pool, settings.name, sqls, hold=hold):
+            if row["_key"] in seen[model]:
+                # A key is sent at most once per run: the first row of it goes, later ones not.
+                letters.append(_duplicate(settings.name, model, row))
+                result.dead_letters[loads.DUPLICATE_KEY] += 1
+                continue
+            seen[model].add(row["_key"])
+            cuts: list[str] = []
+            try:
+                pending = _to_pending(model, row, options, now, cuts)
+            except Invalid as exc:
+                letters.append(_dead_letter(model, row, exc.rule, exc.reason))
+                result.dead_letters[exc.rule] += 1
+                continue
+            for label in cuts:
+                result.truncated[f"{model}.{label}"] += 1
+                if dry_run_dir is not None:
+                    result.truncations.append({"model": model, "key": row["_key"], "cut": label})
+            chunk, chunk_bytes = await _add(sender, settings, chunk, chunk_bytes, pending, letters)
+            if len(letters) >= FETCH_ROWS:
+                await sender.dead_letter(letters)
+                letters = []
+    except ConfigError as exc:
+        result.error = exc.message  # what the run's record says, as the user is told
+        raise
     await sender.dead_letter(letters)
     await sender.send_packed(chunk, final=True)
     result.waited_s = sender.limiter.waited_s
+    if dry_run_dir is not None and result.truncations:
+        lines = b"".join(orjson.dumps(t) + b"\n" for t in result.truncations)
+        await asyncio.to_thread((dry_run_dir / "truncations.jsonl").write_bytes, lines)
+
+
+async def _add(
+    sender: _Sender,
+    settings: MoengageSettings,
+    chunk: list[Pending],
+    chunk_bytes: int,
+    pending: Pending,
+    letters: list[loads.DeadLetter],
+) -> tuple[list[Pending], int]:
+    """``pending`` added to the chunk; full chunks are sent but for their last partial body."""
+    if not await sender.fits_alone(pending):
+        return chunk, chunk_bytes
+    chunk.append(pending)
+    chunk_bytes += len(orjson.dumps(pending.item.payload))
+    if chunk_bytes >= CHUNK_BODIES * settings.max_request_bytes:
+        await sender.dead_letter(letters)
+        letters.clear()
+        chunk = await sender.send_packed(chunk, final=False)
+        chunk_bytes = sum(len(orjson.dumps(p.item.payload)) for p in chunk)
+    return chunk, chunk_bytes
+
+
+def _duplicate(destination: str, model: str, row: dict[str, Any]) -> loads.DeadLetter:
+    what = {"users": "customer_id", "devices": "customer_id and device_id"}.get(model, "event_key")
+    shown = str(row["_key"]).replace("\x1f", " / ")
+    reason = (
+        f"the {model} model returned {what} {shown!r} more than once; the first row was sent "
+        f"in this run, this one is not (fix destinations.{destination}.{model}.sql to return "
+        "one row per key)"
+    )
+    return _dead_letter(model, row, loads.DUPLICATE_KEY, reason)
 
 
 async def _pending_rows(
-    pool: Any, destination: str, sqls: dict[str, str]
+    pool: Any, destination: str, sqls: dict[str, str], *, hold: bool = False
 ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    """Every pending row of every model, merged by customer: user, then devices, then events."""
+    """Every pending row of every model, merged by customer: user, then devices, then events.
+
+    A model whose SQL fails while it runs (a cast of a bad value, a division by zero) is a
+    ConfigError naming the model and the database's message."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        cursors = {
-            model: await conn.cursor(loads.pending_query(model, sql), destination)
-            for model, sql in sqls.items()
-        }
+        cursors = {}
+        for model, sql in sqls.items():
+            with _model_errors(destination, model):
+                query = loads.pending_query(model, sql, hold=hold)
+                cursors[model] = await conn.cursor(query, destination)
         buffers: dict[str, list[dict[str, Any]]] = {m: [] for m in cursors}
         done: set[str] = set()
 
         async def head(model: str) -> dict[str, Any] | None:
             if not buffers[model] and model not in done:
-                rows = await cursors[model].fetch(FETCH_ROWS)
+                with _model_errors(destination, model):
+                    rows = await cursors[model].fetch(FETCH_ROWS)
                 if len(rows) < FETCH_ROWS:
                     done.add(model)
                 buffers[model] = [dict(r) for r in reversed(rows)]
@@ -297,20 +369,47 @@ async def _pending_rows(
             yield model, buffers[model].pop()
 
 
+# Failures of the database itself, not of a model's SQL: reported as such by the caller.
+_NOT_THE_MODEL = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
+@contextmanager
+def _model_errors(destination: str, model: str) -> Iterator[None]:
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        if isinstance(exc, _NOT_THE_MODEL):
+            raise
+        raise ConfigError(
+            f"destinations.{destination}.{model}.sql: the {model} model failed while running "
+            f"({type(exc).__name__}: {exc}); fix the model's SQL, then load again (rows "
+            "already acknowledged stay so)"
+        ) from None
+
+
 def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str) else value
 
 
-def _to_pending(model: str, row: dict[str, Any], options: Options, now: datetime) -> Pending:
+def _to_pending(
+    model: str, row: dict[str, Any], options: Options, now: datetime, cuts: list[str]
+) -> Pending:
     ack = loads.Ack(model, row["_key"], row["_hash"])
     if model == "users":
         element = user_element(
             UserRow(row["customer_id"], _json(row["attributes"]), _json(row.get("platforms"))),
             options,
+            cuts,
         )
     elif model == "devices":
         element = device_element(
-            DeviceRow(row["customer_id"], row["device_id"], _json(row["attributes"])), options
+            DeviceRow(row["customer_id"], row["device_id"], _json(row["attributes"])),
+            options,
+            cuts,
         )
     else:
         element = event_action(
@@ -327,6 +426,7 @@ def _to_pending(model: str, row: dict[str, Any], options: Options, now: datetime
             ),
             options,
             now=now,
+            cuts=cuts,
         )
     customer = str(row["customer_id"])
     return Pending(Item(KIND[model], ack.key, customer, element), ack)  # type: ignore[arg-type]
@@ -364,6 +464,9 @@ class _Sender:
         self.url = f"{settings.base_url}/transition/{settings.workspace_id.value}"
         self.headers = _headers(settings)
         self.timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
+        # Users and events per body: the configured limits, lowered when MoEngage throttles
+        # bodies that fit them (the workspace's real limits are lower).
+        self.caps = {"users": settings.rate_limit.users, "events": settings.rate_limit.events}
 
     async def dead_letter(self, letters: list[loads.DeadLetter]) -> None:
         if letters and self.dry_run_dir is None:
@@ -376,12 +479,12 @@ class _Sender:
         self, pending: Sequence[Pending], start: int, room: dict[str, int]
     ) -> Batch | Oversized:
         """The first body of ``pending[start:]``, within the limits and what ``room`` is left."""
-        rate = self.settings.rate_limit
+        caps = self.caps
         packed = pack(
             (pending[i].item for i in range(start, len(pending))),
             max_request_bytes=self.settings.max_request_bytes,
-            max_users=max(1, min(rate.users, room.get("users", rate.users))),
-            max_events=max(1, min(rate.events, room.get("events", rate.events))),
+            max_users=max(1, min(caps["users"], room.get("users", caps["users"]))),
+            max_events=max(1, min(caps["events"], room.get("events", caps["events"]))),
         )
         return next(iter(packed))
 
@@ -449,9 +552,11 @@ class _Sender:
         assert self.result.run_id is not None
         name, run_id = self.settings.name, self.result.run_id
         journal = [(p.ack.model, p.ack.key) for p in pending]
+        events = [p.ack.key for p in pending if p.ack.model == "events"]
         used_batches: list[str] = []
         ambiguous = False
         attempts = throttled = 0
+        last = "no answer"
         window = self.settings.rate_limit.per_seconds
         while True:
             attempts += 1
@@ -460,7 +565,7 @@ class _Sender:
                     await loads.forget_inflight(conn, name, used_batches)
                 raise FatalError(
                     f"MoEngage did not accept a request after {self.settings.max_attempts} "
-                    f"attempts; its rows stay pending for the next run"
+                    f"attempts (the last: {last}); its rows stay pending for the next run"
                 )
             spent = await self.limiter.acquire(
                 {"users": batch.users, "events": batch.events}, pending_s=self.settings.timeout_s
@@ -468,6 +573,8 @@ class _Sender:
             batch_id = uuid.uuid4().hex
             used_batches.append(batch_id)
             async with self.pool.acquire() as conn:
+                # Events an earlier send delivered maybe: if this copy arrives, they may be twice.
+                again = await loads.unanswered(conn, name, events) if events else 0
                 await loads.journal_inflight(conn, name, run_id, batch_id, journal)
             try:
                 try:
@@ -485,15 +592,32 @@ class _Sender:
                     f"cannot connect to MoEngage ({exc.os_error}); check base_url and the network"
                 ) from None
             except (TimeoutError, aiohttp.ClientError) as exc:
-                # The body may have been processed: resend, and say events may be doubled.
-                if not ambiguous:
-                    self.result.possibly_duplicated += batch.events
+                # The body may have been processed: each of its events may have arrived.
+                self.result.possibly_duplicated += again
                 ambiguous = True
-                log.info("MoEngage request ended without an answer (%s); sending again", exc)
+                last = f"no answer ({type(exc).__name__})"
+                used_batches.remove(batch_id)
+                async with self.pool.acquire() as conn:
+                    await loads.note_lost_answer(conn, name, run_id, batch_id, events)
+                if events and self.settings.on_lost_answer == "hold":
+                    log.warning(
+                        "MoEngage request ended without an answer (%s); holding its %d events "
+                        "until released (syncer load %s --release-held)",
+                        last, len(events), name,
+                    )  # fmt: skip
+                    self.result.held += len(events)
+                    async with self.pool.acquire() as conn:
+                        await loads.forget_inflight(conn, name, used_batches)
+                    others = [p for p in pending if p.ack.model != "events"]
+                    if others:  # users and devices are upserts: sending them again is harmless
+                        await self.send_packed(others, final=True)
+                    return
+                log.info("MoEngage request ended without an answer (%s); sending again", last)
                 await asyncio.sleep(self.backoff_base_s * 2 ** (attempts - 1))
                 continue
             answer = _answer(body)
             if 200 <= status < 300 and answer.get("status") != "fail":
+                self.result.possibly_duplicated += again
                 async with self.pool.acquire() as conn, conn.transaction():
                     await loads.record_acks(
                         conn, name, run_id, [p.ack for p in pending], used_batches
@@ -509,27 +633,61 @@ class _Sender:
             async with self.pool.acquire() as conn:
                 await loads.forget_inflight(conn, name, used_batches)
             used_batches.clear()
+            last = f"HTTP {status}"
             if status == 413 and len(pending) > 1:
                 self.result.splits += 1
                 half = len(pending) // 2
                 for part in (pending[:half], pending[half:]):
                     await self.send_packed(part, final=True)
                 return
-            if status == 429 and throttled < MAX_THROTTLED:
-                # Our pacing should prevent this (another client on the workspace, or a lower
-                # limit than configured): everyone using the workspace waits a window.
+            if status == 429:
+                # Nothing was applied. Everyone using the workspace waits a window; a body
+                # refused again after that is over the workspace's real limits.
                 self.result.rate_limited += 1
                 throttled += 1
                 attempts -= 1  # a 429 is not a failed attempt
+                if throttled > MAX_THROTTLED:
+                    raise FatalError(
+                        f"MoEngage answered 429 (rate limited) {throttled} times to one request, "
+                        "waiting a full window each time; its rows stay pending for the next "
+                        "run. Another client may be using the workspace's limits, or "
+                        f"[destinations.{name}.rate_limit] is above them: lower it"
+                    )
                 await self.limiter.hold_off(window)
+                if throttled >= 2 and self._lower_limits(batch) and len(pending) > 1:
+                    await self.send_packed(pending, final=True)
+                    return
                 continue
             if status >= 500:
+                # Not applied, or not knowably: never a dead letter. Retried after a backoff.
                 self.result.server_errors += 1
                 await asyncio.sleep(min(window, self.backoff_base_s * 2 ** (attempts - 1)))
                 continue
             raise_for_fatal(status, answer, self.settings)
             await self._reject(batch, pending, status, answer, attempts)
             return
+
+    def _lower_limits(self, batch: Batch) -> bool:
+        """Halve the per-window limits below what ``batch`` carried; whether any was lowered.
+
+        MoEngage refused the body although a full window had passed: its users or events are
+        over the workspace's real limit, lower than the configured one."""
+        lowered = False
+        for unit, carried in (("users", batch.users), ("events", batch.events)):
+            cap = max(1, carried // 2)
+            if carried > 0 and cap < self.caps[unit]:
+                self.caps[unit] = cap
+                limit = self.limiter.limits[unit]
+                self.limiter.limits[unit] = Limit(min(limit.amount, cap), limit.per_seconds)
+                self.result.lowered_limits[unit] = cap
+                lowered = True
+        if lowered:
+            log.warning(
+                "MoEngage throttled a body of %d users and %d events a full window apart: the "
+                "workspace's limits are lower than rate_limit; sending at most %s per window",
+                batch.users, batch.events, self.caps,
+            )  # fmt: skip
+        return lowered
 
     async def _reject(
         self, batch: Batch, pending: list[Pending], status: int, answer: dict[str, Any],

@@ -1,9 +1,10 @@
 """MoEngage bulk-import elements from model rows: validated, normalised, ready to pack.
 
 Bulk import answers 200 even for elements MoEngage then drops, truncates or rewrites (contract
-§3.4, §4.3, §5), so every rule it applies is checked here, before anything is sent. A row that
-breaks one raises :class:`Invalid`, whose ``reason`` names the field and the rule; the caller
-keeps the row as a dead letter. This module holds the row shapes and the per-element rules
+§3.4, §4.3, §5), so every rule it applies is applied here, before anything is sent. What it
+truncates is truncated the same way and noted in the caller's ``cuts``; a row it would drop
+raises :class:`Invalid`, whose ``reason`` names the field and the rule; the caller keeps the row
+as a dead letter. This module holds the row shapes and the per-element rules
 (customer ids, event names and times, platforms, flags); attribute names and values are checked
 and normalised by `moengage_values`, which also defines `Invalid`.
 
@@ -110,7 +111,7 @@ class Options:
     flatten: bool = True  # nested objects -> dot keys ("address.city"); lists stay lists
 
 
-def user_element(row: UserRow, options: Options) -> dict[str, Any]:
+def user_element(row: UserRow, options: Options, cuts: list[str] | None = None) -> dict[str, Any]:
     """The ``customer`` element for ``row``; raises :class:`Invalid`.
 
     ``platforms`` (from the row or from its attributes) goes inside ``attributes``, where every
@@ -132,6 +133,7 @@ def user_element(row: UserRow, options: Options) -> dict[str, Any]:
         where="attribute",
         reserved=RESERVED_USER_ATTRIBUTES,
         max_count=MAX_USER_ATTRIBUTES,
+        cuts=cuts,
     )
     check_array_operations(attributes)
     if platforms is not None:
@@ -139,7 +141,9 @@ def user_element(row: UserRow, options: Options) -> dict[str, Any]:
     return _encodable({"type": "customer", "customer_id": customer_id, "attributes": attributes})
 
 
-def device_element(row: DeviceRow, options: Options) -> dict[str, Any]:
+def device_element(
+    row: DeviceRow, options: Options, cuts: list[str] | None = None
+) -> dict[str, Any]:
     """The ``device`` element for ``row``, ``platform`` spelled canonically; raises ``Invalid``."""
     customer_id = _customer_id(row.customer_id)
     device_id = _identifier(row.device_id, "device_id")
@@ -149,6 +153,7 @@ def device_element(row: DeviceRow, options: Options) -> dict[str, Any]:
         where="device attribute",
         reserved=RESERVED_DEVICE_ATTRIBUTES,
         max_count=None,
+        cuts=cuts,
     )
     if attributes.get("platform") is None:
         raise Invalid(
@@ -182,7 +187,9 @@ def device_element(row: DeviceRow, options: Options) -> dict[str, Any]:
     )
 
 
-def event_action(row: EventRow, options: Options, *, now: datetime) -> dict[str, Any]:
+def event_action(
+    row: EventRow, options: Options, *, now: datetime, cuts: list[str] | None = None
+) -> dict[str, Any]:
     """One entry of an event element's ``actions`` list for ``row``; raises :class:`Invalid`.
 
     ``current_time`` is ``occurred_at`` as ISO 8601 UTC to the second (clamped to ``now`` when
@@ -193,7 +200,7 @@ def event_action(row: EventRow, options: Options, *, now: datetime) -> dict[str,
     """
     _identifier(row.event_key, "event_key")
     _customer_id(row.customer_id)
-    name = _action_name(row.action)
+    name = _action_name(row.action, cuts)
     current_time = _current_time(row.occurred_at, now)
     attributes = normalise_attributes(
         json_object(row.attributes, "event attributes"),
@@ -201,6 +208,7 @@ def event_action(row: EventRow, options: Options, *, now: datetime) -> dict[str,
         where="event attribute",
         reserved=RESERVED_EVENT_NAMES,
         max_count=MAX_EVENT_ATTRIBUTES,
+        cuts=cuts,
     )
     action: dict[str, Any] = {"action": name, "attributes": attributes}
     if row.platform is not None and row.platform != "":
@@ -210,7 +218,7 @@ def event_action(row: EventRow, options: Options, *, now: datetime) -> dict[str,
             raise Invalid(
                 f"app_version {show(row.app_version)} is not a string", rule="invalid_app_version"
             )
-        action["app_version"] = normalise_value(row.app_version, "app_version")
+        action["app_version"] = normalise_value(row.app_version, "app_version", cuts)
     action["current_time"] = current_time
     if row.user_timezone_offset is not None:
         action["user_timezone_offset"] = _timezone_offset(row.user_timezone_offset)
@@ -314,7 +322,7 @@ def _id_text(value: Any, field: str) -> str:
 # --- events --------------------------------------------------------------------------------
 
 
-def _action_name(value: Any) -> str:
+def _action_name(value: Any, cuts: list[str] | None) -> str:
     if value is None:
         raise Invalid("action is missing; MoEngage rejects the event", rule="missing_action")
     if not isinstance(value, str):
@@ -332,18 +340,17 @@ def _action_name(value: Any) -> str:
             "blacklisting the event",
             rule="system_prefix",
         )
-    if len(value) > MAX_NAME_CHARS:
-        raise Invalid(
-            f'action "{clip(value)}" is {len(value)} characters; MoEngage truncates event '
-            f"names to {MAX_NAME_CHARS}",
-            rule="name_too_long",
-        )
     if "." in value:
         raise Invalid(
             f'action "{clip(value)}" contains ".", which MoEngage rewrites (a space is '
             'inserted after it); use "_" instead',
             rule="dot_in_event_name",
         )
+    if len(value) > MAX_NAME_CHARS:
+        # MoEngage truncates longer event names: sent cut the same way.
+        if cuts is not None:
+            cuts.append("action (name)")
+        return value[:MAX_NAME_CHARS]
     return value
 
 

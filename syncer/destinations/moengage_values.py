@@ -1,9 +1,12 @@
 """Attribute names and values as MoEngage types and limits them (contract §4.3), and `Invalid`.
 
 Nested objects become dot keys, datetimes ISO 8601 UTC strings, ``Decimal`` a number, UUIDs
-strings; names that are reserved, carry the system prefix or are too long, values and arrays
-MoEngage would truncate, and anything JSON cannot carry raise :class:`Invalid` with the field
-and the rule. `moengage_elements` builds whole elements from rows with these. Pure: no I/O.
+strings. What MoEngage truncates is truncated here the same way and sent: values (and array
+items) over 512 characters, names over 200; each cut is noted in the caller's ``cuts`` list.
+What it rejects or drops raises :class:`Invalid` with the field and the rule: reserved names,
+the system prefix, URLs over 512 characters, two names that become one when cut, arrays over
+50 items, and anything JSON cannot carry. `moengage_elements` builds whole elements from rows
+with these. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ STANDARD_MOE_KEYS = frozenset(
     }
 )  # fmt: skip
 
-# Contract §4.3: MoEngage truncates longer names and values (and rejects long URLs), so the
-# model would not arrive as written: such rows are refused instead.
+# MoEngage's Data Tracking Policies (help.moengage.com/hc/en-us/articles/360037314991): longer
+# names and values are truncated, longer URL values rejected; an array holds at most 50 items.
 MAX_NAME_CHARS = 200
 MAX_VALUE_CHARS = 512
 MAX_ARRAY_ITEMS = 50
@@ -87,12 +90,15 @@ def normalise_attributes(
     where: str,
     reserved: frozenset[str],
     max_count: int | None,
+    cuts: list[str] | None = None,
 ) -> dict[str, Any]:
     """``source`` as MoEngage attributes: flattened to dot keys if asked, names and values
     checked and normalised; :class:`Invalid` for the first rule broken.
 
     ``where`` names the attributes in reasons ("event attribute"); ``reserved`` are the names
     blocked for this element type; ``max_count`` caps how many there may be (None: no cap).
+    Names and values cut to MoEngage's limits are noted in ``cuts``: the attribute's name for a
+    value, the name followed by " (name)" for a name.
     """
     flat: dict[str, Any] = {}
     _collect(source, "", flat, flatten, where)
@@ -112,8 +118,23 @@ def normalise_attributes(
                 "the Object Data Type feature (then turn flattening off)",
                 rule="object_value",
             )
-        attributes[name] = normalise_value(value, f"{where} {clip(name)}")
+        kept = name
+        if len(name) > MAX_NAME_CHARS:
+            kept = name[:MAX_NAME_CHARS]
+            if kept in flat or kept in attributes:
+                raise Invalid(
+                    f'{where} name "{clip(name)}" is {len(name)} characters; cut to MoEngage\'s '
+                    f"{MAX_NAME_CHARS} it would be the same as another attribute's name",
+                    rule="name_collision",
+                )
+            _note(cuts, f"{clip(kept)} (name)")
+        attributes[kept] = normalise_value(value, f"{where} {clip(name)}", cuts, clip(kept))
     return attributes
+
+
+def _note(cuts: list[str] | None, label: str) -> None:
+    if cuts is not None:
+        cuts.append(label)
 
 
 def _holds_objects(value: Any) -> bool:
@@ -154,12 +175,6 @@ def _check_name(name: str, where: str, reserved: frozenset[str]) -> None:
             "blacklisting it (only MoEngage's standard moe_ attributes may use it)",
             rule="system_prefix",
         )
-    if len(name) > MAX_NAME_CHARS:
-        raise Invalid(
-            f'{where} name "{clip(name)}" is {len(name)} characters; MoEngage truncates names '
-            f"to {MAX_NAME_CHARS}",
-            rule="name_too_long",
-        )
 
 
 def check_array_operations(attributes: Mapping[str, Any]) -> None:
@@ -183,17 +198,31 @@ def check_array_operations(attributes: Mapping[str, Any]) -> None:
             )
 
 
-def normalise_value(value: Any, field: str) -> Any:
-    """``value`` as MoEngage types it, or :class:`Invalid`."""
+def is_url(value: str) -> bool:
+    """Whether MoEngage takes the text for a URL (and rejects it when too long)."""
+    return value.lstrip().lower().startswith(("http://", "https://"))
+
+
+def normalise_value(
+    value: Any, field: str, cuts: list[str] | None = None, label: str | None = None
+) -> Any:
+    """``value`` as MoEngage types and keeps it, or :class:`Invalid`.
+
+    Text over :data:`MAX_VALUE_CHARS` characters is cut to that many (whole characters, so the
+    UTF-8 stays valid) and ``label`` (default: ``field``) is noted in ``cuts``; a URL that long
+    is rejected by MoEngage, so it raises."""
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
         if len(value) > MAX_VALUE_CHARS:
-            raise Invalid(
-                f"{field} is {len(value)} characters; MoEngage truncates values to "
-                f"{MAX_VALUE_CHARS} (and rejects longer URLs)",
-                rule="value_too_long",
-            )
+            if is_url(value):
+                raise Invalid(
+                    f"{field} is a URL of {len(value)} characters; MoEngage rejects URLs over "
+                    f"{MAX_VALUE_CHARS}",
+                    rule="url_too_long",
+                )
+            _note(cuts, label or field)
+            return value[:MAX_VALUE_CHARS]
         return value
     if isinstance(value, int):
         return _int64(value, field)
@@ -209,11 +238,11 @@ def normalise_value(value: Any, field: str) -> Any:
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, list | tuple):
-        return _array(value, field)
+        return _array(value, field, cuts, label or field)
     if isinstance(value, Mapping):
         return {
             key if isinstance(key, str) else _bad_key(key, field): normalise_value(
-                item, f"{field}.{key}"
+                item, f"{field}.{key}", cuts, f"{label or field}.{key}"
             )
             for key, item in value.items()
         }
@@ -223,13 +252,15 @@ def normalise_value(value: Any, field: str) -> Any:
     )
 
 
-def _array(values: list[Any] | tuple[Any, ...], field: str) -> list[Any]:
+def _array(
+    values: list[Any] | tuple[Any, ...], field: str, cuts: list[str] | None, label: str
+) -> list[Any]:
     if len(values) > MAX_ARRAY_ITEMS:
         raise Invalid(
             f"{field} has {len(values)} elements; MoEngage allows at most {MAX_ARRAY_ITEMS}",
             rule="array_too_long",
         )
-    items = [normalise_value(item, f"{field}[]") for item in values]
+    items = [normalise_value(item, f"{field}[]", cuts, label) for item in values]
     kinds = {_kind(item) for item in items if item is not None}
     if len(kinds) > 1:
         raise Invalid(

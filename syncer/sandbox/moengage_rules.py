@@ -259,9 +259,22 @@ def clean_attributes(
             drop(name, value, "moe_push_opted must be the string 'True' or 'False'")
         elif not allow_objects and name not in _STANDARD_OBJECT_ATTRIBUTES and _is_object(value):
             drop(name, value, "object values need the workspace's Object Data Type feature")
-        elif isinstance(value, str) and len(value) > MAX_VALUE_CHARS and _is_url(value):
+        elif any(_long_url(item) for item in (value if isinstance(value, list) else [value])):
             drop(name, value, f"URL values longer than {MAX_VALUE_CHARS} characters are rejected")
         else:
+            if isinstance(value, list) and any(
+                isinstance(item, str) and len(item) > MAX_VALUE_CHARS for item in value
+            ):
+                # §4.3: array items are values too, each at most 512 characters.
+                issues.append(
+                    AttributeIssue(
+                        name, f"array item longer than {MAX_VALUE_CHARS} characters", "truncated",
+                        value,
+                    )
+                )  # fmt: skip
+                value = [
+                    item[:MAX_VALUE_CHARS] if isinstance(item, str) else item for item in value
+                ]
             if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
                 issues.append(
                     AttributeIssue(
@@ -298,8 +311,12 @@ def _is_object(value: Any) -> bool:
     )
 
 
+def _long_url(value: Any) -> bool:
+    return isinstance(value, str) and len(value) > MAX_VALUE_CHARS and _is_url(value)
+
+
 def _is_url(value: str) -> bool:
-    return value.lower().startswith(("http://", "https://"))
+    return value.lstrip().lower().startswith(("http://", "https://"))
 
 
 def event_name_problem(name: str) -> str | None:

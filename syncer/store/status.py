@@ -1,5 +1,5 @@
 """What ``syncer status`` shows: per stream, its position, last run, rows, freshness; per
-destination model, what is pending, sent and dead-lettered.
+destination model, what is pending, sent, dead-lettered, unanswered or held, and truncated.
 
 Freshness is judged by the last successful sync alone: a quiet stream whose newest record is
 weeks old is fresh if it synced recently, because no change at the source is not a fault. The
@@ -9,7 +9,7 @@ newest record's age is shown beside it, for the reader to judge.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -203,6 +203,10 @@ class ModelStatus:
     sent: int  # rows acknowledged by the destination
     dead_letters: dict[str, int]  # rule -> rows
     examples: list[str]  # one reason per rule, to show what went wrong
+    unanswered: int = 0  # keys not acknowledged yet with a send that got no answer
+    held: int = 0  # of those, held for `syncer load --release-held` (on_lost_answer = "hold")
+    possibly_duplicated: int = 0  # events: sends counted as possible duplicates, all runs
+    truncated: dict[str, int] = field(default_factory=dict)  # the last load: attribute -> rows
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -211,6 +215,10 @@ class ModelStatus:
             "sent": self.sent,
             "dead_letters": self.dead_letters,
             "examples": self.examples,
+            "unanswered": self.unanswered,
+            "held": self.held,
+            "possibly_duplicated": self.possibly_duplicated,
+            "truncated": self.truncated,
         }
 
 
@@ -220,13 +228,27 @@ async def destination_status(conn: Any, settings: MoengageSettings) -> list[Mode
     from syncer.store import loads
 
     counts = await loads.model_counts(conn, settings.name)
+    hold = settings.on_lost_answer == "hold"
+    last = await conn.fetchrow(
+        "select counts from syncer.runs where kind = 'load' and source = $1"
+        " and counts is not null order by id desc limit 1",
+        settings.name,
+    )
+    last_counts = _json_object(last["counts"]) if last else {}
+    truncated = last_counts.get("truncated") or {}
+    duplicated = await conn.fetchval(
+        "select coalesce(sum((counts->>'possibly_duplicated_events')::bigint), 0)"
+        " from syncer.runs where kind = 'load' and source = $1",
+        settings.name,
+    )
     out = []
     for model in ("users", "devices", "events"):
         configured = getattr(settings, model)
         sql = models.model_sql(model, configured.sql if configured else None)
         try:
             pending = await conn.fetchval(
-                f"select count(*) from ({loads.pending_query(model, sql)}) p", settings.name
+                f"select count(*) from ({loads.pending_query(model, sql, hold=hold)}) p",
+                settings.name,
             )
         except Exception:  # a broken model is reported by `syncer load`, not here
             pending = -1
@@ -246,6 +268,21 @@ async def destination_status(conn: Any, settings: MoengageSettings) -> list[Mode
                 counts[model]["sent"],
                 counts[model]["dead_letters"],
                 examples,
+                unanswered=counts[model]["unanswered"],
+                held=counts[model]["held"] if hold else 0,
+                possibly_duplicated=int(duplicated) if model == "events" else 0,
+                truncated={
+                    label.split(".", 1)[1]: int(n)
+                    for label, n in truncated.items()
+                    if label.startswith(f"{model}.")
+                },
             )
         )
     return out
+
+
+def _json_object(value: Any) -> dict[str, Any]:
+    import orjson
+
+    parsed = orjson.loads(value) if isinstance(value, str | bytes) else value
+    return parsed if isinstance(parsed, dict) else {}

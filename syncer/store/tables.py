@@ -190,6 +190,18 @@ inflight = Table(
     schema=BOOKKEEPING_SCHEMA,
 )
 
+# Per key, sends whose answer never came (each may have arrived); gone once the key is acked.
+lost_answers = Table(
+    "lost_answers",
+    metadata,
+    *_key_columns(),
+    Column("sends", Integer, nullable=False),
+    Column("released", Boolean, nullable=False, server_default=false()),
+    Column("run_id", BigInteger),
+    _ts("last_at", nullable=False, now=True),
+    schema=BOOKKEEPING_SCHEMA,
+)
+
 load_batches = Table(
     "load_batches",
     metadata,

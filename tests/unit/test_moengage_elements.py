@@ -243,24 +243,65 @@ def test_text_that_is_not_valid_unicode_is_invalid() -> None:
     assert invalid(user, {"x": "\ud800"}).rule == "invalid_value"
 
 
-def test_long_attribute_names_are_invalid() -> None:
+def test_long_attribute_names_are_cut_to_200_characters_and_noted() -> None:
     assert user_attributes({"n" * MAX_NAME_CHARS: 1})
-    error = invalid(user, {"n" * (MAX_NAME_CHARS + 1): 1})
-    assert error.rule == "name_too_long"
-    assert str(MAX_NAME_CHARS) in error.reason
+    cuts: list[str] = []
+    element = user_element(UserRow("c-1", {"n" * (MAX_NAME_CHARS + 5): 1}), FLAT, cuts)
+    assert element["attributes"] == {"n" * MAX_NAME_CHARS: 1}
+    assert len(cuts) == 1
+    assert cuts[0].endswith("(name)")
 
 
-def test_long_values_are_invalid() -> None:
-    assert user_attributes({"bio": "é" * MAX_VALUE_CHARS})
-    error = invalid(user, {"bio": "x" * (MAX_VALUE_CHARS + 1)})
-    assert error.rule == "value_too_long"
-    assert "attribute bio" in error.reason
+def test_names_that_become_one_when_cut_are_invalid() -> None:
+    long = "n" * MAX_NAME_CHARS
+    error = invalid(user, {long + "a": 1, long + "b": 2})
+    assert error.rule == "name_collision"
+    assert invalid(user, {long: 1, long + "b": 2}).rule == "name_collision"
 
 
-def test_arrays_over_the_limit_or_with_long_elements_are_invalid() -> None:
+def test_long_values_are_cut_to_512_characters_on_a_character_boundary() -> None:
+    assert user_attributes({"bio": "é" * MAX_VALUE_CHARS}) == {"bio": "é" * MAX_VALUE_CHARS}
+    cuts: list[str] = []
+    text = "x" * 100 + "ü😀" * 1000  # multi-byte characters across the cut
+    element = user_element(UserRow("c-1", {"bio": text, "ok": "short"}), FLAT, cuts)
+    cut = element["attributes"]["bio"]
+    assert cut == text[:MAX_VALUE_CHARS]
+    assert len(cut) == MAX_VALUE_CHARS
+    assert cut.encode("utf-8").decode("utf-8") == cut
+    assert element["attributes"]["ok"] == "short"
+    assert cuts == ["bio"]
+
+
+def test_urls_over_512_characters_are_invalid_as_moengage_rejects_them() -> None:
+    url = "https://example.com/" + "p" * MAX_VALUE_CHARS
+    error = invalid(user, {"link": url})
+    assert error.rule == "url_too_long"
+    assert "link" in error.reason
+    assert user_attributes({"link": url[:MAX_VALUE_CHARS]}) == {"link": url[:MAX_VALUE_CHARS]}
+
+
+def test_arrays_over_the_limit_are_invalid_and_long_items_cut() -> None:
     assert user_attributes({"tags": ["t"] * MAX_ARRAY_ITEMS})
     assert invalid(user, {"tags": ["t"] * (MAX_ARRAY_ITEMS + 1)}).rule == "array_too_long"
-    assert invalid(user, {"tags": ["x" * (MAX_VALUE_CHARS + 1)]}).rule == "value_too_long"
+    cuts: list[str] = []
+    element = user_element(UserRow("c-1", {"tags": ["x" * 600, "y"]}), FLAT, cuts)
+    assert element["attributes"]["tags"] == ["x" * MAX_VALUE_CHARS, "y"]
+    assert cuts == ["tags"]
+
+
+def test_event_names_and_attributes_are_cut_and_noted() -> None:
+    cuts: list[str] = []
+    fields: dict[str, Any] = {
+        "event_key": "k-1",
+        "customer_id": "c-1",
+        "action": "a" * (MAX_NAME_CHARS + 1),
+        "occurred_at": NOW - timedelta(hours=1),
+        "attributes": {"description": "d" * 2000},
+    }
+    action = event_action(EventRow(**fields), FLAT, now=NOW, cuts=cuts)
+    assert action["action"] == "a" * MAX_NAME_CHARS
+    assert action["attributes"]["description"] == "d" * MAX_VALUE_CHARS
+    assert sorted(cuts) == ["action (name)", "description"]
 
 
 def test_arrays_mixing_element_types_are_invalid() -> None:
@@ -412,7 +453,6 @@ def test_event_without_a_proper_action_is_invalid(name: Any, rule: str) -> None:
 def test_event_names_moengage_would_block_or_rewrite_are_invalid() -> None:
     assert invalid(event, action="moe_opened").rule == "system_prefix"
     assert invalid(event, action="userId").rule == "reserved_event_name"
-    assert invalid(event, action="a" * (MAX_NAME_CHARS + 1)).rule == "name_too_long"
     assert invalid(event, action="invoice.paid").rule == "dot_in_event_name"
 
 
