@@ -5,7 +5,7 @@ Records and analytics points of a shape that does not fit are kept in
 ``syncer.rejected_records`` (since 0001) with the reason; this revision adds no column there.
 
 Revision ID: 0010
-Revises: 0006
+Revises: 0009
 Create Date: 2026-12-01
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 
 revision = "0010"
-down_revision = "0006"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

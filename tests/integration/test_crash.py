@@ -82,8 +82,11 @@ async def test_a_sync_killed_mid_run_resumes_and_converges_exactly(
     while seen != len(moco.requests):
         seen = len(moco.requests)
         await asyncio.sleep(0.3)
-    sprinted = any(r.query.get("page", "1") != "1" for r in moco.requests)
-    assert sprinted == (requests_per_s > 1000)
+    # At 5000/s the walks sprint whatever the machine. At 12/s they go one page at a time
+    # unless the machine is so loaded that requests take over 1/6 s (rate x latency >= 2):
+    # either way the run below must converge, so only the fast case is asserted.
+    if requests_per_s > 1000:
+        assert any(r.query.get("page", "1") != "1" for r in moco.requests)
     moco.reset_log()
 
     async with aiohttp.ClientSession() as session:
