@@ -66,10 +66,10 @@ def _env_arguments(tree: ast.Module) -> Iterator[ast.expr]:
             if isinstance(func, ast.Attribute) and func.attr in ("get", "pop"):
                 if _reads_environ(func.value):
                     yield node.args[0]
-            elif isinstance(func, ast.Attribute) and func.attr == "getenv":
-                yield node.args[0]
-            elif isinstance(func, ast.Name) and func.id in ("getenv", "_env_int"):
-                yield node.args[0]
+            else:
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if name in ("getenv", "_env_int"):
+                    yield node.args[0]
         elif isinstance(node, ast.Subscript) and _reads_environ(node.value):
             yield node.slice
 
@@ -117,7 +117,7 @@ def syncer_argv(words: list[str]) -> list[str]:
     return words[1:]
 
 
-# --- the kit, read ---------------------------------------------------------------------------------
+# --- the kit, read ------------------------------------------------------------------------------
 
 
 @dataclass
@@ -239,10 +239,12 @@ def test_every_configuration_of_the_kit_loads_with_syncers_loader(tmp_path: Path
 
 def test_the_dockerfile_runs_the_daemon_as_a_non_root_user_with_a_healthcheck() -> None:
     image = read_dockerfile(DEPLOY / "Dockerfile")
-    assert image.base_images and all("slim" in base for base in image.base_images)
+    assert image.base_images
+    assert all("slim" in base for base in image.base_images)
     assert image.user not in (None, "root", "0")
     args = parses(syncer_argv(image.entrypoint + image.cmd))
-    assert args.command == "run" and not args.once
+    assert args.command == "run"
+    assert not args.once
     assert unknown_variables(set(image.env), kit_configs()) == set()
     assert image.env["SYNCER_METRICS_HOST"] == "0.0.0.0"
     # The variable is --metrics-port's default: the daemon serves /healthz on that port.
@@ -265,7 +267,8 @@ def test_compose_runs_postgres_two_daemon_replicas_and_the_webhook_server() -> N
     name, daemon, _ = commands["run"]
     assert daemon["deploy"]["replicas"] >= 2
     _, webhooks, args = commands["webhooks"]
-    assert args.action == "serve" and args.host == "0.0.0.0"
+    assert args.action == "serve"
+    assert args.host == "0.0.0.0"
     assert f"127.0.0.1:{args.port}/healthz" in " ".join(webhooks["healthcheck"]["test"])
     assert "MOCO_WEBHOOK_SECRET" in webhooks["environment"]
 
@@ -275,7 +278,8 @@ def test_the_compose_variables_are_all_in_the_example_env_file() -> None:
     wanted = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", text))
     example = (DEPLOY / "syncer.env.example").read_text()
     listed = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", example, re.MULTILINE))
-    assert wanted and wanted <= listed, wanted - listed
+    assert wanted
+    assert wanted <= listed, wanted - listed
 
 
 def test_kubernetes_commands_variables_and_probes() -> None:
@@ -296,7 +300,7 @@ def test_kubernetes_commands_variables_and_probes() -> None:
                     assert env["SYNCER_METRICS_HOST"] == "0.0.0.0"
                     for probe in ("livenessProbe", "readinessProbe"):
                         get = container[probe]["httpGet"]
-                        assert get["path"] == "/healthz" and get["port"] == "metrics", probe
+                        assert (get["path"], get["port"]) == ("/healthz", "metrics"), probe
     assert ("Deployment", "run", False) in seen
     assert ("CronJob", "run", True) in seen
 
@@ -312,5 +316,6 @@ def test_the_systemd_unit_starts_the_daemon() -> None:
         if key == "Environment"
         for pair in shlex.split(value)
     }
-    assert names and unknown_variables(names, kit_configs()) == set()
+    assert names
+    assert unknown_variables(names, kit_configs()) == set()
     assert ("KillSignal", "SIGTERM") in unit
