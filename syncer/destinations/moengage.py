@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from syncer import shutdown
+from syncer import progress, shutdown
 from syncer.config import MoengageSettings
 from syncer.destinations import models
 from syncer.destinations.moengage_elements import (
@@ -145,6 +145,7 @@ async def load_destination(
     """One reverse-ETL run; with ``dry_run_dir`` nothing is sent or written but the bodies."""
     started = time.monotonic()
     result = LoadResult(settings.name, dry_run=dry_run_dir is not None)
+    progress.watch([result])
     wanted = [m for m in MODELS if not only or m in only]
     sqls = {
         m: models.model_sql(m, getattr(settings, m).sql if getattr(settings, m) else None)
