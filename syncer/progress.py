@@ -156,7 +156,7 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
-def stream_text(f: Figures, eta_s: float | None) -> str:
+def stream_text(f: Figures, eta_s: float | None, *, share: bool = True) -> str:
     """What one stream has done, e.g. ``120 pages, 12,000 records, 12% of ~100,000, about
     14m 30s left``."""
     if f.state == "waiting":
@@ -164,7 +164,7 @@ def stream_text(f: Figures, eta_s: float | None) -> str:
     parts = [] if f.state == "running" else [f.state]
     noun = "requests" if f.unit == "ids" else "pages"
     parts.append(f"{f.pages:,} {noun}, {f.records:,} {f.unit}")
-    if f.state == "running" and f.left is not None:
+    if share and f.state == "running" and f.left is not None:
         fraction = f.fraction or 0.0
         parts.append(f"{fraction:.0%} of ~{f.records + f.left:,}")
     if f.state == "running" and eta_s is not None:
@@ -232,15 +232,17 @@ def table(board: Board, now: float) -> Any:
         return grid
     streams = [figures_of(item) for item in board.items]
     eta = time_left(streams, board.rate_per_s, now - board.started)
-    for column in ("stream", "", "", "done"):
+    for column in ("stream", "", "", ""):
         grid.add_column(column)
     for f in streams:
         fraction = f.fraction
         bar: Any = ProgressBar(total=1.0, completed=fraction or 0.0, width=24)
         if fraction is None:
             bar = ProgressBar(total=None, width=24) if f.state == "running" else ""
-        share = "" if fraction is None else f"{fraction:.0%}"
-        grid.add_row(f.name, bar, share, stream_text(f, eta.get(f.name)))
+        share = ""
+        if fraction is not None and f.state == "running":
+            share = f"{fraction:.0%} of ~{f.records + (f.left or 0):,}"
+        grid.add_row(f.name, bar, share, stream_text(f, eta.get(f.name), share=False))
     return grid
 
 

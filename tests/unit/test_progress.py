@@ -129,8 +129,8 @@ def test_the_live_table_shows_each_stream_with_its_share() -> None:
     console.print(progress.table(Board("sync", "moco", 1.0, items=items), 0.0))
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "activities" in text
-    assert "25%" in text
-    assert "of ~10,000" in text
+    assert "25% of ~10,000" in text
+    assert "25 pages, 2,500 records, about" in text
     assert "succeeded, 1 pages, 40 records" in text
 
 
