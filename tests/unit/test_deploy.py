@@ -218,7 +218,7 @@ def test_the_collector_finds_what_syncer_reads_and_flags_what_it_does_not() -> N
 
 
 def test_every_file_of_the_kit_is_checked_here() -> None:
-    checked = {"Dockerfile", ".service", ".yaml", ".toml", ".example"}
+    checked = {"Dockerfile", ".dockerignore", ".service", ".yaml", ".toml", ".example"}
     for path in DEPLOY.rglob("*"):
         if path.is_file():
             assert path.name in checked or path.suffix in checked, f"{path} is checked by nothing"
@@ -251,6 +251,19 @@ def test_the_dockerfile_runs_the_daemon_as_a_non_root_user_with_a_healthcheck() 
     port = image.env["SYNCER_METRICS_PORT"]
     assert re.fullmatch(r"\d+", port)
     assert f"127.0.0.1:{port}/healthz" in " ".join(image.healthcheck)
+
+
+def test_the_build_context_holds_what_the_dockerfile_copies_and_no_more() -> None:
+    text = re.sub(r"\\\n", " ", (DEPLOY / "Dockerfile").read_text())
+    copied = set()
+    for line in text.splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
+            copied |= {w.rstrip("/") for w in words[1:-1]}
+    patterns = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+    allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
+    assert "**" in patterns  # everything else (.venv, .git, benchmarks) stays out
+    assert copied == allowed
 
 
 def test_compose_runs_postgres_two_daemon_replicas_and_the_webhook_server() -> None:
