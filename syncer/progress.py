@@ -7,7 +7,7 @@ once as it starts (:func:`watch`), and a task polls them:
 
 - on a terminal (stderr), a live table: per stream its pages, records, the share done and an
   estimate of the time left (``rich``; cleared when the run ends, its summary follows);
-- otherwise plain lines on stderr every ``SYNCER_PROGRESS_INTERVAL`` (default 15 s), one per
+- otherwise plain lines on stderr every ``SYNCER_PROGRESS_INTERVAL`` (default 30 s), one per
   stream still running or finished since the last lines, so a log shows a long run moving;
 - nothing at all unless a command asked for it (the daemon, ``--json``, library use).
 
@@ -32,7 +32,7 @@ from typing import Any, TextIO
 from syncer.errors import ConfigError
 
 PERIOD_ENV = "SYNCER_PROGRESS_INTERVAL"
-DEFAULT_PERIOD_S = 15.0
+DEFAULT_PERIOD_S = 30.0
 LIVE_REFRESH_S = 0.5
 MIN_REQUESTS_FOR_PACE = 5  # requests a stream made before its own pace is trusted
 SWEEP_CHUNK = 100  # ids per sweep request
