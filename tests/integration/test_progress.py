@@ -1,4 +1,4 @@
-"""A long ``syncer sync`` shows its progress while it runs: plain lines on stderr when piped.
+"""A long ``syncer sync`` or ``sweep`` shows its progress while it runs: plain lines on stderr.
 
 The sandbox holds to a rate limit of 10 requests a second, so reading 3,000 activities (30
 pages) and the other streams takes seconds; the period between lines is set small through
@@ -86,3 +86,14 @@ async def test_a_piped_sync_prints_periodic_progress_lines_on_stderr(
     assert any(re.search(r"\d+% of ~[\d,]+, about .* left$", t) for t in activities), ran.stderr
     assert not any(LINE.match(line) for line in ran.stdout.splitlines())  # only the summary
     assert "moco.activities" in ran.stdout
+
+    # A sweep of the same streams: one request per 100 stored ids, its share from the ids.
+    ran = await syncer(
+        "sweep", "moco", "--config", config,
+        env={**env, "SYNCER_PROGRESS_INTERVAL": "0.2"}, cwd=tmp_path, timeout_s=300,
+    )  # fmt: skip
+    assert ran.code == 0, ran
+    swept = [re.match(r"^sweep moco\.activities: (.*)$", line) for line in ran.stderr.splitlines()]
+    texts = [m.group(1) for m in swept if m]
+    assert len(texts) >= 2, ran.stderr
+    assert any(re.search(r" ids, \d+% of ~3,000, about .* left$", t) for t in texts), ran.stderr
