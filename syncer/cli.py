@@ -73,7 +73,11 @@ async def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
             f"--stream {unknown[0]}: not a stream of source {source.name!r}; "
             f"choose from {', '.join(source.streams)}"
         )
-    async with runtime(settings, pool_size=source.concurrency + 2) as rt:
+    rate = source.rate_limit.requests / source.rate_limit.per_seconds
+    async with (
+        runtime(settings, pool_size=source.concurrency + 2) as rt,
+        _progress(args, "sync", source.name, rate),
+    ):
         result = await sync_source(
             rt.pool,
             rt.session,
@@ -93,7 +97,11 @@ async def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
     source = sweepable(settings, args.source, args.stream)
-    async with runtime(settings, pool_size=source.concurrency + 2) as rt:
+    rate = source.rate_limit.requests / source.rate_limit.per_seconds
+    async with (
+        runtime(settings, pool_size=source.concurrency + 2) as rt,
+        _progress(args, "sweep", source.name, rate),
+    ):
         result = await sweep_source(
             rt.pool, rt.session, source, streams=args.stream, command=args.command_line,
             limiter=shared_limiter_for(rt.pool, source),
@@ -110,7 +118,7 @@ async def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.destinations.moengage import load_destination
 
     destination = settings.destination(args.destination)
-    async with runtime(settings, pool_size=4) as rt:
+    async with runtime(settings, pool_size=4) as rt, _progress(args, "load", destination.name):
         if args.release_held and args.dry_run is None:  # a dry run changes nothing
             from syncer.store.loads import release_held
 
@@ -130,6 +138,17 @@ async def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {result.error}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _progress(
+    args: argparse.Namespace, kind: str, name: str, rate: float | None = None
+) -> contextlib.AbstractAsyncContextManager[Any]:
+    """Progress of the run on stderr (``syncer.progress``): live on a terminal unless ``-v``
+    logs each page, plain lines every period otherwise, nothing with ``--json``."""
+    from syncer.progress import showing
+
+    live = sys.stderr.isatty() and not args.verbose
+    return showing(kind, name, rate_per_s=rate, enabled=not getattr(args, "json", False), live=live)
 
 
 async def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:

@@ -21,6 +21,7 @@ from syncer.config import MocoSourceSettings
 from syncer.errors import MalformedResponseError, SyncerError
 from syncer.http.client import ApiClient, RequestStats
 from syncer.http.pacing import Slot
+from syncer.progress import records_left
 from syncer.sources import moco, sprint
 from syncer.sources.base import Rejected, Row, StreamSpec, parse_http_date, split_records
 from syncer.sources.walk import Walk
@@ -356,6 +357,7 @@ async def _commit(
     result.records += len(rows) + len(rejected)
     result.upserted += upserted
     result.rejected += len(rejected)
+    result.left = records_left(last.walk.query_total, last.page, len(rows) // len(batch), last.done)
     numbers = f"page {last.page}" if len(batch) == 1 else f"pages {batch[0].page}-{last.page}"
     log.info(
         "%s.%s: %s, %d records, %d changed, %d rejected",

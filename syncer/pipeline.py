@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from syncer import shutdown
+from syncer import progress, shutdown
 from syncer.config import MocaSourceSettings, SourceSettings
 from syncer.errors import BusyError, SyncerError
 from syncer.http.client import ApiClient, RequestStats
@@ -52,6 +52,7 @@ class StreamResult:
     committed_requests: int = 0  # requests already counted in stream_runs with their page
     deleted: int = 0  # rows marked deleted (MOCA scans)
     warning: str | None = None  # something the user should know, though the stream succeeded
+    left: int | None = None  # records still to read after the last page stored (X-Total)
 
 
 @dataclass
@@ -165,6 +166,7 @@ async def sync_source(
             )
             await runs.mark_interrupted(lock_conn, source.name, run_id)
             results = [StreamResult(name) for name in names]
+            progress.watch(results)
             outcome = "failed"
             error: str | None = "the run was cancelled"
             try:

@@ -45,7 +45,7 @@ from typing import Any
 
 import aiohttp
 
-from syncer import shutdown
+from syncer import progress, shutdown
 from syncer.config import MocoSourceSettings, Settings
 from syncer.deletions import guard_warning
 from syncer.errors import (
@@ -79,6 +79,7 @@ class StreamSweep:
     deleted: int = 0  # rows marked deleted
     restored: int = 0  # rows marked deleted that the source lists again
     withheld: int = 0  # missing ids the guard kept from being marked
+    total: int | None = None  # ids to check, once counted
     warning: str | None = None
     http: RequestStats = field(default_factory=RequestStats)
 
@@ -208,6 +209,7 @@ async def sweep_source(
     client = client_for(session, source, limiter, backoff_base_s=backoff_base_s)
     started = time.monotonic()
     results = [StreamSweep(name) for name in names]
+    progress.watch(results)
     async with pool.acquire() as lock_conn:
         locked = await lock_conn.fetchval(
             "select pg_try_advisory_lock($1, hashtext($2))", SWEEP_LOCK_CLASS, source.name
@@ -264,6 +266,7 @@ async def _sweep_stream(
         present: set[int] = set()
         back: list[Row] = []
         ids = sorted(local.live | local.deleted)
+        result.total = len(ids)
         done = 0
         while done < len(ids):
             shutdown.check()

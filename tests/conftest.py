@@ -27,6 +27,9 @@ from syncer.sandbox.server import RunningSandbox, running_sandbox
 from syncer.store.database import migrate, start_embedded, with_database
 
 SANDBOX_KEY = "sandbox-moco-key"
+# The commands' periodic progress lines (syncer.progress) would mix into the stderr that tests
+# read line by line; tests/integration/test_progress.py sets a short period of its own.
+os.environ.setdefault("SYNCER_PROGRESS_INTERVAL", "1h")
 
 
 @pytest.fixture(scope="session")

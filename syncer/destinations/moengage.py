@@ -45,7 +45,7 @@ import aiohttp
 import asyncpg
 import orjson
 
-from syncer import shutdown
+from syncer import progress, shutdown
 from syncer.config import MoengageSettings
 from syncer.destinations import models
 from syncer.destinations.moengage_elements import (
@@ -166,6 +166,7 @@ async def load_destination(
     """One reverse-ETL run; with ``dry_run_dir`` nothing is sent or written but the bodies."""
     started = time.monotonic()
     result = LoadResult(settings.name, dry_run=dry_run_dir is not None)
+    progress.watch([result])
     wanted = [m for m in MODELS if not only or m in only]
     sqls = {
         m: models.model_sql(m, getattr(settings, m).sql if getattr(settings, m) else None)
