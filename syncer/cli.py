@@ -28,6 +28,7 @@ from syncer import __version__
 from syncer.config import Settings, load_settings, settings_without_file
 from syncer.errors import EXIT_FAILED, EXIT_OK, ConfigError, SyncerError
 from syncer.pipeline import SyncResult, shared_limiter_for, sync_source
+from syncer.sources.moco import STREAMS as MOCO_STREAMS
 from syncer.store import database
 from syncer.sweep import SweepResult, sweep_source, sweepable
 
@@ -350,7 +351,9 @@ async def job_statuses(conn: Any, settings: Settings) -> list[dict[str, Any]]:
 async def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.sandbox.server import serve_forever
 
-    await _until_signalled(serve_forever(port=args.port, seed=args.seed))
+    ignored = set(args.ignore_sort_by or ())
+    streams = frozenset(MOCO_STREAMS) if "all" in ignored else frozenset(ignored)
+    await _until_signalled(serve_forever(port=args.port, seed=args.seed, ignore_sort_by=streams))
     return EXIT_OK
 
 
@@ -703,6 +706,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sandbox.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     sandbox.add_argument("--seed", type=int, default=1, help="seed of the generated data")
+    sandbox.add_argument(
+        "--ignore-sort-by",
+        action="append",
+        choices=[*MOCO_STREAMS, "all"],
+        metavar="STREAM",
+        help="MOCO lists this stream (or 'all') by id, ignoring sort_by, over data whose ids "
+        "grow with updated_at (repeatable)",
+    )
     sandbox.set_defaults(handler=cmd_sandbox, needs_config=False)
 
     demo = commands.add_parser(
