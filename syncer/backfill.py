@@ -337,9 +337,12 @@ class _WindowReader:
     def _name(self) -> str:
         return f"{self.source.name}.{self.spec.name}"
 
-    async def _fetch(self, walk: Walk) -> tuple[Response, list[Any]]:
+    async def _fetch(self, walk: Walk, per_page: int | None = None) -> tuple[Response, list[Any]]:
         params = moco.page_params(
-            self.spec, page=walk.page, per_page=self.source.per_page, updated_after=walk.lower_bound
+            self.spec,
+            page=walk.page,
+            per_page=per_page or self.source.per_page,
+            updated_after=walk.lower_bound,
         )
         response = await self.client.get(
             f"{self.source.base_url}{self.spec.path}", params, stats=self.result.http
@@ -367,13 +370,19 @@ class _WindowReader:
             # Fewer records under offset paging: one served may be gone, shifting the rest.
             reading.shrank = reading.shrank or total < walk.query_total
         reading.served.update(r.id for r in rows)
+        served_at = parse_http_date(response.headers.get("Date")) or datetime.now(UTC)
+        recheck = None
+        if walk.needs_recheck(total):  # fewer than a sorted order leaves: deletions?
+            again = Walk(lower_bound=walk.recheck_lower)
+            recheck = _int_header((await self._fetch(again, per_page=1))[0].headers.get("X-Total"))
         before_page = walk
         walk = walk.after_page(
-            served_at=parse_http_date(response.headers.get("Date")) or datetime.now(UTC),
+            served_at=served_at,
             total=total,
             updated_ats=stamps,
             has_next=has_next,
             count=len(items),
+            recheck_total=recheck,
         )
         if before_page.keyset and not walk.keyset:
             log.info(

@@ -228,10 +228,16 @@ class _Ahead:
         started, waited = time.monotonic(), stats.waited_s
         page = await self._get(params, stats)
         latency = time.monotonic() - started - (stats.waited_s - waited)
+        recheck = None
+        if walk.needs_recheck(page.total):  # fewer than a sorted order leaves: deletions?
+            again = moco.page_params(
+                self.spec, page=1, per_page=1, updated_after=walk.recheck_lower
+            )
+            recheck = (await self._get(again, stats)).total
         stamps = [r.updated_at for r in page.rows]
         after = walk.after_page(
             served_at=page.served_at, total=page.total, updated_ats=stamps, has_next=page.has_next,
-            count=page.count,
+            count=page.count, recheck_total=recheck,
         )  # fmt: skip
         if walk.keyset and not after.keyset:
             log.info(

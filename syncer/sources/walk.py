@@ -28,15 +28,17 @@ implies, and trusts the order only as long as both hold:
   served, so all are newer than B, and so is every served record stamped after B (``keep``):
   the new query's first page must report ``X-Total >= T - n + keep``. Changes meanwhile only
   add to that (an updated record moves past B, a new one is newer than B); only a deletion
-  makes it smaller, and then the walk distrusts the order of an honest server for the rest of
-  the run, which costs requests, never records. Without a change and in sorted order the
-  bound is met exactly, so any record a step dropped shows in the total.
+  makes it smaller. So a total that falls short is checked once more: the previous query's
+  ``X-Total`` asked again (T', holding the same deletions) less the n - keep records it served
+  up to B is what sorted order leaves now, ``X-Total >= T' - (n - keep)``. Without a change and
+  in sorted order the bound is met exactly, so any record a step dropped shows in the total.
 
 When either check fails, the walk stops taking keyset steps. If it has taken any, one of them
 may have dropped records, so it starts over from its first lower bound, as one watched
 offset-paged query (a query that never stepped just pages on by offset). The verdict lasts for
 the walk (it is saved with every page, so a resumed walk keeps it); each new walk verifies the
-order again, since a false alarm from a deletion should not cost every later run.
+order again: a false alarm (say, a record committed late with an old ``updated_at``) should
+not cost every later run, and a server that ignores ``sort_by`` is caught again within a step.
 
 The watermark never passes a record that was not stored. This module is pure: the extractor
 feeds it pages; it performs no I/O.
@@ -70,6 +72,8 @@ class Walk:
     start: datetime | None = None  # the walk's first lower bound (set from lower_bound)
     stepped: bool = False  # a keyset step was taken since the walk (re)started at ``start``
     expect_total: int | None = None  # the least X-Total the next query has, if sorted
+    recheck_lower: datetime | None = None  # the query stepped past (for a recheck) ...
+    recheck_drop: int | None = None  # ... and how many it served that the next may lack
     query_served: int = 0  # records the current query served so far
     query_last: datetime | None = None  # updated_at of the current query's last record
     distrust: str | None = None  # why the order is not trusted
@@ -83,6 +87,20 @@ class Walk:
     def watched(self) -> bool:
         return self.watch_since is not None
 
+    def needs_recheck(self, total: int | None) -> bool:
+        """Whether ``total``, the ``X-Total`` of the page this walk asked for next (not a
+        sprint's), falls short of what sorted order leaves after the step. A deletion since
+        the previous query can do that too; to tell the two apart, ask that query's
+        ``X-Total`` again (``updated_after`` = :attr:`recheck_lower`, any page size) and pass
+        it to :meth:`after_page` as ``recheck_total``."""
+        return (
+            self.page == 1
+            and self.expect_total is not None
+            and self.recheck_drop is not None
+            and total is not None
+            and total < self.expect_total
+        )
+
     def after_page(
         self,
         *,
@@ -92,12 +110,16 @@ class Walk:
         has_next: bool,
         count: int | None = None,
         offset: int | None = None,
+        recheck_total: int | None = None,
     ) -> Walk:
         """The walk once a page is stored; ``has_next`` says whether the API has more.
 
         ``count``: records the page served, storable or not (default: ``len(updated_ats)``).
         ``offset``: set for a page that continues the query the walk stepped past (a sprint's
         pages, see ``sprint.py``): how many records that query served before this page.
+        ``recheck_total``: see :meth:`needs_recheck`. Asked right after this page, it holds the
+        same deletions: the query stepped past, now, has ``recheck_total`` records, of which
+        only those it had served up to the new bound may be missing from this one.
         Callers read on until :attr:`done`: a walk that finds the order broken after a step
         starts over, even after the API's last page.
         """
@@ -112,13 +134,16 @@ class Walk:
         before = offset if offset is not None else 0 if new_query else self.query_served
         last = None if new_query else self.query_last
 
+        expect_total = self.expect_total if new_query else None
+        if expect_total is not None and recheck_total is not None and self.recheck_drop is not None:
+            expect_total = min(expect_total, recheck_total - self.recheck_drop)
         distrust = self.distrust
         if self.keyset:
             distrust = check_order(
                 stamps=stamps,
                 previous=last,
                 total=total,
-                expect_total=self.expect_total if new_query else None,
+                expect_total=expect_total,
                 has_next=has_next,
             )
 
@@ -137,6 +162,8 @@ class Walk:
             max_stored=max_stored,
             disturbed=disturbed,
             expect_total=None,
+            recheck_lower=None,
+            recheck_drop=None,
             query_served=before + served,
             query_last=stamps[-1] if stamps else last,
             distrust=distrust,
@@ -172,6 +199,9 @@ class Walk:
                 query_started_at=None,
                 stepped=True,
                 expect_total=total - walk.query_served + keep,
+                # A sprint's page continues the query whose bound the previous step kept.
+                recheck_lower=self.recheck_lower if continues else self.lower_bound,
+                recheck_drop=walk.query_served - keep,
                 query_served=0,
                 query_last=None,
             )
@@ -202,6 +232,8 @@ class Walk:
             "start": _iso(self.start),
             "stepped": self.stepped,
             "expect_total": self.expect_total,
+            "recheck_lower": _iso(self.recheck_lower),
+            "recheck_drop": self.recheck_drop,
             "query_served": self.query_served,
             "query_last": _iso(self.query_last),
             "distrust": self.distrust,
@@ -225,6 +257,8 @@ class Walk:
             start=_dt(data.get("start")),
             stepped=bool(data.get("stepped", False)),
             expect_total=data.get("expect_total"),
+            recheck_lower=_dt(data.get("recheck_lower")),
+            recheck_drop=data.get("recheck_drop"),
             query_served=int(data.get("query_served", 0)),
             query_last=_dt(data.get("query_last")),
             distrust=data.get("distrust"),

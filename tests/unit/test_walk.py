@@ -55,9 +55,15 @@ def seconds(value: datetime) -> float:
 
 
 def walk_once(
-    api: FakeApi, stored: dict[int, float], watermark: datetime | None, rng: random.Random
+    api: FakeApi,
+    stored: dict[int, float],
+    watermark: datetime | None,
+    rng: random.Random,
+    *,
+    recheck: bool = True,
 ) -> tuple[datetime | None, int]:
-    """One run: the new watermark and the number of requests it made."""
+    """One run: the new watermark and the number of requests it made. ``recheck``: ask the
+    previous query's total again when a step's total falls short (as the extractor does)."""
     lower = watermark - timedelta(seconds=1) if watermark else None  # 1 s overlap
     walk = Walk(lower_bound=lower)
     requests = 0
@@ -69,11 +75,17 @@ def walk_once(
         requests += 1
         for i, u in chunk:
             stored[i] = u
+        again = None
+        if recheck and walk.needs_recheck(total):
+            previous = seconds(walk.recheck_lower) if walk.recheck_lower else None
+            _, again, _ = api.query(math.floor(previous) if previous is not None else None, 1)
+            requests += 1
         walk = walk.after_page(
             served_at=at(math.floor(api.now)),
             total=total,
             updated_ats=[at(u) for _, u in chunk],
             has_next=bool(chunk) and more,
+            recheck_total=again,
         )
         if walk.done:
             return walk.watermark(watermark), requests
@@ -237,7 +249,9 @@ def test_the_reported_case_27_invoices_3_a_page_all_stored() -> None:
         watermark, requests = walk_once(api, stored, None, quiet)
         assert stored == api.records
         assert watermark == at(990)
-        assert requests == 2 + 9  # page 1, the step that shows it, then 9 offset pages
+        # Page 1, the step that shows it, the first query's total again (not a deletion?),
+        # then the 9 offset pages from the start.
+        assert requests == 2 + 1 + 9
     finally:
         PAGE = saved
 
@@ -417,3 +431,46 @@ def test_a_walk_saved_before_the_order_was_verified_still_loads() -> None:
     }
     walk = Walk.from_json(old)
     assert (walk.start, walk.stepped, walk.expect_total, walk.done) == (at(3), False, None, False)
+
+
+@pytest.mark.parametrize("recheck", [False, True], ids=["distrust", "recheck"])
+@pytest.mark.parametrize("seed", range(100))
+def test_sorted_order_with_deletions_loses_nothing_with_or_without_rechecks(
+    seed: int, recheck: bool
+) -> None:
+    rng = random.Random(seed)
+    api = make_api(rng, pockets=seed % 3 == 0)
+    stored: dict[int, float] = {}
+    watermark: datetime | None = None
+    for _ in range(3):
+        watermark, _ = walk_once(api, stored, watermark, rng, recheck=recheck)
+    quiet = random.Random(seed)
+    quiet.choice = lambda seq: 0  # type: ignore[assignment,method-assign]
+    walk_once(api, stored, watermark, quiet, recheck=recheck)
+    assert {i: stored.get(i) for i in api.records} == api.records
+
+
+def test_a_deletion_explains_a_short_total_when_the_previous_query_has_shrunk_as_much() -> None:
+    walk = Walk(lower_bound=at(0)).after_page(
+        served_at=at(100), total=27, updated_ats=[at(1), at(2), at(5.5)], has_next=True
+    )
+    assert (walk.recheck_lower, walk.recheck_drop, walk.expect_total) == (at(0), 2, 25)
+    assert walk.needs_recheck(24)
+    assert not walk.needs_recheck(25)
+    # One record deleted since: the query from 0 now holds 26, so 24 is what sorted order leaves.
+    page = {"served_at": at(101), "updated_ats": [at(5.5), at(6), at(7)], "has_next": True}
+    trusted = walk.after_page(total=24, recheck_total=26, **page)  # type: ignore[arg-type]
+    assert (trusted.keyset, trusted.lower_bound, trusted.stepped) == (True, at(6), True)
+    # The previous query unchanged: records were dropped by an order that was not sorted.
+    caught = walk.after_page(total=24, recheck_total=27, **page)  # type: ignore[arg-type]
+    assert (caught.keyset, caught.lower_bound, caught.stepped) == (False, at(0), False)
+
+
+def test_the_recheck_of_a_sprint_asks_the_query_the_sprint_continued() -> None:
+    walk = Walk(lower_bound=at(0)).after_page(
+        served_at=at(100), total=9, updated_ats=[at(1), at(2), at(3)], has_next=True
+    )
+    walk = walk.after_page(
+        served_at=at(100), total=9, updated_ats=[at(4), at(5), at(6)], has_next=True, offset=3
+    )
+    assert (walk.recheck_lower, walk.recheck_drop, walk.expect_total) == (at(0), 5, 4)
