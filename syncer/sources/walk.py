@@ -32,13 +32,16 @@ implies, and trusts the order only as long as both hold:
   ``X-Total`` asked again (T', holding the same deletions) less the n - keep records it served
   up to B is what sorted order leaves now, ``X-Total >= T' - (n - keep)``. Without a change and
   in sorted order the bound is met exactly, so any record a step dropped shows in the total.
+  (Records created or edited in the very moment between two queries can hide a dropped one
+  at that step; any later check that fails in the walk still sends it back to its start.)
 
 When either check fails, the walk stops taking keyset steps. If it has taken any, one of them
 may have dropped records, so it starts over from its first lower bound, as one watched
 offset-paged query (a query that never stepped just pages on by offset). The verdict lasts for
 the walk (it is saved with every page, so a resumed walk keeps it); each new walk verifies the
 order again: a false alarm (say, a record committed late with an old ``updated_at``) should
-not cost every later run, and a server that ignores ``sort_by`` is caught again within a step.
+not cost every later run, and catching a server that ignores ``sort_by`` again costs a run
+the pages before the step that shows it (usually one), that step and a recheck.
 
 The watermark never passes a record that was not stored. This module is pure: the extractor
 feeds it pages; it performs no I/O.
