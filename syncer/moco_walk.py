@@ -82,6 +82,11 @@ async def walk_stream(
                 stats = RequestStats()
                 task = prefetch = asyncio.create_task(ahead.next(last, stats))
             watermark = await _commit(pool, source, spec, run_id, batch, watermark, result)
+            if last.walk.distrust is not None and result.warning is None:
+                result.warning = (
+                    f"not listed in updated_at order as asked ({last.walk.distrust}); read by "
+                    f"offset pages in this run, which costs more requests"
+                )
             if last.done:
                 break
             shutdown.check()

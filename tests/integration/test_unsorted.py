@@ -13,6 +13,7 @@ import asyncio
 import os
 import signal
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -97,13 +98,16 @@ def started_over(queries: list[dict[str, str]], first_bound: str | None) -> bool
 async def test_a_first_sync_stores_every_stream_exactly(
     pool: Any, sandbox: RunningSandbox, moco: MocoSandbox, concurrency: int
 ) -> None:
-    await sync(pool, sandbox, page_concurrency=concurrency)
+    result = await sync(pool, sandbox, page_concurrency=concurrency)
     await assert_tables_equal_source(pool, moco)
     # The case at issue happened: pages looked sorted, a walk stepped by keyset, the check
     # caught the ignored sort_by and the walk read its stream again from the start.
     requests = stream_requests(moco)
     caught = [s for s in MOCO_STREAMS if started_over(requests[s], None)]
     assert len(caught) >= 4, caught
+    warned = {w.split(":")[0] for w in result.warnings}
+    assert {f"moco.{s}" for s in caught} <= warned
+    assert all("updated_at order" in w for w in result.warnings)
     # ... and a stream found unsorted never stepped by keyset after that.
     for stream in caught:
         queries = requests[stream]
@@ -113,6 +117,20 @@ async def test_a_first_sync_stores_every_stream_exactly(
             if "updated_after" not in queries[i] and queries[i]["page"] == "1"
         )
         assert all("updated_after" not in q for q in queries[restart:]), stream
+
+
+async def test_the_same_data_sorted_as_asked_is_read_by_keyset_steps_alone(
+    pool: Any, sandbox: RunningSandbox, moco: MocoSandbox
+) -> None:
+    """No false alarm: where sort_by is honoured, no check fails and nothing is paged by
+    offset (the data has no second with more than a page of records)."""
+    moco.settings = replace(moco.settings, ignore_sort_by=frozenset())
+    for stream in MOCO_STREAMS:
+        moco.data.update(stream, 3)
+    result = await sync(pool, sandbox, page_concurrency=1)
+    await assert_tables_equal_source(pool, moco)
+    assert result.warnings == []
+    assert all(r.query.get("page") == "1" for r in moco.requests)
 
 
 async def test_old_records_edited_before_the_first_sync_are_not_lost(
