@@ -5,9 +5,11 @@ range ``[since 00:00 UTC, until + 1 day 00:00 UTC)`` (``until`` defaults to toda
 windows over the records' ``updated_at`` and reads them oldest first. MOCO has
 ``updated_after`` but no ``updated_before``: a window ``[start, end)`` is read as a walk (see
 ``sources/walk.py``: keyset steps over ``sort_by=updated_at asc``, offset paging only in
-pockets of one second) that begins at ``updated_after = start - 1 s`` and ends with the first
-page whose records pass ``end``. Records past ``end`` on that page are stored too: upserts are
-idempotent and never replace a newer version of a row.
+pockets of one second) that begins at ``updated_after = start - 1 s`` and ends once a page
+whose records pass ``end`` is confirmed by the next keyset step (whose ``X-Total`` shows that
+the order was honoured, so nothing before ``end`` was left unserved). Records past ``end`` are
+stored too: upserts are idempotent and never replace a newer version of a row. Where the
+order is not honoured, the window is read by offset pages to the query's last page.
 
 State lives in ``syncer.backfill_windows``, one row per window. Every page commits its rows
 together with the window's position, and the window's last page marks it done in the same
@@ -260,6 +262,7 @@ class _Reading:
 
     served: set[int] = field(default_factory=set)
     shrank: bool = False
+    past_end: bool = False  # a page in trusted order passed the window's end
     rereads: int = 0
 
 
@@ -311,7 +314,7 @@ class _WindowReader:
             walk = Walk(lower_bound=start - STEP_OVERLAP)
         elif walk.watched:
             # What the interrupted offset-paged query served is not known: read it again.
-            walk = Walk(lower_bound=walk.watch_lower)
+            walk = _again(walk)
         else:
             log.info("%s: resuming window %s after %d pages", self._name, start, walk.pages)
         reading = _Reading()
@@ -334,9 +337,12 @@ class _WindowReader:
     def _name(self) -> str:
         return f"{self.source.name}.{self.spec.name}"
 
-    async def _fetch(self, walk: Walk) -> tuple[Response, list[Any]]:
+    async def _fetch(self, walk: Walk, per_page: int | None = None) -> tuple[Response, list[Any]]:
         params = moco.page_params(
-            self.spec, page=walk.page, per_page=self.source.per_page, updated_after=walk.lower_bound
+            self.spec,
+            page=walk.page,
+            per_page=per_page or self.source.per_page,
+            updated_after=walk.lower_bound,
         )
         response = await self.client.get(
             f"{self.source.base_url}{self.spec.path}", params, stats=self.result.http
@@ -364,21 +370,39 @@ class _WindowReader:
             # Fewer records under offset paging: one served may be gone, shifting the rest.
             reading.shrank = reading.shrank or total < walk.query_total
         reading.served.update(r.id for r in rows)
+        served_at = parse_http_date(response.headers.get("Date")) or datetime.now(UTC)
+        recheck = None
+        if walk.needs_recheck(total):  # fewer than a sorted order leaves: deletions?
+            again = Walk(lower_bound=walk.recheck_lower)
+            recheck = _int_header((await self._fetch(again, per_page=1))[0].headers.get("X-Total"))
+        before_page = walk
         walk = walk.after_page(
-            served_at=parse_http_date(response.headers.get("Date")) or datetime.now(UTC),
+            served_at=served_at,
             total=total,
             updated_ats=stamps,
             has_next=has_next,
+            count=len(items),
+            recheck_total=recheck,
         )
-        # Sorted by updated_at (as the walk has seen so far): past `end` on this page means
-        # nothing later belongs to the window. Unsorted, only the last page says that.
-        passed_end = walk.keyset and any(u is not None and u >= window[1] for u in stamps)
+        if before_page.keyset and not walk.keyset:
+            log.info(
+                "%s: window %s: not trusting sort_by=updated_at (%s); reading it by offset pages",
+                self._name, window[0].date(), walk.distrust,
+            )  # fmt: skip
+        # Sorted by updated_at (as verified so far), a page past `end` means nothing later
+        # belongs to the window, once the next keyset step's X-Total confirms the order (a
+        # server ignoring sort_by shows there). Not sorted, only the last page says that.
+        confirmed = before_page.expect_total is not None and before_page.page == 1
+        passed_end = walk.keyset and reading.past_end and confirmed
+        reading.past_end = walk.keyset and (
+            reading.past_end or any(u is not None and u >= window[1] for u in stamps)
+        )
         state = "more"
-        if not has_next or passed_end:
+        if walk.done or passed_end:
             state = "done"
             if walk.watched and (reading.shrank or await self._moved(walk, reading)):
                 state = "reread"
-                walk = Walk(lower_bound=walk.watch_lower)
+                walk = _again(walk)
         done = state == "done"
         upserted = await self._commit(
             window,
@@ -423,14 +447,15 @@ class _WindowReader:
             rows, _ = split_records(items, self.spec)
             if any(r.id in reading.served for r in rows):
                 return True
-            if not (items and moco.has_next(response.headers.get("Link"))):
-                return False
             check = check.after_page(
                 served_at=parse_http_date(response.headers.get("Date")) or datetime.now(UTC),
                 total=_int_header(response.headers.get("X-Total")),
                 updated_ats=[r.updated_at for r in rows],
-                has_next=True,
+                has_next=bool(items) and moco.has_next(response.headers.get("Link")),
+                count=len(items),
             )
+            if check.done:
+                return False
 
     async def _commit(
         self,
@@ -587,6 +612,12 @@ async def _finish(conn: Any, result: BackfillResult) -> None:
         result.upserted,
         result.rejected,
     )
+
+
+def _again(walk: Walk) -> Walk:
+    """A walk that reads ``walk``'s watched query again from its lower bound, keeping the
+    verdict on the order (a server found to ignore ``sort_by`` is not trusted again)."""
+    return Walk(lower_bound=walk.watch_lower, keyset=walk.keyset, distrust=walk.distrust)
 
 
 def _int_header(value: str | None) -> int | None:

@@ -28,6 +28,7 @@ from syncer import __version__
 from syncer.config import Settings, load_settings, settings_without_file
 from syncer.errors import EXIT_FAILED, EXIT_OK, ConfigError, SyncerError
 from syncer.pipeline import SyncResult, shared_limiter_for, sync_source
+from syncer.sources.moco import STREAMS as MOCO_STREAMS
 from syncer.store import database
 from syncer.sweep import SweepResult, sweep_source, sweepable
 
@@ -390,8 +391,15 @@ async def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
             f"SYNCER_SANDBOX_MOCA_GEOLOCATIONS is {args.moca_geolocations!r}; "
             "set it to buckets or aggregate"
         )
+    ignored = set(args.ignore_sort_by or ())
+    streams = frozenset(MOCO_STREAMS) if "all" in ignored else frozenset(ignored)
     await _until_signalled(
-        serve_forever(port=args.port, seed=args.seed, moca_geolocations=args.moca_geolocations)
+        serve_forever(
+            port=args.port,
+            seed=args.seed,
+            moca_geolocations=args.moca_geolocations,
+            ignore_sort_by=streams,
+        )
     )
     return EXIT_OK
 
@@ -774,6 +782,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("SYNCER_SANDBOX_MOCA_GEOLOCATIONS", "buckets"),
         help="MOCA geolocations per bucket (default) or aggregated over the requested range "
         "(env SYNCER_SANDBOX_MOCA_GEOLOCATIONS)",
+    )
+    sandbox.add_argument(
+        "--ignore-sort-by",
+        action="append",
+        choices=[*MOCO_STREAMS, "all"],
+        metavar="STREAM",
+        help="MOCO lists this stream (or 'all') by id, ignoring sort_by, over data whose ids "
+        "grow with updated_at (repeatable)",
     )
     sandbox.set_defaults(handler=cmd_sandbox, needs_config=False)
 

@@ -83,6 +83,11 @@ async def walk_stream(
                 stats = RequestStats()
                 task = prefetch = asyncio.create_task(ahead.next(last, stats))
             watermark = await _commit(pool, source, spec, run_id, batch, watermark, result)
+            if last.walk.distrust is not None and result.warning is None:
+                result.warning = (
+                    f"not listed in updated_at order as asked ({last.walk.distrust}); read by "
+                    f"offset pages in this run, which costs more requests"
+                )
             if last.done:
                 break
             shutdown.check()
@@ -229,19 +234,34 @@ class _Ahead:
         started, waited = time.monotonic(), stats.waited_s
         page = await self._get(params, stats)
         latency = time.monotonic() - started - (stats.waited_s - waited)
+        recheck = None
+        if walk.needs_recheck(page.total):  # fewer than a sorted order leaves: deletions?
+            again = moco.page_params(
+                self.spec, page=1, per_page=1, updated_after=walk.recheck_lower
+            )
+            recheck = (await self._get(again, stats)).total
         stamps = [r.updated_at for r in page.rows]
         after = walk.after_page(
-            served_at=page.served_at, total=page.total, updated_ats=stamps, has_next=page.has_next
-        )
+            served_at=page.served_at, total=page.total, updated_ats=stamps, has_next=page.has_next,
+            count=page.count, recheck_total=recheck,
+        )  # fmt: skip
+        if walk.keyset and not after.keyset:
+            log.info(
+                "%s.%s: not trusting sort_by=updated_at (%s); %s", self.source.name,
+                self.spec.name, after.distrust,
+                "reading again from the walk's start by offset pages" if walk.stepped
+                else "reading on by offset pages",
+            )  # fmt: skip
         query = None
-        if walk.page == 1 and after.page == 1 and page.has_next and page.total is not None:
+        stepped = walk.page == 1 and after.stepped and after.page == 1 and not after.done
+        if stepped and page.total is not None:
             known = [s for s in stamps if s is not None]
             if known and len(known) == page.count and known == sorted(known):
                 query = _Query(
                     walk.lower_bound, page.total, page.count, 2, page.served_at, known[-1], latency
                 )
         return _Fetched(
-            walk.page, page.rows, page.rejected, after, not page.has_next, stats.requests,
+            walk.page, page.rows, page.rejected, after, after.done, stats.requests,
             requested_at, query,
         )  # fmt: skip
 
@@ -297,14 +317,16 @@ class _Ahead:
         requests = stats.requests - before  # the sprint's, counted with its first page
         for number, page in zip(numbers[: verdict.trusted], served, strict=False):
             stamps = [r.updated_at for r in page.rows]
+            # The sprint's pages continue the query the walk stepped past; whatever follows
+            # them is checked against what that query served (``walk.py``).
             walk = walk.after_page(
                 served_at=page.served_at, total=page.total, updated_ats=stamps,
-                has_next=page.has_next,
+                has_next=page.has_next, count=page.count, offset=(number - 1) * query.size,
             )  # fmt: skip
-            if page.has_next and walk.page != 1:
+            if not walk.done and not (walk.keyset and walk.stepped and walk.page == 1):
                 break  # the walk cannot step past this page by keyset: read on from the last
             steps.append(_Fetched(
-                number, page.rows, page.rejected, walk, not page.has_next, requests,
+                number, page.rows, page.rejected, walk, walk.done, requests,
                 requested_at,
             ))  # fmt: skip
             requests = 0

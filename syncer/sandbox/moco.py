@@ -3,9 +3,11 @@
 It answers the paginated list endpoints of the eight synced streams (contracts/moco.md §1, §6.1):
 key auth in both header forms, `page`/`per_page` with X-Page, X-Per-Page, X-Total and an
 api-pagination style Link header, the `ids`, `updated_after`, `include_archived` and
-`include_disregarded` filters, `sort_by`, a sliding-window rate limit per key that answers 429
-without Retry-After, and switchable faults. Every request lands in `MocoSandbox.requests`.
-Changes to its data are delivered as signed webhooks to registered hooks (`moco_webhooks`).
+`include_disregarded` filters, `sort_by` (or, per stream, a server that ignores it and lists by
+id: MOCO does not say which endpoints honour it), a sliding-window rate limit per key that
+answers 429 without Retry-After, and switchable faults. Every request lands in
+`MocoSandbox.requests`. Changes to its data are delivered as signed webhooks to registered
+hooks (`moco_webhooks`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -69,6 +71,12 @@ class MocoSandboxSettings:
     rate_limit_window_s: float = 120.0
     max_per_page: int = 100
     updated_after_inclusive: bool = False  # False: updated_at > value; True: >=
+    # Streams whose lists ignore `sort_by` (not even checking the field) and come in id order,
+    # as an endpoint that does not honour it would; ALL_STREAMS for every one.
+    ignore_sort_by: frozenset[str] = frozenset()
+
+
+ALL_STREAMS = frozenset(MOCO_STREAM_PATHS)
 
 
 @dataclass
@@ -205,6 +213,8 @@ class MocoSandbox:
         return True
 
     def _select(self, stream: str, query: _ListQuery) -> list[Record]:
+        if stream in self.settings.ignore_sort_by:
+            query = replace(query, sort=None)
         if query.sort is not None:
             allowed = _sortable_fields(self.data.live(stream))
             if query.sort[0] not in allowed:

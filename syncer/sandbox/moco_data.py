@@ -60,6 +60,9 @@ _MIN_AGE_MS = 3_600_000
 # Only offers carry milliseconds in generated data (observed in 2022 recordings, §6.3).
 _MS_STREAMS = frozenset({"offers"})
 
+# With `ids_follow_updates`: the share of generated records edited after their creation.
+_EDITED_LATER = 0.1
+
 # What `update` writes into a record's free-text field, before the revision number.
 _EDITS = ("Korrigiert nach Rücksprache", "Angepasst", "Überarbeitet 📝", "Geändert gemäß Mail")
 
@@ -83,6 +86,10 @@ class MocoData:
     """The MOCO account the sandbox serves: realistic records per stream, changeable by tests.
 
     `counts` overrides DEFAULT_COUNTS per stream (streams not named keep their default).
+    `ids_follow_updates`: as in a real account, ids grow with `updated_at` (ids are handed out
+    in order of creation and most records were not edited since, so `updated_at` =
+    `created_at`), except for a share of records edited later. Listed by id, such data looks
+    sorted by `updated_at` page after page, until an edited record turns up.
     """
 
     def __init__(
@@ -90,6 +97,8 @@ class MocoData:
         seed: int = 1,
         counts: Mapping[str, int] | None = None,
         now: Callable[[], float] = time.time,
+        *,
+        ids_follow_updates: bool = False,
     ) -> None:
         unknown = set(counts or {}) - set(MOCO_STREAM_PATHS)
         if unknown:
@@ -97,6 +106,7 @@ class MocoData:
                 f"unknown MOCO streams {sorted(unknown)}; use {list(MOCO_STREAM_PATHS)}"
             )
         self.seed = seed
+        self.ids_follow_updates = ids_follow_updates
         self._now = now
         self._rng = random.Random(seed)
         self._rows: dict[str, list[Record]] = {stream: [] for stream in MOCO_STREAM_PATHS}
@@ -217,7 +227,9 @@ class MocoData:
         for created in sorted(rng.randint(start, end) for _ in range(n)):
             roll = rng.random()
             later = [b for b in bulk if b >= created]
-            if roll < 0.35:
+            if self.ids_follow_updates:
+                updated = rng.randint(created, end) if roll < _EDITED_LATER else created
+            elif roll < 0.35:
                 updated = created
             elif roll < 0.45 and later:
                 updated = rng.choice(later)

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from syncer.sandbox.moca import MocaSandbox, MocaSandboxSettings
 from syncer.sandbox.moca_data import MocaData
-from syncer.sandbox.moco import MocoSandbox
+from syncer.sandbox.moco import MocoSandbox, MocoSandboxSettings
 from syncer.sandbox.moco_data import MocoData
 from syncer.sandbox.moengage import MoengageSandbox
 
@@ -97,11 +97,21 @@ async def running_sandbox(
 
 
 async def serve_forever(
-    *, host: str = "127.0.0.1", port: int = 8765, seed: int = 1, moca_geolocations: str = "buckets"
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    seed: int = 1,
+    moca_geolocations: str = "buckets",
+    ignore_sort_by: frozenset[str] = frozenset(),
 ) -> None:
     """Serves a sandbox with data from `seed`, prints where and with which key, runs until
-    cancelled. `moca_geolocations`: "buckets" or "aggregate" (`MocaSandboxSettings`)."""
-    moco = MocoSandbox(MocoData(seed=seed))
+    cancelled. `moca_geolocations`: "buckets" or "aggregate" (`MocaSandboxSettings`). MOCO
+    streams in `ignore_sort_by` list by id whatever `sort_by` says, over data whose ids grow
+    with `updated_at`."""
+    moco = MocoSandbox(
+        MocoData(seed=seed, ids_follow_updates=bool(ignore_sort_by)),
+        MocoSandboxSettings(ignore_sort_by=ignore_sort_by),
+    )
     moca = MocaSandbox(MocaData(seed=seed), MocaSandboxSettings(geolocations=moca_geolocations))
     async with running_sandbox(moco=moco, moca=moca, host=host, port=port) as sandbox:
         key = sorted(moco.settings.api_keys)[0]
