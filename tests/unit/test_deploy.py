@@ -80,7 +80,8 @@ def variables_syncer_reads() -> set[str]:
     constants: dict[str, str] = {}
     for tree in trees:
         constants.update(_module_constants(tree))
-    names = set()
+    # A constant named *_ENV names a variable read through it (e.g. the database URL's).
+    names = {value for name, value in constants.items() if name.endswith("_ENV")}
     for tree in trees:
         for arg in _env_arguments(tree):
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
