@@ -715,7 +715,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _secrets(settings: Settings) -> list[str]:
-    """Every secret value the settings hold, for the log filter to redact."""
+    """Every secret value the settings hold (those set), for the log filter to redact."""
     values = [settings.database.url.value] if settings.database.url else []
     for source in settings.sources.values():
         values.append(source.token.value if source.type == "moca" else source.api_key.value)
@@ -723,7 +723,31 @@ def _secrets(settings: Settings) -> list[str]:
             values.append(os.environ.get(source.webhook_secret_env, ""))
     for destination in settings.destinations.values():
         values += [destination.api_key.value, destination.workspace_id.value]
-    return values
+    return [v for v in values if v]
+
+
+def require_secrets(args: argparse.Namespace, settings: Settings) -> None:
+    """ConfigError (exit 2) naming every unset credential variable of what this command touches,
+    before anything runs: a source's for sync, sweep and backfill, a destination's for load, the
+    jobs' for the daemon. ``status``, ``migrate``, ``check`` and ``webhooks`` need none."""
+    command = args.command
+    if command in ("sync", "sweep", "backfill"):
+        settings.require_secrets(sources=[args.source])
+    elif command == "load":
+        settings.require_secrets(destinations=[args.destination])
+    elif command == "run":
+        from syncer.scheduler import check_jobs, parse_job
+
+        check_jobs(settings)  # a job that is wrong is reported as such, not as a missing key
+        sources: list[str] = []
+        destinations: list[str] = []
+        for job in settings.jobs:
+            job_args = parse_job(job)
+            if job_args.command == "load":
+                destinations.append(job_args.destination)
+            else:
+                sources.append(job_args.source)
+        settings.require_secrets(sources=sources, destinations=destinations)
 
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
@@ -746,6 +770,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = load_settings(args.config, os.environ)
         else:
             settings = settings_without_file(os.environ)
+        require_secrets(args, settings)
         configure_logging(args.log_format, verbose, secrets=_secrets(settings))
         return asyncio.run(handler(args, settings))
     except SyncerError as exc:
