@@ -74,6 +74,7 @@ def missing_for(argv: list[str], s: Settings) -> list[str]:
         (["load", "moengage"], {"MOENGAGE_WORKSPACE_ID", "MOENGAGE_API_KEY"}),
         (["status"], set()),
         (["migrate"], set()),
+        (["check"], set()),
         (["webhooks", "serve"], set()),
     ],
 )
