@@ -668,6 +668,7 @@ def _error_json(args: argparse.Namespace, code: int, message: str) -> None:
                 "exit_code": code,
                 "errors": [message],
                 "warnings": [],
+                "elapsed_s": round(time.monotonic() - getattr(args, "started", 0.0), 3),
             }
         )
 
@@ -1080,6 +1081,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.command_line = shlex.join(["syncer", *argv])
+    args.started = time.monotonic()
     from syncer.logs import configure_logging
 
     # The daemon reports each job, the webhook server each delivery, at INFO; other commands
