@@ -275,18 +275,23 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
                 "elapsed_s": round(report.elapsed_s, 3),
             }
         )
-        return code
-    from rich.table import Table
+    else:
+        from rich.table import Table
 
-    table = Table(title="syncer check")
-    for column in ("", "check", "found", "fix"):
-        table.add_column(column)
-    marks = {"ok": "[green]✓[/]", "failed": "[bold red]✗[/]", "not_checked": "–"}
-    for r in report.rows:
-        table.add_row(marks[r.status], r.check, r.detail, r.fix or "")
-    _console().print(table)
+        table = Table(title="syncer check")
+        for column in ("", "check", "found", "fix"):
+            table.add_column(column)
+        marks = {"ok": "[green]✓[/]", "failed": "[bold red]✗[/]", "not_checked": "–"}
+        for r in report.rows:
+            table.add_row(marks[r.status], r.check, r.detail, r.fix or "")
+        _console().print(table)
     if failed:
-        print(f"{len(failed)} of {len(report.rows)} checks failed", file=sys.stderr)
+        names = ", ".join(r.check for r in failed)
+        print(
+            f"error: {len(failed)} of {len(report.rows)} checks failed ({names}); "
+            "see the fix of each",
+            file=sys.stderr,
+        )
     return code
 
 

@@ -119,6 +119,8 @@ async def test_a_wrong_moco_key_is_a_cross_naming_the_fix_and_exit_1(
     assert table.code == 1
     assert "✗" in table.stdout
     assert "MOCO_API_KEY" in table.stdout
+    assert table.stderr.startswith("error: 1 of 6 checks failed (source moco)")
+    assert len(table.stderr.splitlines()) == 1
     assert WRONG_KEY not in table.output
 
 
