@@ -138,16 +138,15 @@ async def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     source = settings.source(args.source)
     async with runtime(settings, pool_size=source.concurrency + 2) as rt:
-        if not args.json:
-            return await run_backfill_command(
-                rt.pool, rt.session, settings, args, args.command_line
-            )
         result = await backfill_with_progress(
-            rt.pool, rt.session, settings, args, args.command_line, show=False
+            rt.pool, rt.session, settings, args, args.command_line, show=not args.json
         )
     outcome = result.outcome if result.outcome in ("succeeded", "interrupted") else "failed"
     code = _exit_code(outcome)
-    _print_json(backfill_json(result, outcome, code))
+    if args.json:
+        _print_json(backfill_json(result, outcome, code))
+    else:
+        print(_backfill_summary(result))
     return _report(code, [result.error] if result.error else [])
 
 
@@ -155,20 +154,22 @@ async def run_backfill_command(
     pool: Any, session: aiohttp.ClientSession, settings: Settings, args: argparse.Namespace,
     command: str,
 ) -> int:  # fmt: skip
-    """A backfill as the CLI and the daemon run it: progress on the terminal, an exit code."""
+    """A backfill as the daemon runs it: progress lines, the summary, an exit code."""
     result = await backfill_with_progress(pool, session, settings, args, command)
-    print(
+    print(_backfill_summary(result))
+    if result.outcome != "succeeded":
+        print(f"error: {result.error}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _backfill_summary(result: BackfillResult) -> str:
+    return (
         f"backfill {result.source}.{result.stream}: {result.outcome}; windows "
         f"{result.windows_done} done, {result.windows_skipped} already done before, of "
         f"{result.windows_total}; {result.records} records, {result.upserted} changed, "
         f"{result.elapsed_s:.1f}s"
     )
-    if result.outcome == "interrupted" and shutdown.requested():
-        return _report(_exit_code("interrupted"), [])
-    if result.outcome != "succeeded":
-        print(f"error: {result.error}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
 
 
 async def backfill_with_progress(

@@ -110,3 +110,48 @@ async def test_a_signalled_sync_records_interrupted_exits_and_a_rerun_converges(
         " on r.id = sr.run_id where r.outcome = 'succeeded' and resumed_after_pages is not null"
     )
     assert resumed  # a walk interrupted mid-way resumed where it stopped
+
+
+async def test_a_backfill_stopped_by_sigterm_is_recorded_interrupted_and_resumes(
+    db_url: str, pool: Any, sandbox: RunningSandbox, moco: MocoSandbox, tmp_path: Path
+) -> None:
+    moco.settings = replace(moco.settings, rate_limit_requests=1000, rate_limit_window_s=1.0)
+    slow = write_config(tmp_path, sandbox, "{ requests = 4, per_seconds = 1 }")
+    env = environment(db_url, tmp_path)
+    command = ["backfill", "moco", "--stream", "activities", "--since", "2015-01-01",
+               "--window", "30d"]  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "syncer", *command, "--config", str(slow),
+        env=env, cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    done = "select count(*) from syncer.backfill_windows where status = 'done'"
+    try:
+        async with asyncio.timeout(60):
+            while await pool.fetchval(done) < 2:
+                await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 143, err.decode()
+    assert err.decode().startswith("error: stopped by SIGTERM"), err.decode()
+    assert "interrupted" in out.decode()  # the summary line
+    await wait_for_dead_sessions(pool)
+    (first,) = await pool.fetch("select outcome, finished_at from syncer.backfills")
+    assert first["outcome"] == "interrupted"
+    assert first["finished_at"] is not None
+    finished_before = await pool.fetchval(done)
+    total = await pool.fetchval("select count(*) from syncer.backfill_windows")
+    assert 2 <= finished_before < total
+
+    fast = write_config(tmp_path, sandbox, "{ requests = 1000, per_seconds = 1 }")
+    rerun = await syncer(*command, "--json", "--config", fast, env=env, cwd=tmp_path,
+                         timeout_s=120)  # fmt: skip
+    assert rerun.code == 0, rerun
+    document = orjson.loads(rerun.stdout)
+    assert document["outcome"] == "succeeded"
+    assert document["windows"]["skipped"] == finished_before
+    assert document["windows"]["done"] + finished_before == total
