@@ -155,3 +155,63 @@ async def test_a_backfill_stopped_by_sigterm_is_recorded_interrupted_and_resumes
     assert document["outcome"] == "succeeded"
     assert document["windows"]["skipped"] == finished_before
     assert document["windows"]["done"] + finished_before == total
+
+
+async def test_a_load_stopped_by_sigterm_finishes_its_body_and_the_rerun_sends_the_rest(
+    db_url: str, pool: Any, sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    # The sandbox lets the rerun go fast; the first run is slowed by its own pacing.
+    settings = sandbox.moengage.settings
+    sandbox.moengage.settings = replace(settings, users_per_window=100_000, window_s=1.0)
+    await pool.execute(
+        "create table people as select g as id, jsonb_build_object('n', g) as attributes"
+        " from generate_series(1, 3000) g"
+    )
+    path = tmp_path / "schedules.toml"
+    path.write_text(
+        f"""
+[destinations.moengage]
+type = "moengage"
+base_url = "{sandbox.moengage_base_url}"
+workspace_id_env = "MOENGAGE_WORKSPACE_ID"
+api_key_env = "MOENGAGE_API_KEY"
+max_request_bytes = 2048
+rate_limit = {{ users = 100, events = 100, per_seconds = 1 }}
+[destinations.moengage.users]
+sql = "select 'p-' || id as customer_id, attributes from people"
+"""
+    )
+    env = {
+        **environment(db_url, tmp_path),
+        "MOENGAGE_WORKSPACE_ID": sandbox.moengage.settings.workspace_id,
+        "MOENGAGE_API_KEY": sandbox.moengage.settings.api_key,
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "syncer", "load", "moengage", "--only", "users", "--json",
+        "--config", str(path), env=env, cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(60):
+            while len(sandbox.moengage.users) < 200:
+                await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 143, err.decode()
+    document = orjson.loads(out)
+    assert (document["outcome"], document["exit_code"]) == ("interrupted", 143)
+    sent_before = len(sandbox.moengage.users)
+    assert document["models"]["users"]["sent"] == sent_before < 3000
+    await wait_for_dead_sessions(pool)
+    assert await pool.fetchval("select outcome from syncer.runs") == "interrupted"
+
+    path.write_text(path.read_text().replace("users = 100, events = 100", "users = 100000"))
+    rerun = await syncer("load", "moengage", "--only", "users", "--json", "--config", path,
+                         env=env, cwd=tmp_path, timeout_s=120)  # fmt: skip
+    assert rerun.code == 0, rerun
+    assert orjson.loads(rerun.stdout)["models"]["users"]["sent"] == 3000 - sent_before
+    assert len(sandbox.moengage.users) == 3000
