@@ -14,6 +14,7 @@ import os
 import shlex
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -24,15 +25,19 @@ import aiohttp
 import asyncpg
 import orjson
 
-from syncer import __version__
+from syncer import __version__, shutdown
 from syncer.config import Settings, load_settings, settings_without_file
-from syncer.errors import EXIT_FAILED, EXIT_OK, ConfigError, SyncerError
+from syncer.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, SyncerError
 from syncer.pipeline import SyncResult, shared_limiter_for, sync_source
 from syncer.sources.moco import STREAMS as MOCO_STREAMS
 from syncer.store import database
 from syncer.sweep import SweepResult, sweep_source, sweepable
 
 if TYPE_CHECKING:
+    from syncer.backfill import BackfillResult
+    from syncer.destinations.moengage import LoadResult
+    from syncer.http.client import RequestStats
+    from syncer.scheduler import Daemon
     from syncer.store.status import Freshness, StreamStatus
 
 log = logging.getLogger("syncer")
@@ -88,12 +93,13 @@ async def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
             command=args.command_line,
             limiter=shared_limiter_for(rt.pool, source),
         )
-    print_sync_result(result)
-    if not result.ok:
-        for error in result.errors:
-            print(f"error: {error}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+    outcome = _outcome(result.ok, result.outcome_interrupted)
+    code = _exit_code(outcome)
+    if args.json:
+        _print_json(sync_json(result, outcome, code))
+    else:
+        print_sync_result(result)
+    return _report(code, result.errors)
 
 
 async def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
@@ -107,12 +113,13 @@ async def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
             rt.pool, rt.session, source, streams=args.stream, command=args.command_line,
             limiter=shared_limiter_for(rt.pool, source),
         )  # fmt: skip
-    print_sweep_result(result)
-    if not result.ok:
-        for error in result.errors:
-            print(f"error: {error}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+    outcome = _outcome(result.ok, result.outcome_interrupted)
+    code = _exit_code(outcome)
+    if args.json:
+        _print_json(sweep_json(result, outcome, code))
+    else:
+        print_sweep_result(result)
+    return _report(code, result.errors)
 
 
 async def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
@@ -125,7 +132,8 @@ async def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
 
             async with rt.pool.acquire() as conn:
                 released = await release_held(conn, destination.name)
-            _console().print(f"released {released} held events; this load sends them")
+            if not args.json:  # stdout carries the one JSON document alone
+                _console().print(f"released {released} held events; this load sends them")
         result = await load_destination(
             rt.pool,
             rt.session,
@@ -134,11 +142,13 @@ async def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
             dry_run_dir=args.dry_run,
             command=args.command_line,
         )
-    print_load_result(result, args.dry_run)
-    if not result.ok:
-        print(f"error: {result.error}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+    outcome = result.outcome if result.outcome in ("succeeded", "interrupted") else "failed"
+    code = _exit_code(outcome)
+    if args.json:
+        _print_json(load_json(result, outcome, code))
+    else:
+        print_load_result(result, args.dry_run)
+    return _report(code, [result.error] if result.error else [])
 
 
 def _progress(
@@ -155,14 +165,45 @@ def _progress(
 async def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     source = settings.source(args.source)
     async with runtime(settings, pool_size=source.concurrency + 2) as rt:
-        return await run_backfill_command(rt.pool, rt.session, settings, args, args.command_line)
+        result = await backfill_with_progress(
+            rt.pool, rt.session, settings, args, args.command_line, show=not args.json
+        )
+    outcome = result.outcome if result.outcome in ("succeeded", "interrupted") else "failed"
+    code = _exit_code(outcome)
+    if args.json:
+        _print_json(backfill_json(result, outcome, code))
+    else:
+        print(_backfill_summary(result))
+    return _report(code, [result.error] if result.error else [])
 
 
 async def run_backfill_command(
     pool: Any, session: aiohttp.ClientSession, settings: Settings, args: argparse.Namespace,
     command: str,
 ) -> int:  # fmt: skip
-    """A backfill as the CLI and the daemon run it: progress on the terminal, an exit code."""
+    """A backfill as the daemon runs it: progress lines, the summary, an exit code."""
+    result = await backfill_with_progress(pool, session, settings, args, command)
+    print(_backfill_summary(result))
+    if result.outcome != "succeeded":
+        print(f"error: {result.error}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _backfill_summary(result: BackfillResult) -> str:
+    return (
+        f"backfill {result.source}.{result.stream}: {result.outcome}; windows "
+        f"{result.windows_done} done, {result.windows_skipped} already done before, of "
+        f"{result.windows_total}; {result.records} records, {result.upserted} changed, "
+        f"{result.elapsed_s:.1f}s"
+    )
+
+
+async def backfill_with_progress(
+    pool: Any, session: aiohttp.ClientSession, settings: Settings, args: argparse.Namespace,
+    command: str, *, show: bool = True,
+) -> BackfillResult:  # fmt: skip
+    """Run the backfill ``args`` name; with ``show``, its progress on the terminal."""
     from syncer.backfill import BackfillProgress, run_backfill
     from syncer.config import MocoSourceSettings
 
@@ -172,7 +213,7 @@ async def run_backfill_command(
             f"backfill: {args.source!r} is a {source.type} source; MOCA streams are scanned in "
             "full on every sync, so they need no backfill"
         )
-    interactive = sys.stdout.isatty()
+    interactive = show and sys.stdout.isatty()
     bar: Any = None
     if interactive:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -190,7 +231,7 @@ async def run_backfill_command(
         if bar is not None:
             bar.update(task, total=p.windows_total, completed=done, records=p.records,
                        rate=f"{p.records_per_s:.0f}")  # fmt: skip
-        elif done != last_line[0] or p.window is None:
+        elif show and (done != last_line[0] or p.window is None):
             last_line[0] = done
             print(f"backfill {source.name}.{args.stream}: window {done}/{p.windows_total}, "
                   f"{p.records} records, {p.records_per_s:.0f}/s", flush=True)  # fmt: skip
@@ -204,25 +245,30 @@ async def run_backfill_command(
     finally:
         if bar is not None:
             bar.stop()
-    print(
-        f"backfill {source.name}.{args.stream}: {result.outcome}; windows {result.windows_done} "
-        f"done, {result.windows_skipped} already done before, of {result.windows_total}; "
-        f"{result.records} records, {result.upserted} changed, {result.elapsed_s:.1f}s"
-    )
-    if result.outcome != "succeeded":
-        print(f"error: {result.error}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+    return result
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.scheduler import Daemon, check_jobs, run_daemon
 
     check_jobs(settings)
+    if args.json and not args.once:
+        raise ConfigError("--json needs --once: the daemon logs each job instead of a summary")
     async with runtime(settings, pool_size=12) as rt:
         daemon = Daemon(settings, rt.pool, rt.session)
+        if args.json:
+            started = time.monotonic()
+            with contextlib.redirect_stdout(sys.stderr):  # a backfill job's lines
+                code = await run_daemon(daemon, once=True)
+            if shutdown.requested():
+                code = _exit_code("interrupted")
+            _print_json(run_json(daemon, code, time.monotonic() - started))
+            return _report(code, [])
         if args.once or args.metrics_port is None:
-            return await run_daemon(daemon, once=args.once)
+            code = await run_daemon(daemon, once=args.once)
+            if args.once and shutdown.requested():
+                return _report(_exit_code("interrupted"), [])
+            return code
         from syncer.observability import serving_health
 
         async with serving_health(port=args.metrics_port, ready=lambda: True):
@@ -237,6 +283,44 @@ async def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
         return await serve_webhooks(
             rt.pool, config, host=args.host, port=args.port, metrics_port=args.metrics_port
         )
+
+
+async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer.check import run_checks
+
+    report = await run_checks(settings)
+    code = EXIT_OK if report.ok else EXIT_FAILED
+    failed = [r for r in report.rows if r.status == "failed"]
+    if args.json:
+        _print_json(
+            {
+                "command": "check",
+                "outcome": "succeeded" if report.ok else "failed",
+                "exit_code": code,
+                "checks": [r.to_json() for r in report.rows],
+                "errors": [f"{r.check}: {r.detail}" for r in failed],
+                "warnings": [],
+                "elapsed_s": round(report.elapsed_s, 3),
+            }
+        )
+    else:
+        from rich.table import Table
+
+        table = Table(title="syncer check")
+        for column in ("", "check", "found", "fix"):
+            table.add_column(column)
+        marks = {"ok": "[green]✓[/]", "failed": "[bold red]✗[/]", "not_checked": "–"}
+        for r in report.rows:
+            table.add_row(marks[r.status], r.check, r.detail, r.fix or "")
+        _console().print(table)
+    if failed:
+        names = ", ".join(r.check for r in failed)
+        print(
+            f"error: {len(failed)} of {len(report.rows)} checks failed ({names}); "
+            "see the fix of each",
+            file=sys.stderr,
+        )
+    return code
 
 
 async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -419,6 +503,231 @@ async def _until_signalled(work: Awaitable[Any]) -> None:
         loop.add_signal_handler(sig, task.cancel)
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+# --- stopping on a signal ---------------------------------------------------------------------
+
+# Exit codes of a one-off command stopped by a signal: 128 + the signal's number, as shells do.
+EXIT_SIGINT = 128 + signal.SIGINT  # 130
+EXIT_SIGTERM = 128 + signal.SIGTERM  # 143
+
+_stopped_by: list[signal.Signals] = []  # the signal that asked this process to stop
+
+
+def _stops_on_signal(args: argparse.Namespace) -> bool:
+    """The one-off commands that stop cleanly on SIGTERM/SIGINT (the daemon has its own)."""
+    return args.command in ("sync", "load", "sweep", "backfill") or (
+        args.command == "run" and args.once
+    )
+
+
+async def _stopping_on_signal(work: Coroutine[Any, Any, int]) -> int:
+    """Run a one-off command; SIGTERM or SIGINT asks it to stop as the daemon's jobs stop: the
+    page or body in flight finishes and commits, nothing new starts, and the run is recorded
+    as interrupted. A second signal exits at once (every page is its own transaction)."""
+    shutdown.reset()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if _stopped_by:
+            print(f"error: second {sig.name}: exiting at once", file=sys.stderr, flush=True)
+            os._exit(128 + sig)
+        _stopped_by.append(sig)
+        log.info("%s received: finishing the page in flight, starting nothing new", sig.name)
+        shutdown.request()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return await work
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _outcome(ok: bool, interrupted: bool) -> str:
+    return "succeeded" if ok else "interrupted" if interrupted else "failed"
+
+
+def _exit_code(outcome: str) -> int:
+    """0 succeeded; 143 (SIGTERM) or 130 (SIGINT) interrupted by a signal; else 1."""
+    if outcome == "succeeded":
+        return EXIT_OK
+    if outcome == "interrupted" and shutdown.requested():
+        return 128 + (_stopped_by[0] if _stopped_by else signal.SIGINT)
+    return EXIT_FAILED
+
+
+def _report(code: int, errors: Sequence[str]) -> int:
+    """Say on stderr why the run did not succeed: one line for a signal, else its errors."""
+    if code in (EXIT_SIGINT, EXIT_SIGTERM):
+        name = _stopped_by[0].name if _stopped_by else "a signal"
+        print(
+            f"error: stopped by {name}; the run is recorded as interrupted, what it committed "
+            "is kept, and the next run resumes from there",
+            file=sys.stderr,
+        )
+    elif code != EXIT_OK:
+        for error in errors:
+            print(f"error: {error}", file=sys.stderr)
+    return code
+
+
+# --- JSON output (see README, "JSON output") ---------------------------------------------------
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    sys.stdout.write(orjson.dumps(document).decode())
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def _requests_json(http: RequestStats) -> dict[str, Any]:
+    return {
+        "requests": http.requests,
+        "retries": http.retries,
+        "rate_limited": http.rate_limited,
+        "waited_s": round(http.waited_s, 3),
+    }
+
+
+def sync_json(result: SyncResult, outcome: str, code: int) -> dict[str, Any]:
+    return {
+        "command": "sync",
+        "source": result.source,
+        "run_id": result.run_id,
+        "outcome": outcome,
+        "exit_code": code,
+        "streams": [
+            {
+                "stream": s.stream,
+                "outcome": s.outcome,
+                "pages": s.pages,
+                "requests": s.http.requests,
+                "records": s.records,
+                "changed": s.upserted,
+                "deleted": s.deleted,
+                "rejected": s.rejected,
+                "resumed_after_pages": s.resumed_after_pages,
+                "error": s.error,
+            }
+            for s in result.streams
+        ],
+        **_requests_json(result.http),
+        "errors": result.errors,
+        "warnings": result.warnings,
+        "elapsed_s": round(result.elapsed_s, 3),
+    }
+
+
+def sweep_json(result: SweepResult, outcome: str, code: int) -> dict[str, Any]:
+    return {
+        "command": "sweep",
+        "source": result.source,
+        "run_id": result.run_id,
+        "outcome": outcome,
+        "exit_code": code,
+        "streams": [
+            {
+                "stream": s.stream,
+                "outcome": s.outcome,
+                "checked": s.checked,
+                "requests": s.http.requests,
+                "deleted": s.deleted,
+                "restored": s.restored,
+                "withheld": s.withheld,
+                "error": s.error,
+            }
+            for s in result.streams
+        ],
+        **_requests_json(result.http),
+        "errors": result.errors,
+        "warnings": result.warnings,
+        "elapsed_s": round(result.elapsed_s, 3),
+    }
+
+
+def load_json(result: LoadResult, outcome: str, code: int) -> dict[str, Any]:
+    summary = result.to_json()
+    return {
+        "command": "load",
+        "destination": result.destination,
+        "run_id": result.run_id,
+        "dry_run": result.dry_run,
+        "outcome": outcome,
+        "exit_code": code,
+        "models": {m: {"sent": result.sent.get(m, 0)} for m in ("users", "devices", "events")},
+        "requests": summary["batches"],
+        **{k: v for k, v in summary.items() if k not in ("sent",)},
+        "waited_s": round(result.waited_s, 3),
+        "errors": [result.error] if result.error else [],
+        "warnings": [],
+        "elapsed_s": round(result.elapsed_s, 3),
+    }
+
+
+def backfill_json(result: BackfillResult, outcome: str, code: int) -> dict[str, Any]:
+    return {
+        "command": "backfill",
+        "source": result.source,
+        "stream": result.stream,
+        "backfill_id": result.backfill_id,
+        "outcome": outcome,
+        "exit_code": code,
+        "range_start": result.range_start.isoformat(),
+        "range_end": result.range_end.isoformat(),
+        "windows": {
+            "total": result.windows_total,
+            "done": result.windows_done,
+            "skipped": result.windows_skipped,
+        },
+        "pages": result.pages,
+        "records": result.records,
+        "changed": result.upserted,
+        "rejected": result.rejected,
+        **_requests_json(result.http),
+        "errors": [result.error] if result.error else [],
+        "warnings": [],
+        "elapsed_s": round(result.elapsed_s, 3),
+    }
+
+
+def run_json(daemon: Daemon, code: int, elapsed_s: float) -> dict[str, Any]:
+    outcomes = daemon.outcomes
+    failed = [o for o in outcomes if o.outcome == "failed"]
+    interrupted = code in (EXIT_SIGINT, EXIT_SIGTERM)
+    return {
+        "command": "run",
+        "outcome": "interrupted" if interrupted else "failed" if failed else "succeeded",
+        "exit_code": code,
+        "jobs": [
+            {
+                "job": o.job,
+                "outcome": o.outcome,
+                "error": o.error,
+                "elapsed_s": round(o.duration_s, 3),
+            }
+            for o in outcomes
+        ],
+        "errors": [f"job {o.job}: {o.error}" for o in failed],
+        "warnings": [],
+        "elapsed_s": round(elapsed_s, 3),
+    }
+
+
+def _error_json(args: argparse.Namespace, code: int, message: str) -> None:
+    """With --json, a command that stopped before its run still prints one document."""
+    if getattr(args, "json", False):
+        _print_json(
+            {
+                "command": args.command,
+                "outcome": "usage_error" if code == EXIT_USAGE else "failed",
+                "exit_code": code,
+                "errors": [message],
+                "warnings": [],
+                "elapsed_s": round(time.monotonic() - getattr(args, "started", 0.0), 3),
+            }
+        )
 
 
 # --- output ------------------------------------------------------------------------------------
@@ -622,6 +931,14 @@ def _common_options(*, defaults: bool) -> argparse.ArgumentParser:
     return common
 
 
+def _json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document with the outcome and figures, nothing else, on stdout",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common_options(defaults=False)
     parser = argparse.ArgumentParser(
@@ -651,6 +968,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="re-read every record, not only those changed since the watermark",
     )
+    _json_option(sync)
     sync.set_defaults(handler=cmd_sync)
 
     load = commands.add_parser(
@@ -678,6 +996,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help='first release the events held after unanswered requests (on_lost_answer = "hold")',
     )
+    _json_option(load)
     load.set_defaults(handler=cmd_load)
 
     backfill = commands.add_parser(
@@ -697,6 +1016,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--window", type=_duration, default=30 * 86400.0, metavar="DURATION",
         help="window length, e.g. 7d or 30d (default 30d)",
     )  # fmt: skip
+    _json_option(backfill)
     backfill.set_defaults(handler=cmd_backfill)
 
     sweep = commands.add_parser(
@@ -712,6 +1032,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="only this stream (repeatable)",
     )
+    _json_option(sweep)
     sweep.set_defaults(handler=cmd_sweep)
 
     run = commands.add_parser(
@@ -725,6 +1046,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="serve /healthz and /metrics on 127.0.0.1:N (env: SYNCER_METRICS_PORT)",
     )
+    _json_option(run)
     run.set_defaults(handler=cmd_run)
 
     webhooks = commands.add_parser(
@@ -754,6 +1076,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve /healthz and /metrics on 127.0.0.1:N (env: SYNCER_METRICS_PORT)",
     )
     serve.set_defaults(handler=cmd_webhooks)
+
+    check = commands.add_parser(
+        "check",
+        parents=[common],
+        help="is it ready? configuration, database, and one authenticated read per source",
+    )
+    _json_option(check)
+    check.set_defaults(handler=cmd_check)
 
     migrate = commands.add_parser(
         "migrate", parents=[common], help="bring the database schema to the newest migration"
@@ -803,7 +1133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _secrets(settings: Settings) -> list[str]:
-    """Every secret value the settings hold, for the log filter to redact."""
+    """Every secret value the settings hold (those set), for the log filter to redact."""
     values = [settings.database.url.value] if settings.database.url else []
     for source in settings.sources.values():
         values.append(source.token.value if source.type == "moca" else source.api_key.value)
@@ -811,7 +1141,31 @@ def _secrets(settings: Settings) -> list[str]:
             values.append(os.environ.get(source.webhook_secret_env, ""))
     for destination in settings.destinations.values():
         values += [destination.api_key.value, destination.workspace_id.value]
-    return values
+    return [v for v in values if v]
+
+
+def require_secrets(args: argparse.Namespace, settings: Settings) -> None:
+    """ConfigError (exit 2) naming every unset credential variable of what this command touches,
+    before anything runs: a source's for sync, sweep and backfill, a destination's for load, the
+    jobs' for the daemon. ``status``, ``migrate``, ``check`` and ``webhooks`` need none."""
+    command = args.command
+    if command in ("sync", "sweep", "backfill"):
+        settings.require_secrets(sources=[args.source])
+    elif command == "load":
+        settings.require_secrets(destinations=[args.destination])
+    elif command == "run":
+        from syncer.scheduler import check_jobs, parse_job
+
+        check_jobs(settings)  # a job that is wrong is reported as such, not as a missing key
+        sources: list[str] = []
+        destinations: list[str] = []
+        for job in settings.jobs:
+            job_args = parse_job(job)
+            if job_args.command == "load":
+                destinations.append(job_args.destination)
+            else:
+                sources.append(job_args.source)
+        settings.require_secrets(sources=sources, destinations=destinations)
 
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
@@ -822,6 +1176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.command_line = shlex.join(["syncer", *argv])
+    args.started = time.monotonic()
     from syncer.logs import configure_logging
 
     # The daemon reports each job, the webhook server each delivery, at INFO; other commands
@@ -834,19 +1189,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = load_settings(args.config, os.environ)
         else:
             settings = settings_without_file(os.environ)
+        require_secrets(args, settings)
         configure_logging(args.log_format, verbose, secrets=_secrets(settings))
-        return asyncio.run(handler(args, settings))
+        work = handler(args, settings)
+        if _stops_on_signal(args):
+            work = _stopping_on_signal(work)
+        return asyncio.run(work)
     except SyncerError as exc:
+        code = _exit_code("interrupted") if isinstance(exc, shutdown.Interrupted) else None
+        if code in (EXIT_SIGINT, EXIT_SIGTERM):
+            _error_json(args, code, exc.message)
+            return _report(code, [])
+        _error_json(args, exc.exit_code, exc.message)
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code
     except (asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError) as exc:
         # The one place database failures become a message: nothing after the last committed
         # page or batch was written, and the next run resumes from there.
-        print(
-            f"error: the database failed ({type(exc).__name__}: {exc}); nothing after the last "
-            "committed page was written; check the database and run again",
-            file=sys.stderr,
+        message = (
+            f"the database failed ({type(exc).__name__}: {exc}); nothing after the last "
+            "committed page was written; check the database and run again"
         )
+        _error_json(args, EXIT_FAILED, message)
+        print(f"error: {message}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

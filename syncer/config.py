@@ -1,8 +1,10 @@
 """``schedules.toml`` plus the environment, validated once into frozen settings.
 
 Secrets never go in the file: each one is named by the environment variable that holds it
-(``*_env`` keys). Every problem found is reported together in one :class:`ConfigError`, each
-naming its key by dotted path (``sources.moco.rate_limit.requests``) and saying how to fix it.
+(``*_env`` keys). A credential's variable is needed only by the commands that use it: an unset
+one is recorded on its :class:`Secret` and reported by :meth:`Settings.require_secrets`. Every
+other problem found is reported together in one :class:`ConfigError`, each naming its key by
+dotted path (``sources.moco.rate_limit.requests``) and saying how to fix it.
 
 Where the file is: ``--config PATH``, else ``$SYNCER_CONFIG``, else ``schedules.toml`` in the
 working directory. Without that default file, syncer runs with no sources and no jobs.
@@ -71,7 +73,7 @@ import re
 import shlex
 import tomllib
 import zoneinfo
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -95,7 +97,6 @@ from syncer.tomlspec import (
     number,
     read_table,
     report_unknown,
-    secret,
     secret_from_env,
     share,
     streams,
@@ -165,10 +166,21 @@ JOB_COMMANDS: tuple[str, ...] = ("sync", "backfill", "load", "sweep")
 
 @dataclass(frozen=True)
 class Secret:
-    """A secret read from the environment; prints as the variable's name, never its value."""
+    """A secret read from the environment; prints as the variable's name, never its value.
+
+    A variable that is unset or blank when the settings load is not an error yet: the secret is
+    kept with ``problem`` saying what is wrong and how to fix it (``missing`` is then true and
+    ``value`` empty). Each command requires only the secrets of what it touches
+    (:meth:`Settings.require_secrets`), so ``syncer sync moco`` runs without MoEngage's key.
+    """
 
     env: str
     value: str = field(repr=False)
+    problem: str | None = field(default=None, repr=False)
+
+    @property
+    def missing(self) -> bool:
+        return self.problem is not None
 
     def __str__(self) -> str:
         return f"${self.env}"
@@ -286,6 +298,35 @@ class Settings:
         default_factory=lambda: MappingProxyType({})
     )
 
+    def secrets_of(
+        self, *, sources: Iterable[str] = (), destinations: Iterable[str] = ()
+    ) -> list[Secret]:
+        """The credentials of the named sources and destinations (names not configured are
+        skipped: :meth:`source` and :meth:`destination` report those)."""
+        found: list[Secret] = []
+        for name in sources:
+            source = self.sources.get(name)
+            if source is not None:
+                found.append(source.token if source.type == "moca" else source.api_key)
+        for name in destinations:
+            destination = self.destinations.get(name)
+            if destination is not None:
+                found += [destination.workspace_id, destination.api_key]
+        return found
+
+    def require_secrets(
+        self, *, sources: Iterable[str] = (), destinations: Iterable[str] = ()
+    ) -> None:
+        """ConfigError listing every unset or blank variable of the named sources and
+        destinations: a command calls it, before anything runs, for exactly what it touches."""
+        problems = [
+            s.problem
+            for s in self.secrets_of(sources=sources, destinations=destinations)
+            if s.problem is not None
+        ]
+        if problems:
+            raise ConfigError(list(dict.fromkeys(problems)))
+
     def destination(self, name: str) -> MoengageSettings:
         """The destination configured as ``[destinations.<name>]``; ConfigError when none."""
         try:
@@ -390,6 +431,22 @@ def _expand_user(text: str, environ: Mapping[str, str]) -> Path:
 
 _TOP_LEVEL_KEYS = ("database", "sources", "destinations", "jobs")
 
+
+def _env_secret(what: str) -> Callable[[object, Ctx], Secret]:
+    """An `*_env` key of a credential: the variable's name is checked now; an unset or blank
+    variable becomes a :class:`Secret` with its ``problem``, an error only for the commands
+    that use it. ``what`` names the content for the user ({NAME}: the table's name)."""
+
+    def convert(value: object, ctx: Ctx) -> Secret:
+        env = env_name(value, ctx)
+        try:
+            return secret_from_env(env, what.format(NAME=ctx.name.upper()), ctx.environ, Secret)
+        except Invalid as exc:
+            return Secret(env, "", problem=f"{ctx.path}: {exc.message}")
+
+    return convert
+
+
 _RATE_LIMIT_KEYS = (
     Key("requests", integer(1), example="requests = 120"),
     Key("per_seconds", number(above=0), example="per_seconds = 120"),
@@ -408,7 +465,7 @@ _MOCO_KEYS = (
     Key("base_url", http_url, example='base_url = "https://acme.mocoapp.com/api/v1"'),
     Key(
         "api_key_env",
-        secret("{NAME} API key", Secret),
+        _env_secret("{NAME} API key"),
         attr="api_key",
         secret_hint=("{NAME}_API_KEY", "key"),
         example='api_key_env = "{NAME}_API_KEY"',
@@ -446,14 +503,14 @@ _MOENGAGE_KEYS = (
     Key("base_url", http_url, example='base_url = "https://api-01.moengage.com/v1"'),
     Key(
         "workspace_id_env",
-        secret("MoEngage workspace id (APP ID)", Secret),
+        _env_secret("MoEngage workspace id (APP ID)"),
         attr="workspace_id",
         secret_hint=("MOENGAGE_WORKSPACE_ID", "workspace id"),
         example='workspace_id_env = "MOENGAGE_WORKSPACE_ID"',
     ),
     Key(
         "api_key_env",
-        secret("MoEngage data API key", Secret),
+        _env_secret("MoEngage data API key"),
         attr="api_key",
         secret_hint=("MOENGAGE_API_KEY", "key"),
         example='api_key_env = "MOENGAGE_API_KEY"',
@@ -505,7 +562,7 @@ _MOCA_KEYS = (
     Key("base_url", _ssl_url, example='base_url = "https://api.mocaplatform.com/v2"'),
     Key(
         "token_env",
-        secret("MOCA API token", Secret),
+        _env_secret("MOCA API token"),
         attr="token",
         secret_hint=("{NAME}_API_TOKEN", "token"),
         example='token_env = "MOCA_API_TOKEN"',

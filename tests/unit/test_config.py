@@ -169,15 +169,60 @@ def test_settings_are_frozen_and_sources_immutable(tmp_path: Path) -> None:
         settings.sources["other"] = settings.source("moco")  # type: ignore[index]
 
 
-def test_missing_api_key_variable_names_the_variable_and_the_fix(tmp_path: Path) -> None:
-    assert only_problem(tmp_path, MOCO, {}) == (
+def required_problems(settings: Settings, **what: list[str]) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        settings.require_secrets(**what)
+    return info.value.problems
+
+
+def test_missing_api_key_variable_names_the_variable_and_the_fix_when_required(
+    tmp_path: Path,
+) -> None:
+    # Loading succeeds (another command may not need the key); requiring it is the error.
+    settings = load(tmp_path, MOCO, {})
+    assert settings.source("moco").api_key.missing
+    assert settings.source("moco").api_key.value == ""
+    assert required_problems(settings, sources=["moco"]) == [
         "sources.moco.api_key_env: environment variable MOCO_API_KEY is not set; "
         "export it with your MOCO API key"
+    ]
+
+
+def test_empty_api_key_variable_is_a_problem_when_required(tmp_path: Path) -> None:
+    settings = load(tmp_path, MOCO, {"MOCO_API_KEY": ""})
+    (problem,) = required_problems(settings, sources=["moco"])
+    assert "MOCO_API_KEY is empty" in problem
+
+
+def test_each_command_requires_only_the_secrets_of_what_it_touches(tmp_path: Path) -> None:
+    text = (
+        MOCO
+        + """
+[sources.moca]
+type = "moca"
+base_url = "https://api.mocaplatform.com/v2"
+token_env = "MOCA_API_TOKEN"
+
+[destinations.moengage]
+type = "moengage"
+base_url = "https://api-01.moengage.com/v1"
+workspace_id_env = "MOENGAGE_WORKSPACE_ID"
+api_key_env = "MOENGAGE_API_KEY"
+"""
     )
-
-
-def test_empty_api_key_variable_is_a_problem(tmp_path: Path) -> None:
-    assert "MOCO_API_KEY is empty" in only_problem(tmp_path, MOCO, {"MOCO_API_KEY": ""})
+    settings = load(tmp_path, text, {"MOCO_API_KEY": API_KEY})
+    settings.require_secrets(sources=["moco"])  # MOCA's and MoEngage's are not needed
+    settings.require_secrets()
+    assert required_problems(settings, sources=["moca"]) == [
+        "sources.moca.token_env: environment variable MOCA_API_TOKEN is not set; "
+        "export it with your MOCA API token"
+    ]
+    moengage = required_problems(settings, sources=["moco"], destinations=["moengage"])
+    assert [p.split(":")[0] for p in moengage] == [
+        "destinations.moengage.workspace_id_env",
+        "destinations.moengage.api_key_env",
+    ]
+    assert all("is not set" in p for p in moengage)
 
 
 def test_literal_api_key_is_refused_without_echoing_it(tmp_path: Path) -> None:
@@ -502,8 +547,11 @@ def test_jobs_written_as_a_table_are_a_problem(tmp_path: Path) -> None:
 
 
 def test_job_referring_to_an_invalid_source_does_not_also_say_unconfigured(tmp_path: Path) -> None:
-    text = job('id = "a"\nrun = "sync moco"\nevery = "1m"')
-    assert only_problem(tmp_path, text, {}).startswith("sources.moco.api_key_env:")
+    # (An unset key no longer makes the source invalid at load time: a bad value does.)
+    text = job('id = "a"\nrun = "sync moco"\nevery = "1m"').replace(
+        'api_key_env = "MOCO_API_KEY"', 'api_key_env = "MOCO_API_KEY"\nper_page = 0'
+    )
+    assert only_problem(tmp_path, text).startswith("sources.moco.per_page:")
 
 
 # --- the whole file ----------------------------------------------------------------------------
@@ -539,7 +587,6 @@ cron = "* * *"
         "colour",
         "database.url",
         "sources.moco.api_key",
-        "sources.moco.api_key_env",
         "sources.moco.streams",
         "sources.moco.rate_limit.requests",
         "sources.moca.base_url",
@@ -547,7 +594,8 @@ cron = "* * *"
         "jobs[0].cron",
     ]
     message = str(info.value)
-    assert message.startswith("configuration has 9 problems:\n  - colour: unknown key")
+    # The unset MOCO_API_KEY is not among them: only a command that uses it requires it.
+    assert message.startswith("configuration has 8 problems:\n  - colour: unknown key")
     assert API_KEY not in message
     assert "hunter2" not in message
 
