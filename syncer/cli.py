@@ -193,13 +193,19 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.scheduler import Daemon, check_jobs, run_daemon
 
     check_jobs(settings)
-    async with runtime(settings, pool_size=12) as rt:
+    # Each running job holds a connection for its lock, its run one more, its pages a few.
+    async with runtime(settings, pool_size=10 + 2 * len(settings.jobs)) as rt:
         daemon = Daemon(settings, rt.pool, rt.session)
         if args.once or args.metrics_port is None:
             return await run_daemon(daemon, once=args.once)
-        from syncer.observability import serving_health
+        from syncer.observability import HealthMonitor, serving_health
 
-        async with serving_health(port=args.metrics_port, ready=lambda: True):
+        url = await database.resolve_url(settings)
+        monitor = HealthMonitor(url, heartbeat=lambda: daemon.heartbeat)
+        async with (
+            monitor.watching(),
+            serving_health(host=args.metrics_host, port=args.metrics_port, problem=monitor.problem),
+        ):
             return await run_daemon(daemon, once=False)
 
 
@@ -209,8 +215,9 @@ async def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
     config = webhook_config(settings, os.environ)  # before migrating: a missing key is exit 2
     async with runtime(settings, pool_size=10) as rt:
         return await serve_webhooks(
-            rt.pool, config, host=args.host, port=args.port, metrics_port=args.metrics_port
-        )
+            rt.pool, config, host=args.host, port=args.port, metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
+        )  # fmt: skip
 
 
 async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -650,7 +657,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=_env_int("SYNCER_METRICS_PORT"),
         metavar="N",
-        help="serve /healthz and /metrics on 127.0.0.1:N (env: SYNCER_METRICS_PORT)",
+        help="serve /healthz and /metrics on port N (env: SYNCER_METRICS_PORT)",
+    )
+    run.add_argument(
+        "--metrics-host",
+        default=os.environ.get("SYNCER_METRICS_HOST") or "127.0.0.1",
+        metavar="HOST",
+        help="address /healthz and /metrics listen on, e.g. 0.0.0.0 for a Prometheus in "
+        "another container (env: SYNCER_METRICS_HOST; default 127.0.0.1)",
     )
     run.set_defaults(handler=cmd_run)
 
@@ -678,7 +692,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=_env_int("SYNCER_METRICS_PORT"),
         metavar="N",
-        help="serve /healthz and /metrics on 127.0.0.1:N (env: SYNCER_METRICS_PORT)",
+        help="serve /healthz and /metrics on port N (env: SYNCER_METRICS_PORT)",
+    )
+    serve.add_argument(
+        "--metrics-host",
+        default=os.environ.get("SYNCER_METRICS_HOST") or "127.0.0.1",
+        metavar="HOST",
+        help="address /healthz and /metrics listen on, e.g. 0.0.0.0 for a Prometheus in "
+        "another container (env: SYNCER_METRICS_HOST; default 127.0.0.1)",
     )
     serve.set_defaults(handler=cmd_webhooks)
 
