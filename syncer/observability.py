@@ -328,7 +328,11 @@ class HealthMonitor:
                     self._conn = await asyncpg.connect(self.database_url)
                 await self._conn.fetchval("select 1")
         except Exception as exc:  # any failure means: not reachable now
-            reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                reason = f"no answer within {self.timeout_s:g}s"
+            else:
+                detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+                reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
             problem = f"the database does not answer ({reason}); check that it is up"
             if problem != self.database_problem:
                 log.warning("healthz: %s", problem)

@@ -44,6 +44,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import asyncpg
 
 from syncer import observability, shutdown
 from syncer.config import JobSettings, Settings
@@ -162,13 +163,19 @@ class Daemon:
                 outcome = JobOutcome(job.id, "interrupted", "stopped by a signal")
             except SyncerError as exc:
                 outcome = JobOutcome(job.id, "failed", exc.message)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                outcome = JobOutcome(
+                    job.id, "failed", f"the database failed ({_cause(exc)}); check that it is up"
+                )
             except Exception as exc:  # a job's bug must not stop the daemon
                 log.exception("job %s: unexpected error", job.id)
                 outcome = JobOutcome(job.id, "failed", f"{type(exc).__name__}: {exc}")
             finally:
-                await lock.execute(
-                    "select pg_advisory_unlock($1, hashtext($2))", JOB_LOCK_CLASS, job.id
-                )
+                # A lost connection took the lock with it.
+                with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    await lock.execute(
+                        "select pg_advisory_unlock($1, hashtext($2))", JOB_LOCK_CLASS, job.id
+                    )
         outcome.attempts = attempts[0]
         outcome.duration_s = time.monotonic() - started
         if outcome.outcome == "failed":
