@@ -498,3 +498,71 @@ async def test_healthz_is_503_while_the_database_is_unreachable_and_200_once_it_
             daemon.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(daemon.wait(), 30) == 0
         await proxy.close()
+
+
+async def test_busy_ticks_are_skips_and_after_two_the_next_tick_waits_for_the_work_and_runs(
+    db_url: str, pool: Any, sandbox: RunningSandbox, moco: MocoSandbox, tmp_path: Path
+) -> None:
+    path = config(
+        tmp_path, sandbox, rate="{ requests = 1000, per_seconds = 1 }",
+        jobs='[[jobs]]\nid = "projects"\nrun = "sync moco --stream projects"\nevery = "1s"\n',
+    )  # fmt: skip
+    env = environment(db_url, tmp_path)
+    # Another run holds the work: a one-off sync of the same stream whose first request the
+    # sandbox keeps for 10 minutes.
+    moco.faults.slow_next, moco.faults.slow_s = 1, 600.0
+    with (tmp_path / "other.log").open("wb") as log:
+        other = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "syncer", "sync", "moco", "--stream", "projects",
+            "--config", str(path), env=env, stdout=log, stderr=log,
+        )  # fmt: skip
+    metrics_port = free_port()
+    daemon: asyncio.subprocess.Process | None = None
+    try:
+        async with asyncio.timeout(60):
+            while not moco.requests:
+                await asyncio.sleep(0.05)
+        daemon = await start(path, env, "--metrics-port", str(metrics_port))
+        async with asyncio.timeout(90):  # two busy ticks, then a tick that waits
+            while True:
+                fires = await job_fires(pool, "projects")
+                busy = [f for f in fires if f["outcome"] == "busy"]
+                if len(busy) >= 2 and fires[-1]["outcome"] == "running":
+                    break
+                await asyncio.sleep(0.1)
+        other.kill()  # the work is free
+        await other.wait()
+        async with asyncio.timeout(90):
+            while not [f for f in await job_fires(pool, "projects") if f["outcome"] == "succeeded"]:
+                await asyncio.sleep(0.1)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{metrics_port}/metrics") as response,
+        ):
+            text = await response.text()
+    finally:
+        if other.returncode is None:
+            other.kill()
+            await other.wait()
+        if daemon is not None:
+            daemon.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(daemon.wait(), 30) == 0
+    fires = await job_fires(pool, "projects")
+    outcomes = [f["outcome"] for f in fires if f["finished_at"]]
+    assert "failed" not in outcomes  # busy is never a failure
+    first = outcomes.index("succeeded")
+    assert outcomes[:first] == ["busy"] * first
+    assert first >= 2
+    waited = next(f for f in fires if f["outcome"] == "succeeded")
+    assert waited["attempts"] > 1  # it tried again until the work was free, then ran
+    assert "another" in (fires[0]["error"] or "")
+    families = parse_exposition(text)
+    runs = families["syncer_runs_total"]
+    assert runs.value("syncer_runs_total", job_id="projects", outcome="failed") == 0
+    assert runs.value("syncer_runs_total", job_id="projects", outcome="skipped") >= 2
+    busy_skips = families["syncer_job_busy_skips_total"]
+    assert busy_skips.value("syncer_job_busy_skips_total", job_id="projects") >= 2
+    logs = await asyncio.to_thread(
+        lambda: "".join(p.read_text() for p in tmp_path.glob("daemon-*.log"))
+    )
+    assert "projects: skipped (busy)" in logs
