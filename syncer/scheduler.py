@@ -163,7 +163,7 @@ class Daemon:
                 outcome = JobOutcome(job.id, "interrupted", "stopped by a signal")
             except SyncerError as exc:
                 outcome = JobOutcome(job.id, "failed", exc.message)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (ConnectionError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 outcome = JobOutcome(
                     job.id, "failed", f"the database failed ({_cause(exc)}); check that it is up"
                 )
