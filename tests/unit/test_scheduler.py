@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from syncer.config import JobSettings
 from syncer.scheduler import _due, latest_fire, next_fire, next_run
 
@@ -72,3 +74,17 @@ def test_next_run_for_status() -> None:
     assert next_run(every(900), at("2026-12-01 10:00:00"), now) == at("2026-12-01 10:15:00")
     assert next_run(every(900), at("2026-12-01 09:00:00"), now) == now  # overdue
     assert next_run(cron("0 * * * *"), None, now) == at("2026-12-01 11:00:00")
+
+
+def test_the_metrics_host_comes_from_the_flag_the_environment_or_loopback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from syncer.cli import build_parser
+
+    monkeypatch.delenv("SYNCER_METRICS_HOST", raising=False)
+    assert build_parser().parse_args(["run"]).metrics_host == "127.0.0.1"
+    monkeypatch.setenv("SYNCER_METRICS_HOST", "0.0.0.0")
+    assert build_parser().parse_args(["run"]).metrics_host == "0.0.0.0"
+    assert build_parser().parse_args(["webhooks", "serve"]).metrics_host == "0.0.0.0"
+    args = build_parser().parse_args(["run", "--metrics-host", "::", "--metrics-port", "9100"])
+    assert (args.metrics_host, args.metrics_port) == ("::", 9100)
