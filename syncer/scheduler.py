@@ -111,9 +111,18 @@ class Daemon:
             return None
         try:
             outcome = await self.run_job(job, fire)
+        except asyncio.CancelledError:  # still running when the shutdown grace ran out
+            stopped = JobOutcome(job.id, "interrupted", "cancelled when the daemon stopped")
+            await asyncio.shield(self._finish(job, fire, stopped))
+            raise
         except Exception as exc:  # e.g. the database went away: the next tick tries again
             log.error("job %s: failed: %s (runs again at its next tick)", job.id, _cause(exc))
             outcome = self._record(JobOutcome(job.id, "failed", _cause(exc)))
+        await self._finish(job, fire, outcome)
+        return outcome
+
+    async def _finish(self, job: JobSettings, fire: datetime, outcome: JobOutcome) -> None:
+        """Record the outcome of the tick this replica claimed."""
         try:
             async with self.pool.acquire() as conn:
                 await conn.execute(
@@ -124,7 +133,6 @@ class Daemon:
         except Exception as exc:
             log.error("job %s: cannot record the outcome of its tick of %s (%s)",
                       job.id, fire.isoformat(), _cause(exc))  # fmt: skip
-        return outcome
 
     async def run_job(self, job: JobSettings, fire: datetime | None = None) -> JobOutcome:
         """Run ``job`` if no replica is running it; its outcome.
