@@ -254,7 +254,8 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     check_jobs(settings)
     if args.json and not args.once:
         raise ConfigError("--json needs --once: the daemon logs each job instead of a summary")
-    async with runtime(settings, pool_size=12) as rt:
+    # Each running job holds a connection for its lock, its run one more, its pages a few.
+    async with runtime(settings, pool_size=10 + 2 * len(settings.jobs)) as rt:
         daemon = Daemon(settings, rt.pool, rt.session)
         if args.json:
             started = time.monotonic()
@@ -269,9 +270,14 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             if args.once and shutdown.requested():
                 return _report(_exit_code("interrupted"), [])
             return code
-        from syncer.observability import serving_health
+        from syncer.observability import HealthMonitor, serving_health
 
-        async with serving_health(port=args.metrics_port, ready=lambda: True):
+        url = await database.resolve_url(settings)
+        monitor = HealthMonitor(url, heartbeat=lambda: daemon.heartbeat)
+        async with (
+            monitor.watching(),
+            serving_health(host=args.metrics_host, port=args.metrics_port, problem=monitor.problem),
+        ):
             return await run_daemon(daemon, once=False)
 
 
@@ -281,8 +287,9 @@ async def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
     config = webhook_config(settings, os.environ)  # before migrating: a missing key is exit 2
     async with runtime(settings, pool_size=10) as rt:
         return await serve_webhooks(
-            rt.pool, config, host=args.host, port=args.port, metrics_port=args.metrics_port
-        )
+            rt.pool, config, host=args.host, port=args.port, metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
+        )  # fmt: skip
 
 
 async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
@@ -1044,7 +1051,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=_env_int("SYNCER_METRICS_PORT"),
         metavar="N",
-        help="serve /healthz and /metrics on 127.0.0.1:N (env: SYNCER_METRICS_PORT)",
+        help="serve /healthz and /metrics on port N (env: SYNCER_METRICS_PORT)",
+    )
+    run.add_argument(
+        "--metrics-host",
+        default=os.environ.get("SYNCER_METRICS_HOST") or "127.0.0.1",
+        metavar="HOST",
+        help="address /healthz and /metrics listen on, e.g. 0.0.0.0 for a Prometheus in "
+        "another container (env: SYNCER_METRICS_HOST; default 127.0.0.1)",
     )
     _json_option(run)
     run.set_defaults(handler=cmd_run)
@@ -1073,7 +1087,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=_env_int("SYNCER_METRICS_PORT"),
         metavar="N",
-        help="serve /healthz and /metrics on 127.0.0.1:N (env: SYNCER_METRICS_PORT)",
+        help="serve /healthz and /metrics on port N (env: SYNCER_METRICS_PORT)",
+    )
+    serve.add_argument(
+        "--metrics-host",
+        default=os.environ.get("SYNCER_METRICS_HOST") or "127.0.0.1",
+        metavar="HOST",
+        help="address /healthz and /metrics listen on, e.g. 0.0.0.0 for a Prometheus in "
+        "another container (env: SYNCER_METRICS_HOST; default 127.0.0.1)",
     )
     serve.set_defaults(handler=cmd_webhooks)
 

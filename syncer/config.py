@@ -47,6 +47,7 @@ Keys (required unless a default is given; durations are strings like ``"90s"``, 
     every = "15m"                   # either every (duration > 0) ...
     cron = "*/15 * * * *"           # ... or cron (5 fields), not both
     timezone = "Europe/Berlin"      # for cron (default "UTC")
+    timeout = "1h"                  # a run still going after this is cancelled (default 1h)
 
     [destinations.moengage]
     type = "moengage"
@@ -285,6 +286,7 @@ class JobSettings:
     every_s: float | None
     cron: str | None
     timezone: str = "UTC"
+    timeout_s: float = 3600.0  # a run still going after this is cancelled and counted failed
 
 
 @dataclass(frozen=True)
@@ -661,6 +663,7 @@ _JOB_KEYS = (
     Key("every", duration(positive=True), default=None, attr="every_s"),
     Key("cron", _cron, default=None),
     Key("timezone", _timezone, default="UTC"),
+    Key("timeout", duration(positive=True), default=3600.0, attr="timeout_s"),
 )
 
 

@@ -1,33 +1,40 @@
-"""A small metrics registry: counters, gauges and histograms in Prometheus' text format.
+"""syncer's metrics registry: counters, gauges and histograms kept by ``prometheus_client``.
 
-Just what the daemon's ``/metrics`` needs, so no client library: metric families with fixed
-label names, samples kept in memory, and :meth:`Registry.render` writing text exposition format
-0.0.4 (``# HELP`` and ``# TYPE`` lines, escaped label values, histograms as cumulative
-``_bucket{le=...}`` lines with ``_sum`` and ``_count``). Everything runs on the daemon's event
-loop, so nothing here locks.
+A thin layer over the Prometheus client library, so the code that counts stays small: metric
+families with fixed label names, incremented with the labels as keyword arguments
+(``runs.inc(job_id="moco", outcome="failed")``), read back for tests and summaries
+(:meth:`Counter.value`), and exposed as Prometheus text format 0.0.4 (:meth:`Registry.render`) or
+OpenMetrics 1.0 (:meth:`Registry.render_openmetrics`). Names and labels are checked when a
+family is made, with messages that name the mistake. A registry made with ``process=True`` also
+carries the client library's process and Python metrics (CPU, memory, open files, GC).
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 import re
-from collections.abc import Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import prometheus_client
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+__all__ = ["CONTENT_TYPE", "OPENMETRICS_TYPE", "Counter", "Gauge", "Histogram", "Registry"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Counters would each get a second "_created" series; nothing of syncer's needs them.
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
-LabelKey = tuple[str, ...]
-Sample = tuple[str, LabelKey, tuple[tuple[str, str], ...], float]
-
 
 class Metric:
-    """A metric family: a name, a help text, label names, and one sample per label set."""
-
-    kind = "untyped"
+    """A metric family: a name, a help text, label names, one series per label set."""
 
     def __init__(self, name: str, help: str, labels: Sequence[str] = ()) -> None:
         if not _NAME.fullmatch(name):
@@ -40,78 +47,68 @@ class Metric:
         self.name = name
         self.help = help
         self.labels = tuple(labels)
+        self._registry: CollectorRegistry | None = None
+        self._metric: Any = None
 
-    def _key(self, labels: dict[str, str]) -> LabelKey:
+    def _attach(self, registry: CollectorRegistry) -> None:
+        raise NotImplementedError
+
+    def _series(self, labels: dict[str, str]) -> Any:
+        """The client library's child for ``labels`` (created on first use)."""
+        self._check(labels)
+        if not self.labels:
+            return self._metric
+        return self._metric.labels(**{k: str(v) for k, v in labels.items()})
+
+    def _check(self, labels: dict[str, str]) -> None:
         if labels.keys() != set(self.labels):
             raise ValueError(
                 f"metric {self.name} takes labels {list(self.labels)}, got {sorted(labels)}"
             )
-        return tuple(str(labels[name]) for name in self.labels)
 
-    def samples(self) -> Iterator[Sample]:
-        """(sample name, label values, extra labels, value), in a stable order."""
-        raise NotImplementedError
-
-    def render(self) -> Iterator[str]:
-        yield f"# HELP {self.name} {_escape_help(self.help)}"
-        yield f"# TYPE {self.name} {self.kind}"
-        for sample, key, extra, value in self.samples():
-            pairs = [*zip(self.labels, key, strict=True), *extra]
-            labels = ",".join(f'{k}="{_escape_label(v)}"' for k, v in pairs)
-            yield (
-                f"{sample}{{{labels}}} {_number(value)}" if labels else f"{sample} {_number(value)}"
-            )
+    def _sample(self, sample: str, labels: dict[str, str]) -> float | None:
+        self._check(labels)
+        assert self._registry is not None
+        return self._registry.get_sample_value(sample, {k: str(v) for k, v in labels.items()})
 
 
 class Counter(Metric):
     """A count that only goes up (name it ``..._total``)."""
 
-    kind = "counter"
-
-    def __init__(self, name: str, help: str, labels: Sequence[str] = ()) -> None:
-        super().__init__(name, help, labels)
-        self._values: dict[LabelKey, float] = {} if labels else {(): 0.0}
+    def _attach(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+        self._metric = prometheus_client.Counter(
+            self.name, self.help, self.labels, registry=registry
+        )
 
     def inc(self, amount: float = 1.0, /, **labels: str) -> None:
         if amount < 0:
             raise ValueError(f"counter {self.name} cannot go down (inc by {amount})")
-        key = self._key(labels)
-        self._values[key] = self._values.get(key, 0.0) + amount
+        self._series(labels).inc(amount)
 
     def value(self, **labels: str) -> float:
         """The current count for ``labels`` (0 if never incremented)."""
-        return self._values.get(self._key(labels), 0.0)
-
-    def samples(self) -> Iterator[Sample]:
-        for key in sorted(self._values):
-            yield self.name, key, (), self._values[key]
+        name = self.name if self.name.endswith("_total") else f"{self.name}_total"
+        return self._sample(name, labels) or 0.0
 
 
 class Gauge(Metric):
     """A value that is set (a timestamp, a size)."""
 
-    kind = "gauge"
-
-    def __init__(self, name: str, help: str, labels: Sequence[str] = ()) -> None:
-        super().__init__(name, help, labels)
-        self._values: dict[LabelKey, float] = {}
+    def _attach(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+        self._metric = prometheus_client.Gauge(self.name, self.help, self.labels, registry=registry)
 
     def set(self, value: float, /, **labels: str) -> None:
-        self._values[self._key(labels)] = value
+        self._series(labels).set(value)
 
     def value(self, **labels: str) -> float | None:
         """The value set for ``labels``; None if never set."""
-        return self._values.get(self._key(labels))
-
-    def samples(self) -> Iterator[Sample]:
-        for key in sorted(self._values):
-            yield self.name, key, (), self._values[key]
+        return self._sample(self.name, labels)
 
 
 class Histogram(Metric):
     """Observations counted into buckets by upper bound, with their sum and count."""
-
-    kind = "histogram"
 
     def __init__(
         self, name: str, help: str, labels: Sequence[str] = (), *, buckets: Sequence[float]
@@ -123,30 +120,25 @@ class Histogram(Metric):
         if not bounds or not all(math.isfinite(b) for b in bounds):
             raise ValueError(f"histogram {name} needs finite bucket bounds (+Inf is implied)")
         self.buckets = tuple(bounds)
-        # Per label set: the count in each bucket (not cumulative; the last one is +Inf), sum.
-        self._counts: dict[LabelKey, list[int]] = {}
-        self._sums: dict[LabelKey, float] = {}
+
+    def _attach(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+        self._metric = prometheus_client.Histogram(
+            self.name,
+            self.help,
+            self.labels,
+            registry=registry,
+            buckets=(*self.buckets, math.inf),
+        )
 
     def observe(self, value: float, /, **labels: str) -> None:
-        key = self._key(labels)
-        counts = self._counts.setdefault(key, [0] * (len(self.buckets) + 1))
-        counts[bisect.bisect_left(self.buckets, value)] += 1  # le: value <= bound
-        self._sums[key] = self._sums.get(key, 0.0) + value
+        self._series(labels).observe(value)
 
     def count(self, **labels: str) -> int:
-        return sum(self._counts.get(self._key(labels), ()))
+        return int(self._sample(f"{self.name}_count", labels) or 0)
 
     def sum(self, **labels: str) -> float:
-        return self._sums.get(self._key(labels), 0.0)
-
-    def samples(self) -> Iterator[Sample]:
-        for key in sorted(self._counts):
-            cumulative = 0
-            for bound, n in zip((*self.buckets, math.inf), self._counts[key], strict=True):
-                cumulative += n
-                yield f"{self.name}_bucket", key, (("le", _number(bound)),), cumulative
-            yield f"{self.name}_sum", key, (), self._sums[key]
-            yield f"{self.name}_count", key, (), cumulative
+        return self._sample(f"{self.name}_sum", labels) or 0.0
 
 
 _M = TypeVar("_M", bound=Metric)
@@ -155,13 +147,19 @@ _M = TypeVar("_M", bound=Metric)
 class Registry:
     """The metric families one ``/metrics`` page shows, in the order they were made."""
 
-    def __init__(self) -> None:
-        self._metrics: dict[str, Metric] = {}
+    def __init__(self, *, process: bool = False) -> None:
+        self.collector = CollectorRegistry(auto_describe=True)
+        self._names: set[str] = set()
+        if process:
+            prometheus_client.ProcessCollector(registry=self.collector)
+            prometheus_client.PlatformCollector(registry=self.collector)
+            prometheus_client.GCCollector(registry=self.collector)
 
     def _add(self, metric: _M) -> _M:
-        if metric.name in self._metrics:
+        if metric.name in self._names:
             raise ValueError(f"metric {metric.name} is already registered")
-        self._metrics[metric.name] = metric
+        metric._attach(self.collector)
+        self._names.add(metric.name)
         return metric
 
     def counter(self, name: str, help: str, labels: Sequence[str] = ()) -> Counter:
@@ -177,23 +175,15 @@ class Registry:
 
     def render(self) -> str:
         """Every metric in Prometheus text exposition format 0.0.4 (ends with a newline)."""
-        lines = [line for metric in self._metrics.values() for line in metric.render()]
-        return "\n".join(lines) + "\n" if lines else ""
+        return generate_latest(self.collector).decode()
 
+    def render_openmetrics(self) -> str:
+        """Every metric in OpenMetrics 1.0 text (ends with ``# EOF``)."""
+        text: bytes = generate_openmetrics(self.collector)  # type: ignore[no-untyped-call]
+        return text.decode()
 
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _number(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == int(value) and abs(value) < 2**53:
-        return str(int(value))
-    return repr(float(value))
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """The body and content type for a scraper that sent ``Accept: accept``."""
+        if accept and "application/openmetrics-text" in accept:
+            return self.render_openmetrics().encode(), OPENMETRICS_TYPE
+        return self.render().encode(), CONTENT_TYPE

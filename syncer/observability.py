@@ -3,7 +3,9 @@
 The daemon calls :func:`record_sync`, :func:`record_load` and :func:`record_run` after each
 run; :func:`serving_health` serves ``GET /healthz`` and ``GET /metrics`` while it runs. Requests
 per status class are seen on the wire, by the :func:`http_trace_config` of the HTTP session,
-because a run's results only count attempts, retries and 429s.
+because a run's results only count attempts, retries and 429s. :class:`HealthMonitor` keeps
+``/healthz`` honest: it checks the database with ``select 1`` every second and watches the
+daemon loop's heartbeat.
 
 Label ``job_id`` rather than ``job``: Prometheus puts its own ``job`` label on every scraped
 series, and a clash would rename ours to ``exported_job``.
@@ -11,13 +13,15 @@ series, and a clash would rename ours to ``exported_job``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -25,7 +29,7 @@ from yarl import URL
 
 from syncer.errors import FatalError
 from syncer.logs import configure_logging
-from syncer.metrics import CONTENT_TYPE, Registry
+from syncer.metrics import Registry
 
 if TYPE_CHECKING:
     from syncer.destinations.moengage import LoadResult
@@ -33,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "METRICS",
+    "HealthMonitor",
     "HealthServer",
     "SyncerMetrics",
     "configure_logging",
@@ -40,6 +45,7 @@ __all__ = [
     "record_load",
     "record_run",
     "record_sync",
+    "record_timeout",
     "serving_health",
 ]
 
@@ -52,10 +58,14 @@ RUN_DURATION_BUCKETS_S = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 720
 
 
 class SyncerMetrics:
-    """syncer's metric families in one registry (``METRICS`` is the process's)."""
+    """syncer's metric families in one registry (``METRICS`` is the process's).
 
-    def __init__(self) -> None:
-        r = self.registry = Registry()
+    ``process=True`` adds the client library's process and Python metrics (``process_*``,
+    ``python_*``), as the served registry has.
+    """
+
+    def __init__(self, *, process: bool = False) -> None:
+        r = self.registry = Registry(process=process)
         stream = ("job_id", "source", "stream")
         self.records_fetched = r.counter(
             "syncer_records_fetched_total", "Records read from a source stream.", stream
@@ -114,6 +124,17 @@ class SyncerMetrics:
             buckets=RUN_DURATION_BUCKETS_S,
         )
         self.runs = r.counter("syncer_runs_total", "Job runs by outcome.", ("job_id", "outcome"))
+        self.busy_skips = r.counter(
+            "syncer_job_busy_skips_total",
+            "Job ticks skipped because another run held the job's work (also counted as "
+            'syncer_runs_total{outcome="skipped"}).',
+            ("job_id",),
+        )
+        self.timeouts = r.counter(
+            "syncer_job_timeouts_total",
+            "Job runs cancelled at the job's timeout (also counted as failed).",
+            ("job_id",),
+        )
         self.last_success = r.gauge(
             "syncer_job_last_success_timestamp_seconds",
             "When a job last succeeded, in Unix seconds.",
@@ -121,7 +142,7 @@ class SyncerMetrics:
         )
 
 
-METRICS = SyncerMetrics()
+METRICS = SyncerMetrics(process=True)
 
 
 def record_sync(
@@ -170,15 +191,29 @@ def record_run(
     metrics: SyncerMetrics | None = None,
     now_s: float | None = None,
 ) -> None:
-    """Count a job run by ``outcome``; time it unless skipped; stamp it if it succeeded."""
+    """Count a job run by ``outcome``; time it unless skipped; stamp it if it succeeded.
+
+    ``"busy"`` (the job's work was held by another run) counts as ``skipped`` and in
+    ``syncer_job_busy_skips_total``, never as failed.
+    """
     m = metrics or METRICS
     for known in RUN_OUTCOMES:  # every outcome is a series from the first run on
         m.runs.inc(0, job_id=job, outcome=known)
+    m.busy_skips.inc(0, job_id=job)
+    m.timeouts.inc(0, job_id=job)
+    if outcome == "busy":
+        m.busy_skips.inc(job_id=job)
+        outcome = "skipped"
     m.runs.inc(job_id=job, outcome=outcome)
     if outcome != "skipped":
         m.run_duration.observe(duration_s, job_id=job)
     if outcome == "succeeded":
         m.last_success.set(time.time() if now_s is None else now_s, job_id=job)
+
+
+def record_timeout(job: str, *, metrics: SyncerMetrics | None = None) -> None:
+    """Count a job run cancelled at its timeout (its outcome is recorded as failed)."""
+    (metrics or METRICS).timeouts.inc(job_id=job)
 
 
 def status_class(status: int) -> str:
@@ -245,34 +280,130 @@ class HealthServer:
         return f"http://{host}:{self.port}"
 
 
+class HealthMonitor:
+    """What ``/healthz`` reports: the database answers, and the daemon loop still ticks.
+
+    :meth:`watching` runs ``select 1`` on its own connection every ``check_every_s`` (so a
+    pool busy with jobs cannot delay it), each bounded by ``timeout_s``; a failed check drops
+    the connection and the next check connects anew. ``heartbeat`` returns the
+    ``time.monotonic()`` of the loop's last tick; older than ``stale_after_s`` is unhealthy.
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        heartbeat: Callable[[], float] | None = None,
+        check_every_s: float = 1.0,
+        timeout_s: float = 2.0,
+        stale_after_s: float = 10.0,
+    ) -> None:
+        self.database_url = database_url
+        self.heartbeat = heartbeat
+        self.check_every_s = check_every_s
+        self.timeout_s = timeout_s
+        self.stale_after_s = stale_after_s
+        self.database_problem: str | None = None
+        self._conn: Any = None
+
+    def problem(self) -> str | None:
+        """Why the process is unhealthy now, or None."""
+        if self.database_problem is not None:
+            return self.database_problem
+        if self.heartbeat is not None:
+            age = time.monotonic() - self.heartbeat()
+            if age > self.stale_after_s:
+                return f"the scheduler loop has not ticked for {age:.0f}s"
+        return None
+
+    async def check_database(self) -> None:
+        """One ``select 1``; sets :attr:`database_problem` (None when it answered)."""
+        if self.database_url is None:
+            return
+        import asyncpg
+
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                if self._conn is None:
+                    self._conn = await asyncpg.connect(self.database_url)
+                await self._conn.fetchval("select 1")
+        except Exception as exc:  # any failure means: not reachable now
+            if isinstance(exc, TimeoutError):
+                reason = f"no answer within {self.timeout_s:g}s"
+            else:
+                detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+                reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+            problem = f"the database does not answer ({reason}); check that it is up"
+            if problem != self.database_problem:
+                log.warning("healthz: %s", problem)
+            self.database_problem = problem
+            await self._drop()
+        else:
+            if self.database_problem is not None:
+                log.info("healthz: the database answers again")
+            self.database_problem = None
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
+
+    @asynccontextmanager
+    async def watching(self) -> AsyncIterator[HealthMonitor]:
+        """Check the database now and then every ``check_every_s`` until the block exits."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(self.check_every_s)
+                await self.check_database()
+
+        await self.check_database()
+        task = asyncio.create_task(loop())
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await self._drop()
+
+
 @asynccontextmanager
 async def serving_health(
     *,
     host: str = "127.0.0.1",
     port: int,
-    ready: Callable[[], bool],
+    ready: Callable[[], bool] = lambda: True,
+    problem: Callable[[], str | None] | None = None,
     metrics: SyncerMetrics | None = None,
 ) -> AsyncIterator[HealthServer]:
     """Serve ``GET /healthz`` and ``GET /metrics`` on ``host``:``port`` until the block exits.
 
-    ``/healthz`` answers 200 ``{"status": "ok"}`` while ``ready()`` is true, else 503.
-    Port 0 picks a free port: the one bound is the yielded server's ``port``. A port that
-    cannot be bound raises :class:`FatalError` naming it.
+    ``/healthz`` answers 200 ``{"status": "ok"}`` while ``ready()`` is true and ``problem()``
+    (e.g. :meth:`HealthMonitor.problem`) returns None, else 503
+    ``{"status": "unavailable", "reason": ...}``. ``/metrics`` answers in Prometheus text format
+    0.0.4, or in OpenMetrics when the scraper's ``Accept`` header asks for it. Port 0 picks a
+    free port: the one bound is the yielded server's ``port``. A port that cannot be bound
+    raises :class:`FatalError` naming it.
     """
     registry = (metrics or METRICS).registry
 
     async def healthz(request: web.Request) -> web.Response:
+        reason: str | None
         try:
-            ok = ready()
+            reason = problem() if problem is not None else None
+            if reason is None and not ready():
+                reason = "not ready (starting or stopping)"
         except Exception:
             log.exception("the readiness check failed; answering /healthz with 503")
-            ok = False
-        if ok:
+            reason = "the readiness check failed (see the log)"
+        if reason is None:
             return web.json_response({"status": "ok"})
-        return web.json_response({"status": "unavailable"}, status=503)
+        return web.json_response({"status": "unavailable", "reason": reason}, status=503)
 
     async def metrics_page(request: web.Request) -> web.Response:
-        return web.Response(body=registry.render().encode(), headers={"Content-Type": CONTENT_TYPE})
+        body, content_type = registry.exposition(request.headers.get("Accept"))
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
@@ -285,8 +416,8 @@ async def serving_health(
         except OSError as exc:
             raise FatalError(
                 f"cannot serve /healthz and /metrics on {host}:{port} ({exc.strerror or exc}); "
-                "choose another port (--metrics-port or SYNCER_METRICS_PORT) or stop what "
-                "uses it"
+                "choose another port (--metrics-port or SYNCER_METRICS_PORT) or host "
+                "(--metrics-host or SYNCER_METRICS_HOST), or stop what uses it"
             ) from None
         bound = runner.addresses[0]
         log.info("serving /healthz and /metrics on %s:%d", host, bound[1])

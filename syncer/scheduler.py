@@ -1,12 +1,27 @@
-"""The daemon: the jobs of ``schedules.toml`` on APScheduler 3.11's asyncio scheduler.
+"""The daemon: the jobs of ``schedules.toml`` at fire times every replica agrees on.
 
 - A job is a syncer command line (``sync moco``, ``load moengage``, ``backfill …``,
   ``sweep moco``) run in this process on the daemon's one pool and one HTTP session.
+- Fire times are the same in every replica: ``every`` fires at whole multiples of the interval
+  since 1970-01-01 00:00 UTC (``every = "15m"``: :00, :15, :30, :45), ``cron`` at its times
+  (APScheduler 3.11's triggers compute both). At start the daemon runs each ``every`` job for
+  the latest fire time already passed.
+- One run per tick across replicas: the replica that inserts the row (job, fire time) into
+  ``syncer.job_fires`` runs that tick; the others see the row and skip it. The row records
+  the replica, when the run finished, its outcome and error.
 - A job never overlaps itself, here or in another replica: it runs only while holding a
   PostgreSQL advisory lock on its own connection; a replica that dies drops the connection and
   with it the lock, and another replica runs the job at its next tick.
-- Missed ticks collapse into one (``coalesce``); a late tick still runs within the grace time.
+- Busy is not failed: a job whose work another run holds (:class:`BusyError`) is recorded as
+  ``busy`` and logged as ``skipped (busy)``. After ``BUSY_SKIPS_BEFORE_WAIT`` busy ticks in a
+  row, the next tick does not give up: it tries again every ``BUSY_RETRY_S`` until the work is
+  free (within the job's timeout), so every job runs within a bounded number of its ticks.
+- A run still going after the job's ``timeout`` (default 1h) is cancelled: pages already
+  committed stay, the tick is recorded ``failed`` ("timed out after …"), its locks are released.
+- Missed ticks collapse into one; a tick late by more than ``MISFIRE_GRACE_S`` is not run.
 - A failing job is logged with its cause and runs again at its next tick.
+- The loop ticks at least every ``HEARTBEAT_S`` and stamps :attr:`Daemon.heartbeat`, which
+  ``/healthz`` watches.
 - SIGTERM/SIGINT: no new job starts; pages and batches in flight finish and commit; the daemon
   exits 0 within ``SHUTDOWN_GRACE_S``. A second signal exits at once (every page is its own
   transaction, so nothing half-written is left).
@@ -22,16 +37,19 @@ import logging
 import os
 import shlex
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import asyncpg
 
 from syncer import observability, shutdown
 from syncer.config import JobSettings, Settings
-from syncer.errors import EXIT_FAILED, EXIT_OK, ConfigError, SyncerError
+from syncer.durations import format_duration
+from syncer.errors import EXIT_FAILED, EXIT_OK, BusyError, ConfigError, SyncerError
 from syncer.store import locks
 
 log = logging.getLogger(__name__)
@@ -39,14 +57,26 @@ log = logging.getLogger(__name__)
 JOB_LOCK_CLASS = locks.JOB
 SHUTDOWN_GRACE_S = 8.0
 MISFIRE_GRACE_S = 300  # a tick late by up to this much still runs
+BUSY_SKIPS_BEFORE_WAIT = 2  # busy ticks in a row after which the next tick waits for the work
+BUSY_RETRY_S = 0.5  # how often a waiting tick tries again
+HEARTBEAT_S = 1.0  # the loop ticks at least this often
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
 class JobOutcome:
     job: str
-    outcome: str  # succeeded, failed, skipped (another replica holds it), interrupted
+    # succeeded, failed, interrupted; skipped (the job runs elsewhere, or stopping);
+    # busy (its work was held by another run: a skip, not a failure)
+    outcome: str
     error: str | None = None
     duration_s: float = 0.0
+    attempts: int = 0
+
+
+def replica_name() -> str:
+    """This daemon in ``syncer.job_fires``: host and process id."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass
@@ -56,9 +86,60 @@ class Daemon:
     session: aiohttp.ClientSession
     running: set[asyncio.Task[Any]] = field(default_factory=set)
     outcomes: list[JobOutcome] = field(default_factory=list)
+    replica: str = field(default_factory=replica_name)
+    heartbeat: float = field(default_factory=time.monotonic)
 
-    async def run_job(self, job: JobSettings) -> JobOutcome:
-        """Run ``job`` if no replica is running it; its outcome."""
+    def beat(self) -> None:
+        """The loop is alive (``/healthz`` watches this)."""
+        self.heartbeat = time.monotonic()
+
+    async def tick(self, job: JobSettings, fire: datetime) -> JobOutcome | None:
+        """Run ``job`` for ``fire`` if this replica claims it first; None if another did."""
+        try:
+            async with self.pool.acquire() as conn:
+                claimed = await conn.fetchval(
+                    "insert into syncer.job_fires (job_id, fire_time, replica)"
+                    " values ($1, $2, $3) on conflict do nothing returning true",
+                    job.id, fire, self.replica,
+                )  # fmt: skip
+        except Exception as exc:  # the database is down: the next tick tries again
+            log.error("job %s: cannot claim its tick of %s (%s); tries again at its next tick",
+                      job.id, fire.isoformat(), _cause(exc))  # fmt: skip
+            return None
+        if not claimed:
+            log.debug("job %s: tick of %s claimed by another replica", job.id, fire.isoformat())
+            return None
+        try:
+            outcome = await self.run_job(job, fire)
+        except asyncio.CancelledError:  # still running when the shutdown grace ran out
+            stopped = JobOutcome(job.id, "interrupted", "cancelled when the daemon stopped")
+            await asyncio.shield(self._finish(job, fire, stopped))
+            raise
+        except Exception as exc:  # e.g. the database went away: the next tick tries again
+            log.error("job %s: failed: %s (runs again at its next tick)", job.id, _cause(exc))
+            outcome = self._record(JobOutcome(job.id, "failed", _cause(exc)))
+        await self._finish(job, fire, outcome)
+        return outcome
+
+    async def _finish(self, job: JobSettings, fire: datetime, outcome: JobOutcome) -> None:
+        """Record the outcome of the tick this replica claimed."""
+        try:
+            async with self.pool.acquire() as conn:
+                await conn.execute(
+                    "update syncer.job_fires set finished_at = now(), outcome = $3, error = $4,"
+                    " attempts = $5 where job_id = $1 and fire_time = $2",
+                    job.id, fire, outcome.outcome, outcome.error, outcome.attempts,
+                )  # fmt: skip
+        except Exception as exc:
+            log.error("job %s: cannot record the outcome of its tick of %s (%s)",
+                      job.id, fire.isoformat(), _cause(exc))  # fmt: skip
+
+    async def run_job(self, job: JobSettings, fire: datetime | None = None) -> JobOutcome:
+        """Run ``job`` if no replica is running it; its outcome.
+
+        ``fire``: the tick being run; after ``BUSY_SKIPS_BEFORE_WAIT`` busy ticks in a row the
+        run waits for its work instead of skipping again (``--once`` never waits).
+        """
         started = time.monotonic()
         if shutdown.requested():
             return JobOutcome(job.id, "skipped", "stopping")
@@ -69,26 +150,81 @@ class Daemon:
             if not held:
                 log.info("job %s: running elsewhere; skipped this tick", job.id)
                 return self._record(JobOutcome(job.id, "skipped", "running in another replica"))
+            attempts = [0]
+            deadline = asyncio.timeout(job.timeout_s)
             try:
+                wait = fire is not None and await self._busy_streak(lock, job, fire)
                 log.info("job %s: started (%s)", job.id, job.run)
-                outcome = await self._execute(job)
+                async with deadline:
+                    outcome = await self._attempt(job, wait=wait, attempts=attempts)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+                outcome = JobOutcome(
+                    job.id, "failed", f"timed out after {format_duration(job.timeout_s)}; "
+                    "raise the job's timeout if its runs need longer",
+                )  # fmt: skip
+                observability.record_timeout(job.id)
+            except BusyError as exc:
+                outcome = JobOutcome(job.id, "busy", exc.message)
             except shutdown.Interrupted:
                 outcome = JobOutcome(job.id, "interrupted", "stopped by a signal")
             except SyncerError as exc:
                 outcome = JobOutcome(job.id, "failed", exc.message)
+            except (ConnectionError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                outcome = JobOutcome(
+                    job.id, "failed", f"the database failed ({_cause(exc)}); check that it is up"
+                )
             except Exception as exc:  # a job's bug must not stop the daemon
                 log.exception("job %s: unexpected error", job.id)
                 outcome = JobOutcome(job.id, "failed", f"{type(exc).__name__}: {exc}")
             finally:
-                await lock.execute(
-                    "select pg_advisory_unlock($1, hashtext($2))", JOB_LOCK_CLASS, job.id
-                )
+                # A lost connection took the lock with it.
+                with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    await lock.execute(
+                        "select pg_advisory_unlock($1, hashtext($2))", JOB_LOCK_CLASS, job.id
+                    )
+        outcome.attempts = attempts[0]
         outcome.duration_s = time.monotonic() - started
         if outcome.outcome == "failed":
             log.error("job %s: failed: %s (runs again at its next tick)", job.id, outcome.error)
+        elif outcome.outcome == "busy":
+            log.info("job %s: skipped (busy): %s", job.id, outcome.error)
         else:
             log.info("job %s: %s in %.1fs", job.id, outcome.outcome, outcome.duration_s)
         return self._record(outcome)
+
+    async def _busy_streak(self, conn: Any, job: JobSettings, fire: datetime) -> bool:
+        """Whether the job's last ``BUSY_SKIPS_BEFORE_WAIT`` finished ticks were all busy.
+
+        Ticks skipped because the job itself ran elsewhere neither count nor break the streak.
+        """
+        outcomes = await conn.fetch(
+            "select outcome from syncer.job_fires where job_id = $1 and fire_time < $2"
+            " and finished_at is not null and outcome <> 'skipped'"
+            " order by fire_time desc limit $3",
+            job.id, fire, BUSY_SKIPS_BEFORE_WAIT,
+        )  # fmt: skip
+        return len(outcomes) == BUSY_SKIPS_BEFORE_WAIT and all(
+            r["outcome"] == "busy" for r in outcomes
+        )
+
+    async def _attempt(self, job: JobSettings, *, wait: bool, attempts: list[int]) -> JobOutcome:
+        """Run the job; when ``wait``, try again while its work is busy (until the timeout)."""
+        while True:
+            attempts[0] += 1
+            try:
+                return await self._execute(job)
+            except BusyError:
+                if not wait or shutdown.requested():
+                    raise
+                if attempts[0] == 1:
+                    log.info(
+                        "job %s: busy %d ticks in a row; waiting for its work to be free "
+                        "(at most its timeout, %s)",
+                        job.id, BUSY_SKIPS_BEFORE_WAIT, format_duration(job.timeout_s),
+                    )  # fmt: skip
+                await asyncio.sleep(BUSY_RETRY_S)
 
     def _record(self, outcome: JobOutcome) -> JobOutcome:
         self.outcomes.append(outcome)
@@ -209,25 +345,112 @@ def check_jobs(settings: Settings) -> None:
 
 
 def trigger_for(job: JobSettings) -> Any:
-    """The APScheduler trigger of a job: every N seconds, or cron in its time zone."""
+    """The APScheduler trigger of a job: every N seconds since the epoch, or cron in its zone."""
     from apscheduler.triggers.cron import CronTrigger
     from apscheduler.triggers.interval import IntervalTrigger
 
     if job.cron is not None:
         return CronTrigger.from_crontab(job.cron, timezone=job.timezone)
     assert job.every_s is not None
-    return IntervalTrigger(seconds=job.every_s, timezone=job.timezone)
+    return IntervalTrigger(seconds=job.every_s, start_date=EPOCH, timezone=UTC)
+
+
+def _interval_us(job: JobSettings) -> int:
+    assert job.every_s is not None
+    return max(1, round(job.every_s * 1_000_000))
+
+
+def latest_fire(job: JobSettings, now: datetime) -> datetime | None:
+    """The job's last fire time not after ``now`` (interval jobs; None for cron jobs)."""
+    if job.every_s is None:
+        return None
+    step = _interval_us(job)
+    since = (now - EPOCH) // timedelta(microseconds=1)
+    return EPOCH + timedelta(microseconds=since // step * step)
+
+
+def next_fire(job: JobSettings, after: datetime) -> datetime | None:
+    """The job's first fire time strictly after ``after`` (None: a cron that never fires)."""
+    if job.every_s is not None:
+        latest = latest_fire(job, after)
+        assert latest is not None
+        return latest + timedelta(microseconds=_interval_us(job))
+    fire: datetime | None = trigger_for(job).get_next_fire_time(
+        None, after + timedelta(microseconds=1)
+    )
+    return fire
 
 
 def next_run(job: JobSettings, last_start: datetime | None, now: datetime) -> datetime | None:
-    """When the job runs next: the cron's next time, or the last start plus the interval."""
-    if job.cron is not None:
-        fire: datetime | None = trigger_for(job).get_next_fire_time(None, now)
-        return fire
-    assert job.every_s is not None
-    if last_start is None:
+    """When the job runs next: its next fire time; interval jobs at daemon start if never run."""
+    if job.cron is None and last_start is None:
         return now  # a daemon runs interval jobs at start
-    return max(now, last_start + timedelta(seconds=job.every_s))
+    if job.cron is None and last_start is not None:
+        following = next_fire(job, last_start)
+        assert following is not None
+        return max(now, following)
+    return next_fire(job, now)
+
+
+def _due(job: JobSettings, fire: datetime, now: datetime) -> tuple[datetime, datetime | None]:
+    """Missed ticks collapse: the latest fire time not after ``now``, and the one after it."""
+    latest = latest_fire(job, now)
+    if latest is not None:
+        return latest, next_fire(job, latest)
+    following = next_fire(job, fire)
+    for _ in range(100_000):
+        if following is None or following > now:
+            break
+        fire, following = following, next_fire(job, following)
+    return fire, following
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _cause(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def _loop(daemon: Daemon, jobs: tuple[JobSettings, ...], stop: asyncio.Event) -> None:
+    """Start each job's ticks at their fire times until ``stop``; one tick of a job at a time."""
+    now = _utcnow()
+    due: dict[str, datetime | None] = {
+        job.id: latest_fire(job, now) if job.every_s is not None else next_fire(job, now)
+        for job in jobs
+    }
+    starting = {job.id for job in jobs if job.every_s is not None}  # runs now, however late
+    ticking: dict[str, asyncio.Task[Any]] = {}
+    while not stop.is_set():
+        daemon.beat()
+        now = _utcnow()
+        for job in jobs:
+            fire = due[job.id]
+            if fire is None or fire > now:
+                continue
+            fire, due[job.id] = _due(job, fire, now)
+            late = (now - fire).total_seconds()
+            if late > MISFIRE_GRACE_S and job.id not in starting:
+                log.warning("job %s: its tick of %s is %.0fs late; skipped (next: %s)",
+                            job.id, fire.isoformat(), late, due[job.id])  # fmt: skip
+                continue
+            starting.discard(job.id)
+            previous = ticking.get(job.id)
+            if previous is not None and not previous.done():
+                log.info("job %s: still running its previous tick; left the tick of %s to "
+                         "other replicas", job.id, fire.isoformat())  # fmt: skip
+                continue
+            task = asyncio.create_task(daemon.tick(job, fire), name=f"job {job.id}")
+            ticking[job.id] = task
+            daemon.running.add(task)
+            task.add_done_callback(daemon.running.discard)
+        upcoming = [d for d in due.values() if d is not None]
+        wake = min([*upcoming, now + timedelta(seconds=HEARTBEAT_S)])
+        pause = max(0.0, min(HEARTBEAT_S, (wake - _utcnow()).total_seconds()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), pause)
 
 
 async def run_daemon(daemon: Daemon, *, once: bool) -> int:
@@ -247,8 +470,6 @@ async def run_daemon(daemon: Daemon, *, once: bool) -> int:
             log.error("job %s failed: %s", o.job, o.error)
         return EXIT_FAILED if failed else EXIT_OK
 
-    from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = 0
@@ -266,40 +487,17 @@ async def run_daemon(daemon: Daemon, *, once: bool) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
 
-    scheduler = AsyncIOScheduler(
-        timezone=UTC,
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE_S},
-    )
-    for job in jobs:
-        first = datetime.now(UTC) if job.every_s is not None else None
-
-        async def tick(job: JobSettings = job) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            daemon.running.add(task)
-            try:
-                await daemon.run_job(job)
-            finally:
-                daemon.running.discard(task)
-
-        options: dict[str, Any] = {"id": job.id, "name": job.id}
-        if first is not None:
-            options["next_run_time"] = first
-        scheduler.add_job(tick, trigger_for(job), **options)
-    scheduler.start()
-    log.info("daemon started with %d jobs", len(jobs))
+    log.info("daemon started with %d jobs (replica %s)", len(jobs), daemon.replica)
     try:
-        await stop.wait()
+        await _loop(daemon, jobs, stop)
     finally:
-        # Pause, not shutdown: APScheduler's shutdown cancels running jobs, and the page or
-        # batch in flight is to finish and commit. Jobs stop themselves at the next check.
-        scheduler.pause()
+        # The page or batch in flight is to finish and commit: jobs stop themselves at the
+        # next check; only those still going after the grace time are cancelled.
         if daemon.running:
             _, pending = await asyncio.wait(set(daemon.running), timeout=SHUTDOWN_GRACE_S)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        scheduler.shutdown(wait=False)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     log.info("daemon stopped")

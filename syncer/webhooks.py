@@ -300,7 +300,13 @@ def _answer(status: int, outcome: str, reason: str) -> web.Response:
 
 
 async def serve_webhooks(
-    pool: Any, config: WebhookConfig, *, host: str, port: int, metrics_port: int | None = None
+    pool: Any,
+    config: WebhookConfig,
+    *,
+    host: str,
+    port: int,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
 ) -> int:
     """Serve deliveries on ``host``:``port`` until SIGTERM/SIGINT; requests in flight finish."""
     receiver = WebhookReceiver(pool, config)
@@ -326,7 +332,9 @@ async def serve_webhooks(
                 from syncer.observability import serving_health
 
                 await stack.enter_async_context(
-                    serving_health(port=metrics_port, ready=lambda: not stop.is_set())
+                    serving_health(
+                        host=metrics_host, port=metrics_port, ready=lambda: not stop.is_set()
+                    )
                 )
             await stop.wait()
         log.info("stopping: finishing the deliveries in flight")

@@ -356,3 +356,24 @@ backfill_windows = Table(
     CheckConstraint("window_start < window_end", name="span"),
     schema=BOOKKEEPING_SCHEMA,
 )
+
+# One row per daemon job and fire time: the replica that inserts it runs that tick, no other.
+# outcome "busy": the job's work was held by another run, so the tick was skipped (not failed).
+job_fires = Table(
+    "job_fires",
+    metadata,
+    Column("job_id", Text, nullable=False),
+    _ts("fire_time", nullable=False),
+    Column("replica", Text, nullable=False),  # host:pid of the claiming daemon
+    _ts("claimed_at", nullable=False, now=True),
+    _ts("finished_at"),
+    Column("outcome", Text, nullable=False, server_default="running"),
+    Column("error", Text),
+    Column("attempts", Integer, nullable=False, server_default="0"),  # tries while busy
+    PrimaryKeyConstraint("job_id", "fire_time"),
+    CheckConstraint(
+        "outcome in ('running', 'succeeded', 'failed', 'interrupted', 'skipped', 'busy')",
+        name="outcome",
+    ),
+    schema=BOOKKEEPING_SCHEMA,
+)

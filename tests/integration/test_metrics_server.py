@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -11,6 +12,7 @@ from aiohttp import web
 
 from syncer.errors import FatalError
 from syncer.observability import (
+    HealthMonitor,
     SyncerMetrics,
     http_trace_config,
     record_run,
@@ -115,3 +117,65 @@ async def test_requests_are_counted_by_vendor_and_status_class_on_the_wire(api: 
     assert count(vendor="moengage", status_class="5xx") == 1
     assert count(vendor="other", status_class="2xx") == 1
     assert count(vendor="other", status_class="error") == 1
+
+
+async def test_healthz_names_a_stalled_scheduler_loop_and_recovers_when_it_ticks() -> None:
+    beat = time.monotonic() - 60
+    monitor = HealthMonitor(heartbeat=lambda: beat, stale_after_s=5)
+    async with (
+        serving_health(port=0, problem=monitor.problem, metrics=SyncerMetrics()) as server,
+        aiohttp.ClientSession() as session,
+    ):
+        async with session.get(f"{server.url}/healthz") as response:
+            assert response.status == 503
+            body = await response.json()
+        assert body["status"] == "unavailable"
+        assert "scheduler loop has not ticked" in body["reason"]
+        beat = time.monotonic()
+        async with session.get(f"{server.url}/healthz") as response:
+            assert response.status == 200
+
+
+async def test_healthz_checks_the_database_on_its_own_connection(db_url: str) -> None:
+    good = HealthMonitor(db_url, check_every_s=0.1)
+    bad = HealthMonitor(f"postgresql://syncer:secret-pw@127.0.0.1:{_closed_port()}/x")
+    async with good.watching(), bad.watching():
+        assert good.problem() is None
+        problem = bad.problem()
+        assert problem is not None
+        assert problem.startswith("the database does not answer")
+        assert "secret-pw" not in problem
+        async with (
+            serving_health(port=0, problem=bad.problem, metrics=SyncerMetrics()) as server,
+            aiohttp.ClientSession() as session,
+            session.get(f"{server.url}/healthz") as response,
+        ):
+            assert response.status == 503
+            assert (await response.json())["reason"] == problem
+
+
+async def test_metrics_are_openmetrics_when_the_scraper_asks_for_it() -> None:
+    metrics = SyncerMetrics()
+    record_run("moco", "succeeded", 1.0, metrics=metrics)
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    async with (
+        serving_health(port=0, metrics=metrics) as server,
+        aiohttp.ClientSession() as session,
+        session.get(f"{server.url}/metrics", headers={"Accept": accept}) as response,
+    ):
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        text = await response.text()
+    assert text.endswith("# EOF\n")
+    assert 'syncer_runs_total{job_id="moco",outcome="succeeded"} 1.0' in text
+
+
+async def test_the_process_metrics_are_served_beside_syncers() -> None:
+    async with (
+        serving_health(host="127.0.0.1", port=0) as server,
+        aiohttp.ClientSession() as session,
+        session.get(f"{server.url}/metrics") as response,
+    ):
+        families = parse_exposition(await response.text())
+    assert "syncer_runs_total" in families
+    assert "python_info" in families

@@ -531,6 +531,15 @@ def test_bad_job_names_the_key(tmp_path: Path, body: str, expected: str) -> None
     assert problem.startswith(expected), problem
 
 
+def test_a_job_timeout_is_a_duration_and_defaults_to_an_hour(tmp_path: Path) -> None:
+    timed = job('id = "a"\nrun = "sync moco"\nevery = "1m"\ntimeout = "90s"')
+    assert load(tmp_path, timed).jobs[0].timeout_s == 90.0
+    plain = job('id = "a"\nrun = "sync moco"\nevery = "1m"')
+    assert load(tmp_path, plain).jobs[0].timeout_s == 3600.0
+    zero = job('id = "a"\nrun = "sync moco"\nevery = "1m"\ntimeout = "0s"')
+    assert only_problem(tmp_path, zero).startswith("jobs[0].timeout: must be longer than zero")
+
+
 def test_duplicate_job_ids_are_a_problem(tmp_path: Path) -> None:
     text = (
         job('id = "a"\nrun = "sync moco"\nevery = "1m"')

@@ -31,10 +31,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 PACKAGE = Path(syncer.__file__).resolve().parent
 
-# Another part of syncer is adding --metrics-host / SYNCER_METRICS_HOST (the address /healthz
-# and /metrics listen on; a container needs 0.0.0.0). The kit sets the variable already; until
-# syncer's source reads it, this one name is accepted as known.
-COMING = {"SYNCER_METRICS_HOST"}
 # Not syncer's: the process environment every program reads.
 PROCESS = {"PATH"}
 
@@ -97,7 +93,7 @@ def variables_configured(config_text: str) -> set[str]:
 
 
 def unknown_variables(names: set[str], config_texts: list[str]) -> set[str]:
-    known = variables_syncer_reads() | COMING | PROCESS
+    known = variables_syncer_reads() | PROCESS
     for text in config_texts:
         known |= variables_configured(text)
     return names - known

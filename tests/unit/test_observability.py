@@ -17,7 +17,15 @@ from syncer.destinations.moengage import LoadResult
 from syncer.http.client import RequestStats
 from syncer.logs import configure_logging
 from syncer.metrics import Registry
-from syncer.observability import SyncerMetrics, record_load, record_run, record_sync, status_class
+from syncer.observability import (
+    METRICS,
+    SyncerMetrics,
+    record_load,
+    record_run,
+    record_sync,
+    record_timeout,
+    status_class,
+)
 from syncer.pipeline import StreamResult, SyncResult
 
 # --- a strict parser of the text exposition format 0.0.4 ---------------------------------------
@@ -152,8 +160,8 @@ def test_exposition_of_every_kind_parses_with_help_type_and_values() -> None:
     assert families["t_stamp_seconds"].value("t_stamp_seconds", job_id="a") == 1_700_000_000.25
     hist = families["t_bytes"]
     assert hist.type == "histogram"
-    assert hist.value("t_bytes_bucket", dest="moengage", le="10") == 2  # le is inclusive
-    assert hist.value("t_bytes_bucket", dest="moengage", le="100") == 3
+    assert hist.value("t_bytes_bucket", dest="moengage", le="10.0") == 2  # le is inclusive
+    assert hist.value("t_bytes_bucket", dest="moengage", le="100.0") == 3
     assert hist.value("t_bytes_bucket", dest="moengage", le="+Inf") == 4
     assert hist.value("t_bytes_sum", dest="moengage") == 1026
     assert hist.value("t_bytes_count", dest="moengage") == 4
@@ -271,8 +279,8 @@ def test_a_load_run_counts_body_sizes_items_sent_dead_letters_and_resends() -> N
     assert m.retries.value(vendor="moengage") == 3
     text = m.registry.render()
     hist = parse_exposition(text)["syncer_moengage_batch_bytes"]
-    assert hist.value("syncer_moengage_batch_bytes_bucket", le="100000", **labels) == 2
-    assert hist.value("syncer_moengage_batch_bytes_bucket", le="95000", **labels) == 1
+    assert hist.value("syncer_moengage_batch_bytes_bucket", le="100000.0", **labels) == 2
+    assert hist.value("syncer_moengage_batch_bytes_bucket", le="95000.0", **labels) == 1
 
 
 def test_a_dry_run_load_counts_nothing() -> None:
@@ -306,9 +314,47 @@ def test_a_run_is_counted_by_outcome_timed_unless_skipped_and_stamped_when_it_su
     assert families["syncer_job_last_success_timestamp_seconds"].type == "gauge"
 
 
+def test_a_busy_tick_counts_as_skipped_and_busy_and_a_timeout_is_counted_apart() -> None:
+    m = SyncerMetrics()
+    record_run("moco", "busy", 0.2, metrics=m)
+    record_run("moco", "busy", 0.1, metrics=m)
+    record_run("moco", "failed", 30.0, metrics=m)
+    record_timeout("moco", metrics=m)
+
+    assert m.runs.value(job_id="moco", outcome="skipped") == 2
+    assert m.runs.value(job_id="moco", outcome="failed") == 1
+    assert m.busy_skips.value(job_id="moco") == 2
+    assert m.timeouts.value(job_id="moco") == 1
+    assert m.run_duration.count(job_id="moco") == 1  # skips are not timed
+    families = parse_exposition(m.registry.render())
+    assert (
+        families["syncer_job_busy_skips_total"].value("syncer_job_busy_skips_total", job_id="moco")
+        == 2
+    )
+    assert families["syncer_job_timeouts_total"].type == "counter"
+
+
+def test_openmetrics_is_served_when_asked_for_and_the_process_registry_has_process_metrics() -> (
+    None
+):
+    m = SyncerMetrics()
+    record_run("moco", "succeeded", 1.0, metrics=m)
+    body, content_type = m.registry.exposition("application/openmetrics-text; version=1.0.0")
+    assert content_type.startswith("application/openmetrics-text")
+    text = body.decode()
+    assert text.endswith("# EOF\n")
+    assert "# TYPE syncer_runs counter" in text
+    assert 'syncer_runs_total{job_id="moco",outcome="succeeded"} 1.0' in text
+    body, content_type = m.registry.exposition("text/plain")
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
+    assert "process_cpu_seconds_total" not in body.decode()
+    served = parse_exposition(METRICS.registry.render())
+    assert "process_cpu_seconds_total" in served or "python_info" in served
+
+
 def test_every_syncer_metric_is_prefixed_and_counters_end_in_total() -> None:
     families = parse_exposition(SyncerMetrics().registry.render())
-    assert len(families) == 14
+    assert len(families) == 16
     for name, family in families.items():
         assert name.startswith("syncer_")
         assert family.help
