@@ -110,7 +110,8 @@ async def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.destinations.moengage import load_destination
 
     destination = settings.destination(args.destination)
-    async with runtime(settings, pool_size=4) as rt:
+    # The lock, the rows' cursor, the lease held while a body is in flight, and one to write.
+    async with runtime(settings, pool_size=5) as rt:
         result = await load_destination(
             rt.pool,
             rt.session,

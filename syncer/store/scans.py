@@ -11,6 +11,7 @@ import orjson
 
 from syncer.sources.base import Rejected
 from syncer.sources.moca import Bucket, MocaRow, MocaStream
+from syncer.store import leases
 from syncer.store.tables import MOCA_SCHEMA
 
 
@@ -31,6 +32,7 @@ async def upsert_rows(
     target = f'"{MOCA_SCHEMA}"."{stream.name}"'
     changed = 0
     async with conn.transaction():
+        await leases.check(conn)  # the run still holds the stream (refused once taken over)
         if rows:
             await conn.execute(
                 f"create temp table if not exists {stage}"
@@ -86,6 +88,7 @@ async def mark_deleted(
     conn: Any, stream: str, ids: Sequence[str], at: datetime, run_id: int
 ) -> int:
     async with conn.transaction():
+        await leases.check(conn)
         status: str = await conn.execute(
             f'update "{MOCA_SCHEMA}"."{stream}" set _deleted_at = $2'
             " where id = any($1::text[]) and _deleted_at is null",
@@ -115,6 +118,7 @@ async def upsert_buckets(
 ) -> int:
     """Store one analytics window and the position it reached, in one transaction."""
     async with conn.transaction():
+        await leases.check(conn)
         status: str = await conn.execute(
             f"""
             insert into "{MOCA_SCHEMA}".analytics as t
@@ -171,6 +175,19 @@ async def save_state(
     success: bool = False,
 ) -> None:
     """Merge ``state`` into the stream's state; set the watermark and success time if given."""
+    async with conn.transaction():
+        await leases.check(conn)
+        await _save_state(conn, source, stream, state, watermark, success)
+
+
+async def _save_state(
+    conn: Any,
+    source: str,
+    stream: str,
+    state: dict[str, Any],
+    watermark: datetime | None,
+    success: bool,
+) -> None:
     await conn.execute(
         """
         insert into syncer.streams as s (source, stream, watermark, state, last_success_at)

@@ -82,6 +82,7 @@ async def test_an_older_schema_is_still_upgraded(db_url: str) -> None:
     conn = await asyncpg.connect(db_url)
     try:
         await conn.execute("drop schema moco_views cascade; drop schema moca_views cascade")
+        await conn.execute("drop table syncer.leases")  # 0007
         await conn.execute("update syncer.alembic_version set version_num = '0005'")
         await migrate(db_url)
         views = await conn.fetchval(

@@ -1,0 +1,158 @@
+"""Leases: what keeps a run that lost its lock from writing over the run that took it over.
+
+A run holds its resources (``sync:moco.activities``, ``load:moengage``) with session advisory
+locks, and such a lock dies with its connection: after a failover, a restart or
+``pg_terminate_backend``, another run may take the lock while the first one has not noticed
+yet. So each resource also has a row in ``syncer.leases`` whose token every new holder bumps
+once it holds the advisory lock, and every write of a run checks, in the write's own
+transaction, that its tokens are still the ones it took (``select … for share``: a new holder
+cannot bump a token while a write that checked it is in progress). A run whose token moved
+writes nothing more and ends failed.
+
+The run frame (``syncer/runframe.py``) takes the leases and sets the run's :class:`Fence` for
+the work it runs; the writes call :func:`check` without being handed anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from syncer.errors import FatalError
+
+
+class LeaseLost(FatalError):
+    """The run lost the lock of its work; it stopped, and the next run resumes."""
+
+
+@dataclass
+class Fence:
+    """The leases one run holds: resource → token, and whether the run knows it lost them."""
+
+    tokens: dict[str, int]
+    label: str  # what the resources are, for messages: "moco.activities", "moengage"
+    lost: str | None = None  # why, once the run knows
+    _held: list[Any] = field(default_factory=list)  # connections holding a lease transaction
+
+    @property
+    def message(self) -> str:
+        return (
+            f"lost the database connection that held the lock of {self.label}; stopped; "
+            "the next run resumes from the last committed page"
+        )
+
+    def lose(self, why: str) -> None:
+        if self.lost is None:
+            self.lost = why
+
+    def raise_if_lost(self) -> None:
+        if self.lost is not None:
+            raise LeaseLost(self.message)
+
+
+_current: ContextVar[Fence | None] = ContextVar("syncer_fence", default=None)
+
+
+def current() -> Fence | None:
+    """The fence of the run this task works for (None outside a run frame)."""
+    return _current.get()
+
+
+@contextlib.contextmanager
+def fencing(fence: Fence) -> Iterator[None]:
+    """Writes made in this context (and in tasks it starts) check ``fence``."""
+    token = _current.set(fence)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+async def take(
+    conn: Any, resources: Sequence[str], run_id: int
+) -> tuple[dict[str, int], list[int]]:
+    """Become the holder of ``resources`` (call with their advisory locks held, in a
+    transaction); the new tokens, and the runs that held them before."""
+    previous = await conn.fetch(
+        "select run_id from syncer.leases where resource = any($1::text[]) for update",
+        list(resources),
+    )
+    rows = await conn.fetch(
+        """
+        insert into syncer.leases as l (resource, token, run_id)
+        select r, 1, $2 from unnest($1::text[]) as r
+        on conflict (resource) do update
+            set token = l.token + 1, run_id = excluded.run_id, acquired_at = now()
+        returning resource, token
+        """,
+        list(resources),
+        run_id,
+    )
+    tokens = {r["resource"]: r["token"] for r in rows}
+    return tokens, [r["run_id"] for r in previous if r["run_id"] is not None]
+
+
+async def check(conn: Any, *, sent: bool = False) -> None:
+    """Inside the caller's transaction: lock the run's lease rows (for share) until it ends,
+    and raise :class:`LeaseLost` if the run lost them.
+
+    With ``sent``, what is written records what already happened (an answer to a request that
+    was sent): only a moved token refuses it, not the run merely knowing its lock is gone.
+    """
+    fence = _current.get()
+    if fence is None:
+        return
+    if not sent:
+        fence.raise_if_lost()
+    rows = await conn.fetch(
+        "select resource, token from syncer.leases where resource = any($1::text[]) for share",
+        list(fence.tokens),
+    )
+    if {r["resource"]: r["token"] for r in rows} != fence.tokens:
+        fence.lose("another run took the lease over")
+        raise LeaseLost(fence.message)
+
+
+@contextlib.asynccontextmanager
+async def holding(pool: Any) -> AsyncIterator[None]:
+    """Hold the run's lease rows (for share) for the whole block, on a connection of its own:
+    while the block runs (a request being sent and its answer recorded), no other run can take
+    the leases over. Nested blocks reuse the outer hold."""
+    fence = _current.get()
+    if fence is None or fence._held:
+        yield
+        return
+    async with pool.acquire() as conn:
+        hold = conn.transaction()
+        await hold.start()
+        try:
+            await check(conn)
+            fence._held.append(conn)
+            yield
+        finally:
+            if conn in fence._held:
+                fence._held.remove(conn)
+            # Nothing to keep: the transaction only locked the rows. Its connection may be gone.
+            with contextlib.suppress(Exception):
+                await hold.rollback()
+
+
+async def still_held(*, sent: bool = False) -> None:
+    """Check the leases again on the connection of the enclosing :func:`holding` block: it is
+    alive (so the rows are still locked) and the run still holds them."""
+    fence = _current.get()
+    if fence is None:
+        return
+    if not sent:
+        fence.raise_if_lost()
+    for conn in fence._held:
+        try:
+            await check(conn, sent=sent)
+        except LeaseLost:
+            raise
+        except Exception:
+            fence.lose("the connection holding the lease failed")
+            raise LeaseLost(fence.message) from None
