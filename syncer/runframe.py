@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 WATCH_S = 1.5  # how often the lock connection is asked whether it is still there
 WATCH_TIMEOUT_S = 10.0  # a watchdog query slower than this counts as a lost connection
-DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+DATABASE_ERRORS = (asyncpg.PostgresError, *leases.CONNECTION_LOST)
 
 
 @dataclass
@@ -198,5 +198,4 @@ async def _release(pool: Any, conn: Any, lock_class: int, keys: list[str]) -> No
     except DATABASE_ERRORS:
         pass  # the connection is gone, and its locks with it
     finally:
-        with contextlib.suppress(*DATABASE_ERRORS):
-            await pool.release(conn)
+        await leases.release_quietly(pool, conn)

@@ -270,7 +270,11 @@ async def _pending_rows(
     pool: Any, destination: str, sqls: dict[str, str]
 ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """Every pending row of every model, merged by customer: user, then devices, then events."""
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+    # Released quietly: after a lost connection, the generator may be closed long after.
+    conn = await pool.acquire()
+    snapshot = conn.transaction(isolation="repeatable_read", readonly=True)
+    try:
+        await snapshot.start()
         cursors = {
             model: await conn.cursor(loads.pending_query(model, sql), destination)
             for model, sql in sqls.items()
@@ -299,6 +303,8 @@ async def _pending_rows(
 
             model = min(live, key=order)
             yield model, buffers[model].pop()
+    finally:
+        await leases.release_quietly(pool, conn, snapshot)
 
 
 def _json(value: Any) -> Any:
@@ -511,8 +517,10 @@ class _Sender:
                 continue
             answer = _answer(body)
             if 200 <= status < 300 and answer.get("status") != "fail":
-                async with self.pool.acquire() as conn, conn.transaction():
-                    await leases.check(conn, sent=True)  # unless another run took over
+
+                async def acked(
+                    conn: Any, attempts: int = attempts, ambiguous: bool = ambiguous
+                ) -> None:
                     await loads.record_acks(
                         conn, name, run_id, [p.ack for p in pending], used_batches
                     )
@@ -521,6 +529,8 @@ class _Sender:
                         size=len(batch.body), users=batch.users, events=batch.events,
                         attempts=attempts, ambiguous=ambiguous,
                     )  # fmt: skip
+
+                await leases.record_answer(self.pool, acked)  # fenced; survives a lost connection
                 self.result.body_sizes.append(len(batch.body))
                 self._count_sent(pending)
                 return

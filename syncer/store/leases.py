@@ -16,12 +16,23 @@ the work it runs; the writes call :func:`check` without being handed anything.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
+
 from syncer.errors import FatalError
+
+# Errors that say the connection is gone (terminated, reset, closed), not that a statement failed.
+CONNECTION_LOST = (
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a connection lost in the middle of an operation
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    OSError,
+)
 
 
 class LeaseLost(FatalError):
@@ -125,19 +136,28 @@ async def holding(pool: Any) -> AsyncIterator[None]:
     if fence is None or fence._held:
         yield
         return
-    async with pool.acquire() as conn:
-        hold = conn.transaction()
+    conn = await pool.acquire()
+    hold = conn.transaction()
+    try:
         await hold.start()
-        try:
-            await check(conn)
-            fence._held.append(conn)
-            yield
-        finally:
-            if conn in fence._held:
-                fence._held.remove(conn)
-            # Nothing to keep: the transaction only locked the rows. Its connection may be gone.
-            with contextlib.suppress(Exception):
-                await hold.rollback()
+        await check(conn)
+        fence._held.append(conn)
+        yield
+    finally:
+        if conn in fence._held:
+            fence._held.remove(conn)
+        # Nothing to keep: the transaction only locked the rows.
+        await release_quietly(pool, conn, hold)
+
+
+async def release_quietly(pool: Any, conn: Any, transaction: Any = None) -> None:
+    """Roll ``transaction`` back and give ``conn`` back to ``pool``; a connection that died
+    meanwhile is simply dropped (its transaction died with it)."""
+    if transaction is not None:
+        with contextlib.suppress(*CONNECTION_LOST, asyncpg.PostgresError):
+            await transaction.rollback()
+    with contextlib.suppress(*CONNECTION_LOST):
+        await pool.release(conn)
 
 
 async def still_held(*, sent: bool = False) -> None:
@@ -156,3 +176,22 @@ async def still_held(*, sent: bool = False) -> None:
         except Exception:
             fence.lose("the connection holding the lease failed")
             raise LeaseLost(fence.message) from None
+
+
+async def record_answer(pool: Any, write: Callable[[Any], Awaitable[object]]) -> None:
+    """Record the answer to a request that was sent, in one transaction that checks the lease
+    (``sent``: refused only if another run took over). A delivered request must not be
+    forgotten because the connection died meanwhile (its rows would be sent again): on a lost
+    connection, the write is tried once more on a new one."""
+    for attempt in (1, 2):
+        conn = await pool.acquire()
+        try:
+            async with conn.transaction():
+                await check(conn, sent=True)
+                await write(conn)
+            return
+        except CONNECTION_LOST:
+            if attempt == 2:
+                raise
+        finally:
+            await release_quietly(pool, conn)
