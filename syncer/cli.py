@@ -194,7 +194,9 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.scheduler import Daemon, check_jobs, run_daemon
 
     check_jobs(settings)
-    async with runtime(settings, pool_size=12) as rt:
+    # Jobs of different streams run side by side, each holding two lock connections (the
+    # job's and its run's) while it waits for connections to work with.
+    async with runtime(settings, pool_size=12 + 2 * len(settings.jobs)) as rt:
         daemon = Daemon(settings, rt.pool, rt.session)
         if args.once or args.metrics_port is None:
             return await run_daemon(daemon, once=args.once)
