@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -46,7 +46,6 @@ class Fence:
     tokens: dict[str, int]
     label: str  # what the resources are, for messages: "moco.activities", "moengage"
     lost: str | None = None  # why, once the run knows
-    _held: list[Any] = field(default_factory=list)  # connections holding a lease transaction
 
     @property
     def message(self) -> str:
@@ -127,27 +126,35 @@ async def check(conn: Any, *, sent: bool = False) -> None:
         raise LeaseLost(fence.message)
 
 
+@dataclass
+class _Hold:
+    """The connection whose transaction locks the run's lease rows, once taken."""
+
+    pool: Any
+    conn: Any = None
+    transaction: Any = None
+
+
+_hold: ContextVar[_Hold | None] = ContextVar("syncer_lease_hold", default=None)
+
+
 @contextlib.asynccontextmanager
 async def holding(pool: Any) -> AsyncIterator[None]:
-    """Hold the run's lease rows (for share) for the whole block, on a connection of its own:
-    while the block runs (a request being sent and its answer recorded), no other run can take
-    the leases over. Nested blocks reuse the outer hold."""
-    fence = _current.get()
-    if fence is None or fence._held:
+    """A block in which, from its first :func:`still_held` on, the run's lease rows stay locked
+    (for share, on a connection of their own) to the block's end: while a request is sent and
+    its answer recorded, no other run can take the leases over. Nested blocks share the hold."""
+    if _current.get() is None or _hold.get() is not None:
         yield
         return
-    conn = await pool.acquire()
-    hold = conn.transaction()
+    hold = _Hold(pool)
+    token = _hold.set(hold)
     try:
-        await hold.start()
-        await check(conn)
-        fence._held.append(conn)
         yield
     finally:
-        if conn in fence._held:
-            fence._held.remove(conn)
-        # Nothing to keep: the transaction only locked the rows.
-        await release_quietly(pool, conn, hold)
+        _hold.reset(token)
+        if hold.conn is not None:
+            # Nothing to keep: the transaction only locked the rows.
+            await release_quietly(pool, hold.conn, hold.transaction)
 
 
 async def release_quietly(pool: Any, conn: Any, transaction: Any = None) -> None:
@@ -160,22 +167,28 @@ async def release_quietly(pool: Any, conn: Any, transaction: Any = None) -> None
         await pool.release(conn)
 
 
-async def still_held(*, sent: bool = False) -> None:
-    """Check the leases again on the connection of the enclosing :func:`holding` block: it is
-    alive (so the rows are still locked) and the run still holds them."""
+async def still_held() -> None:
+    """Before a request: raise :class:`LeaseLost` if the run lost its leases. Inside
+    :func:`holding`, lock the lease rows on the hold's connection (taking it the first time),
+    which also proves that connection, and so the lock on the rows, is still alive."""
     fence = _current.get()
     if fence is None:
         return
-    if not sent:
-        fence.raise_if_lost()
-    for conn in fence._held:
-        try:
-            await check(conn, sent=sent)
-        except LeaseLost:
-            raise
-        except Exception:
-            fence.lose("the connection holding the lease failed")
-            raise LeaseLost(fence.message) from None
+    fence.raise_if_lost()
+    hold = _hold.get()
+    if hold is None:
+        return
+    try:
+        if hold.conn is None:
+            hold.conn = await hold.pool.acquire()
+            hold.transaction = hold.conn.transaction()
+            await hold.transaction.start()
+        await check(hold.conn)
+    except LeaseLost:
+        raise
+    except (*CONNECTION_LOST, asyncpg.PostgresError):
+        fence.lose("the connection holding the lease failed")
+        raise LeaseLost(fence.message) from None
 
 
 async def record_answer(pool: Any, write: Callable[[Any], Awaitable[object]]) -> None:

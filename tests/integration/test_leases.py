@@ -88,6 +88,7 @@ async def test_a_send_in_flight_keeps_the_lease_from_being_taken_over(pool: Any)
         _, fence = await start_holding(conn, "load:moengage")
     with leases.fencing(fence):
         async with leases.holding(pool):
+            await leases.still_held()  # before the body is journaled: the hold begins
             async with pool.acquire() as other, other.transaction():
                 await other.execute("set local lock_timeout = '300ms'")
                 with pytest.raises(asyncpg.LockNotAvailableError):
@@ -96,9 +97,10 @@ async def test_a_send_in_flight_keeps_the_lease_from_being_taken_over(pool: Any)
     async with pool.acquire() as other, other.transaction():
         tokens, _ = await leases.take(other, ["load:moengage"], 0)  # free once the send is over
     assert tokens["load:moengage"] == fence.tokens["load:moengage"] + 1
-    with leases.fencing(fence), pytest.raises(leases.LeaseLost):
+    with leases.fencing(fence), pytest.raises(leases.LeaseLost, match=LOST):
         async with leases.holding(pool):
-            pass
+            await leases.still_held()  # taken over: no new body
+    assert fence.lost is not None
 
 
 async def test_closing_dead_runs_leaves_live_runs_of_other_streams_alone(pool: Any) -> None:
