@@ -98,11 +98,12 @@ async def exclusive_run(
         stopper: list[asyncio.TimerHandle] = []
         stop = _Stop(task)
 
-        def lose(why: str) -> None:
-            if frame.fence.lost is None:
-                frame.fence.lose(why)
-                log.info("%s: %s", frame.fence.label, why)
-                stopper.append(loop.call_later(grace_s, stop.fire))
+        def stop_soon(why: str) -> None:  # once, however the run learns it lost its locks
+            log.info("%s: %s", frame.fence.label, why)
+            stopper.append(loop.call_later(grace_s, stop.fire))
+
+        frame.fence.on_lost = stop_soon
+        lose = frame.fence.lose
 
         def on_terminated(_conn: Any) -> None:
             lose("the connection holding the lock was closed")

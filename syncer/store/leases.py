@@ -46,6 +46,7 @@ class Fence:
     tokens: dict[str, int]
     label: str  # what the resources are, for messages: "moco.activities", "moengage"
     lost: str | None = None  # why, once the run knows
+    on_lost: Callable[[str], None] | None = None  # told once, when the run learns it
 
     @property
     def message(self) -> str:
@@ -57,6 +58,8 @@ class Fence:
     def lose(self, why: str) -> None:
         if self.lost is None:
             self.lost = why
+            if self.on_lost is not None:
+                self.on_lost(why)
 
     def raise_if_lost(self) -> None:
         if self.lost is not None:
