@@ -136,8 +136,15 @@ async def exclusive_run(
                 watchdog.cancel()
                 await asyncio.gather(watchdog, return_exceptions=True)
                 # On a connection of the pool: the lock's own may be gone.
-                async with pool.acquire() as conn:
-                    await finish(conn, frame)
+                try:
+                    async with pool.acquire() as conn:
+                        await finish(conn, frame)
+                except (*DATABASE_ERRORS, TimeoutError):
+                    if frame.fence.lost is None:
+                        raise
+                    # The database is away: the run stays 'running' until the next run of its
+                    # work closes it; what the user sees is why it stopped.
+                    log.info("%s: could not record the run's end", frame.fence.label)
 
             done = asyncio.ensure_future(cleanup())
             while True:
