@@ -137,8 +137,7 @@ async def exclusive_run(
                 await asyncio.gather(watchdog, return_exceptions=True)
                 # On a connection of the pool: the lock's own may be gone.
                 try:
-                    async with pool.acquire() as conn:
-                        await finish(conn, frame)
+                    await _finish(pool, finish, frame, retry=frame.fence.lost is not None)
                 except (*DATABASE_ERRORS, TimeoutError):
                     if frame.fence.lost is None:
                         raise
@@ -185,6 +184,23 @@ def _label(keys: Sequence[str]) -> str:
     if len(keys) <= 3:
         return ", ".join(keys)
     return f"{keys[0]} and {len(keys) - 1} more"
+
+
+async def _finish(
+    pool: Any, finish: Callable[[Any, Frame], Awaitable[object]], frame: Frame, *, retry: bool
+) -> None:
+    """Record the run's end; with ``retry``, once more on a new connection if the first one
+    turns out dead (the pool may still hold connections whose session was terminated)."""
+    for attempt in (1, 2):
+        conn = await pool.acquire()
+        try:
+            await finish(conn, frame)
+            return
+        except leases.CONNECTION_LOST:
+            if not retry or attempt == 2:
+                raise
+        finally:
+            await leases.release_quietly(pool, conn)
 
 
 async def _watch(conn: Any, lose: Callable[[str], None]) -> None:

@@ -243,7 +243,9 @@ async def test_a_load_that_loses_its_connections_stops_and_the_next_one_sends_no
     outcomes = [
         r["outcome"] for r in await pool.fetch("select outcome from syncer.runs order by id")
     ]
-    assert outcomes == ["failed", "succeeded", "succeeded"]
+    # The first ends failed; if it could not even record that, the next run closed it.
+    assert outcomes[0] in ("failed", "interrupted")
+    assert outcomes[1:] == ["succeeded", "succeeded"]
     assert await pool.fetchval("select count(*) from syncer.inflight") == 0
 
 
@@ -288,10 +290,12 @@ async def test_a_sync_that_loses_its_connections_stops_and_the_rerun_converges(
     outcomes = [
         r["outcome"] for r in await pool.fetch("select outcome from syncer.runs order by id")
     ]
-    assert outcomes == ["failed", "succeeded"]
+    assert outcomes[0] in ("failed", "interrupted")
+    assert outcomes[1:] == ["succeeded"]
     first_run = await pool.fetchval("select min(id) from syncer.runs")
     errors = {r["error"] for r in await pool.fetch(
         "select error from syncer.stream_runs where run_id = $1 and outcome <> 'succeeded'",
         first_run,
     )}  # fmt: skip
-    assert all(e is not None and LOST in e for e in errors), errors
+    if outcomes[0] == "failed":  # its streams say why they stopped
+        assert all(e is not None and LOST in e for e in errors), errors
