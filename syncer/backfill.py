@@ -20,7 +20,9 @@ planned window covered by done windows is skipped, whatever ``--window`` they we
 A backfill touches no incremental state: it never reads or writes ``syncer.streams`` (so the
 watermark cannot move, backwards or forwards) nor ``syncer.runs``. It takes an advisory lock of
 its own class per (source, stream), so two backfills of one stream never overlap, while the
-incremental sync of the same stream (another lock class) runs beside it unhindered.
+incremental sync of the same stream (another lock class) runs beside it unhindered. Its frame
+(lock, lease, end) is the one every exclusive run shares (``runframe.py``); the lease's run is
+the backfill's id in ``syncer.backfills``.
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ import orjson
 from syncer import shutdown
 from syncer.config import MocoSourceSettings
 from syncer.errors import (
-    BusyError,
     ConfigError,
     FatalError,
     MalformedResponseError,
@@ -52,10 +53,11 @@ from syncer.errors import (
 from syncer.http.client import ApiClient, RequestStats, Response
 from syncer.http.pacing import Limiter
 from syncer.pipeline import client_for
+from syncer.runframe import Frame, exclusive_run
 from syncer.sources import moco
 from syncer.sources.base import Rejected, Row, StreamSpec, parse_http_date, split_records
 from syncer.sources.walk import STEP_OVERLAP, Walk
-from syncer.store import locks
+from syncer.store import leases, locks
 from syncer.store.pages import upsert_rows
 from syncer.store.tables import MOCO_SCHEMA
 
@@ -201,58 +203,69 @@ async def run_backfill(
     client = client_for(session, source, limiter, backoff_base_s=backoff_base_s)
     started = time.monotonic()
     key = f"{source.name}.{stream}"
-    async with pool.acquire() as lock_conn:
-        locked = await lock_conn.fetchval(
-            "select pg_try_advisory_lock($1, hashtext($2))", BACKFILL_LOCK_CLASS, key
+    box: dict[str, BackfillResult] = {}
+
+    async def begin(conn: Any) -> int:
+        backfill_id = await _start(conn, source.name, stream, windows, window_s, command)
+        box["result"] = BackfillResult(
+            backfill_id=backfill_id,
+            source=source.name,
+            stream=stream,
+            range_start=windows[0][0],
+            range_end=windows[-1][1],
+            windows_total=len(windows),
         )
-        if not locked:
-            raise BusyError(
-                f"another backfill of {key} is running against this database; wait for it "
-                f"to finish, then run this command again: it resumes where that one stopped"
-            )
+        return backfill_id
+
+    async def finish(conn: Any, frame: Frame) -> None:
+        result = box["result"]
+        if frame.lost and result.outcome != "succeeded":
+            result.outcome, result.error = "failed", frame.lost
+        await _finish(conn, result)
+
+    async with exclusive_run(
+        pool,
+        lock_class=BACKFILL_LOCK_CLASS,
+        kind="backfill",
+        keys=[key],
+        busy=lambda _keys: (
+            f"another backfill of {key} is running against this database; wait for it "
+            f"to finish, then run this command again: it resumes where that one stopped"
+        ),
+        start=begin,
+        close_dead=lambda conn, backfill_id, _previous: _close_dead(
+            conn, source.name, stream, backfill_id
+        ),
+        finish=finish,
+    ):
+        result = box["result"]
         try:
-            await _close_dead(lock_conn, source.name, stream)
-            result = BackfillResult(
-                backfill_id=await _start(
-                    lock_conn, source.name, stream, windows, window_s, command
-                ),
-                source=source.name,
-                stream=stream,
-                range_start=windows[0][0],
-                range_end=windows[-1][1],
-                windows_total=len(windows),
-            )
-            try:
-                todo = await _claim_windows(lock_conn, result, windows)
-                result.windows_skipped = len(windows) - len(todo)
-                reader = _WindowReader(pool, client, source, spec, result, progress, started)
+            async with pool.acquire() as conn:
+                todo = await _claim_windows(conn, result, windows)
+            result.windows_skipped = len(windows) - len(todo)
+            reader = _WindowReader(pool, client, source, spec, result, progress, started)
+            reader.report(None)
+            for window, walk in todo:
+                shutdown.check()
+                await reader.read(window, walk)
+                result.windows_done += 1
                 reader.report(None)
-                for window, walk in todo:
-                    shutdown.check()
-                    await reader.read(window, walk)
-                    result.windows_done += 1
-                    reader.report(None)
-                result.outcome = "succeeded"
-            except shutdown.Interrupted:
-                result.outcome = "interrupted"
-                result.error = "stopped by a signal; the same command resumes where it stopped"
-            except SyncerError as exc:
-                result.outcome, result.error = "failed", exc.message
-                log.info("backfill of %s failed: %s", key, exc.message)
-            except asyncio.CancelledError:
-                result.outcome = "interrupted"
-                result.error = "cancelled; the same command resumes where it stopped"
-                raise
-            except BaseException as exc:
-                result.outcome, result.error = "failed", f"{type(exc).__name__}: {exc}"
-                raise
-            finally:
-                result.elapsed_s = time.monotonic() - started
-                await asyncio.shield(_finish(lock_conn, result))
+            result.outcome = "succeeded"
+        except shutdown.Interrupted:
+            result.outcome = "interrupted"
+            result.error = "stopped by a signal; the same command resumes where it stopped"
+        except SyncerError as exc:
+            result.outcome, result.error = "failed", exc.message
+            log.info("backfill of %s failed: %s", key, exc.message)
+        except asyncio.CancelledError:
+            result.outcome = "interrupted"
+            result.error = "cancelled; the same command resumes where it stopped"
+            raise
+        except BaseException as exc:
+            result.outcome, result.error = "failed", f"{type(exc).__name__}: {exc}"
+            raise
         finally:
-            await lock_conn.execute(
-                "select pg_advisory_unlock($1, hashtext($2))", BACKFILL_LOCK_CLASS, key
-            )
+            result.elapsed_s = time.monotonic() - started
     return result
 
 
@@ -473,6 +486,7 @@ class _WindowReader:
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
+                    await leases.check(conn)  # refused once another backfill took it over
                     upserted = 0
                     if rows:
                         upserted = await upsert_rows(
@@ -526,14 +540,15 @@ async def _reject(conn: Any, result: BackfillResult, rejected: list[Rejected]) -
     )
 
 
-async def _close_dead(conn: Any, source: str, stream: str) -> None:
+async def _close_dead(conn: Any, source: str, stream: str, current: int) -> None:
     """Backfills of the stream still 'running' died (we hold the lock, so none is live)."""
     await conn.execute(
         "update syncer.backfills set outcome = 'interrupted', finished_at = now(),"
         " error = 'the process ended before the backfill finished'"
-        " where source = $1 and stream = $2 and outcome = 'running'",
+        " where source = $1 and stream = $2 and outcome = 'running' and id <> $3",
         source,
         stream,
+        current,
     )
 
 

@@ -126,7 +126,8 @@ async def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.destinations.moengage import load_destination
 
     destination = settings.destination(args.destination)
-    async with runtime(settings, pool_size=4) as rt, _progress(args, "load", destination.name):
+    # The lock, the rows' cursor, the lease held while a body is in flight, and one to write.
+    async with runtime(settings, pool_size=5) as rt, _progress(args, "load", destination.name):
         if args.release_held and args.dry_run is None:  # a dry run changes nothing
             from syncer.store.loads import release_held
 
@@ -254,8 +255,9 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     check_jobs(settings)
     if args.json and not args.once:
         raise ConfigError("--json needs --once: the daemon logs each job instead of a summary")
-    # Each running job holds a connection for its lock, its run one more, its pages a few.
-    async with runtime(settings, pool_size=10 + 2 * len(settings.jobs)) as rt:
+    # Jobs of different streams run side by side, each holding two lock connections (the
+    # job's and its run's) while it waits for connections to work with.
+    async with runtime(settings, pool_size=12 + 2 * len(settings.jobs)) as rt:
         daemon = Daemon(settings, rt.pool, rt.session)
         if args.json:
             started = time.monotonic()

@@ -116,9 +116,17 @@ async def walk_stream(
 async def _settle_prefetch(prefetch: asyncio.Task[list[_Fetched]]) -> None:
     """Let requests already sent land (so each is counted as the server saw it), but wait no
     longer than a moment: a prefetch still queued for the rate limit is simply cancelled."""
-    await asyncio.wait({prefetch}, timeout=PREFETCH_GRACE_S)
-    prefetch.cancel()
+    try:
+        await asyncio.wait({prefetch}, timeout=PREFETCH_GRACE_S)
+    finally:  # also when the run is stopped meanwhile (it lost its lock)
+        prefetch.cancel()
+        prefetch.add_done_callback(_retrieve)  # its failure, if any, is nobody's news
     await asyncio.gather(prefetch, return_exceptions=True)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _merge(total: RequestStats, part: RequestStats) -> None:

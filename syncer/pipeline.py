@@ -1,11 +1,12 @@
 """One extraction run of a source: its streams read page by page into the warehouse.
 
 No scheduling here: the CLI and the daemon call :func:`sync_source`. The run's frame (one run
-at a time per source, bookkeeping, streams in parallel under one rate limit, errors per
-stream) is shared; how a stream is read depends on the source. MOCO streams are walked
-incrementally, each page stored with the stream's new position in one transaction, so a run
-killed at any moment resumes where it stopped and the watermark never passes a record that
-was not stored (see ``sources/walk.py``). MOCA streams are scanned (see ``scan.py``).
+at a time per stream, see ``runframe.py``; bookkeeping, streams in parallel under one rate
+limit, errors per stream) is shared; how a stream is read depends on the source. MOCO streams
+are walked incrementally, each page stored with the stream's new position in one
+transaction, so a run killed at any moment resumes where it stopped and the watermark never
+passes a record that was not stored (see ``sources/walk.py``). MOCA streams are scanned (see
+``scan.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,10 +23,11 @@ import aiohttp
 
 from syncer import progress, shutdown
 from syncer.config import MocaSourceSettings, SourceSettings
-from syncer.errors import BusyError, SyncerError
+from syncer.errors import SyncerError
 from syncer.http.client import ApiClient, RequestStats
 from syncer.http.pacing import Limiter, SlidingWindowLimiter
 from syncer.moco_walk import finish_stream, log_ids, walk_stream
+from syncer.runframe import Frame, exclusive_run
 from syncer.scan import ScanContext
 from syncer.scan import sync_stream as sync_scanned
 from syncer.sources import moca, moco
@@ -33,7 +35,7 @@ from syncer.store import locks, runs
 
 log = logging.getLogger(__name__)
 
-RUN_LOCK_CLASS = locks.SYNC
+RUN_LOCK_CLASS = locks.SYNC  # name: "source.stream"; one run of a stream at a time
 
 
 @dataclass
@@ -151,70 +153,90 @@ async def sync_source(
     names = list(streams) or list(source.streams)
     client = client_for(session, source, limiter, backoff_base_s=backoff_base_s)
     started = time.monotonic()
-    async with pool.acquire() as lock_conn:
-        locked = await lock_conn.fetchval(
-            "select pg_try_advisory_lock($1, hashtext($2))", RUN_LOCK_CLASS, source.name
-        )
-        if not locked:
-            raise BusyError(
-                f"another sync of {source.name!r} is running against this database; "
-                f"wait for it to finish (see `syncer status`)"
-            )
+    results = [StreamResult(name) for name in names]
+    progress.watch(results)
+    outcome = "failed"
+    error: str | None = "the run was cancelled"
+
+    async def finish(conn: Any, frame: Frame) -> None:
+        if frame.lost:
+            await runs.fail_unfinished_streams(conn, frame.run_id, frame.lost)
+            for r in results:
+                if r.outcome in ("running", "interrupted"):
+                    r.outcome, r.error, r.error_kind = "failed", frame.lost, "LeaseLost"
+        if frame.lost and outcome != "succeeded":
+            await runs.finish_run(conn, frame.run_id, "failed", frame.lost)
+        else:
+            await runs.finish_run(conn, frame.run_id, outcome, error)
+
+    async with exclusive_run(
+        pool,
+        lock_class=RUN_LOCK_CLASS,
+        kind="sync",
+        keys=[f"{source.name}.{name}" for name in names],
+        busy=lambda keys: (
+            f"another sync of {', '.join(keys)} is running against this database; "
+            f"wait for it to finish (see `syncer status`)"
+        ),
+        start=lambda conn: runs.start_run(conn, kind="sync", source=source.name, command=command),
+        close_dead=lambda conn, run_id, previous: runs.mark_interrupted(
+            conn, kind="sync", source=source.name, current_run=run_id, previous=previous
+        ),
+        finish=finish,
+    ) as frame:
+        run_id = frame.run_id
         try:
-            run_id = await runs.start_run(
-                lock_conn, kind="sync", source=source.name, command=command
-            )
-            await runs.mark_interrupted(lock_conn, source.name, run_id)
-            results = [StreamResult(name) for name in names]
-            progress.watch(results)
-            outcome = "failed"
-            error: str | None = "the run was cancelled"
-            try:
-                gate = asyncio.Semaphore(source.concurrency)
+            gate = asyncio.Semaphore(source.concurrency)
 
-                async def one(result: StreamResult) -> None:
-                    async with gate:
-                        if isinstance(source, MocaSourceSettings):
-                            context = ScanContext(pool, client, source, run_id, full_refresh)
-                            await _scan_stream(pool, context, run_id, result)
-                        else:
-                            await walk_stream(
-                                pool,
-                                client,
-                                source,
-                                moco.STREAMS[result.stream],
-                                run_id,
-                                result,
-                                full_refresh=full_refresh,
-                            )
+            async def one(result: StreamResult) -> None:
+                async with gate:
+                    if isinstance(source, MocaSourceSettings):
+                        context = ScanContext(pool, client, source, run_id, full_refresh)
+                        await _scan_stream(pool, context, run_id, result)
+                    else:
+                        await walk_stream(
+                            pool,
+                            client,
+                            source,
+                            moco.STREAMS[result.stream],
+                            run_id,
+                            result,
+                            full_refresh=full_refresh,
+                        )
 
-                # Parents before children (MOCA lists campaigns per app); MOCO has one level.
-                by_name = {r.stream: r for r in results}
-                levels = moca.LEVELS if isinstance(source, MocaSourceSettings) else (names,)
-                for level in levels:
-                    runnable = []
-                    for name in (n for n in level if n in by_name):
-                        parent = by_name.get(moca.parent_of(name) or "")
-                        if parent is not None and parent.outcome != "succeeded":
-                            await _skip(pool, run_id, by_name[name], parent)
-                        else:
-                            runnable.append(by_name[name])
-                    await asyncio.gather(*(one(r) for r in runnable))
-                ok = all(r.outcome == "succeeded" for r in results)
-                stopped = any(r.outcome == "interrupted" for r in results)
-                outcome = "succeeded" if ok else "interrupted" if stopped else "failed"
-                failed = [r for r in results if r.error]
-                error = "; ".join(f"{r.stream}: {r.error}" for r in failed) or None
-            except asyncio.CancelledError:
-                outcome, error = "interrupted", "stopped by a signal before it finished"
-                raise
-            finally:
-                await asyncio.shield(runs.finish_run(lock_conn, run_id, outcome, error))
-        finally:
-            await lock_conn.execute(
-                "select pg_advisory_unlock($1, hashtext($2))", RUN_LOCK_CLASS, source.name
-            )
+            # Parents before children (MOCA lists campaigns per app); MOCO has one level.
+            by_name = {r.stream: r for r in results}
+            levels = moca.LEVELS if isinstance(source, MocaSourceSettings) else (names,)
+            for level in levels:
+                runnable = []
+                for name in (n for n in level if n in by_name):
+                    parent = by_name.get(moca.parent_of(name) or "")
+                    if parent is not None and parent.outcome != "succeeded":
+                        await _skip(pool, run_id, by_name[name], parent)
+                    else:
+                        runnable.append(by_name[name])
+                await _all_or_stop(one(r) for r in runnable)
+            ok = all(r.outcome == "succeeded" for r in results)
+            stopped = any(r.outcome == "interrupted" for r in results)
+            outcome = "succeeded" if ok else "interrupted" if stopped else "failed"
+            failed = [r for r in results if r.error]
+            error = "; ".join(f"{r.stream}: {r.error}" for r in failed) or None
+        except asyncio.CancelledError:
+            outcome, error = "interrupted", "stopped by a signal before it finished"
+            raise
     return SyncResult(run_id, source.name, results, time.monotonic() - started, client.stats)
+
+
+async def _all_or_stop(work: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run ``work`` side by side; an error none of them handles (the database failed) stops
+    the others at once, rather than leaving them to run on unawaited."""
+    tasks = [asyncio.ensure_future(w) for w in work]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _skip(pool: Any, run_id: int, result: StreamResult, parent: StreamResult) -> None:

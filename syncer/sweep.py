@@ -24,10 +24,10 @@ request per chunk with a deletion.)
 - Marks are written per stream in one transaction once the whole stream was checked (the
   guard needs the whole picture): a sweep interrupted in a stream marks nothing there, and the
   next one checks it again.
-- One sweep per source at a time (an advisory lock of its own); syncs run beside it. A sync's
-  page requested before a deletion was seen and committed after the mark does not clear it:
-  rows are restored only by pages requested after the mark (``store/pages.py``). The sweep
-  spends from the credential's rate limit, shared with the syncs.
+- One sweep of a stream at a time (an advisory lock of its own per stream, ``runframe.py``);
+  syncs run beside it. A sync's page requested before a deletion was seen and committed after
+  the mark does not clear it: rows are restored only by pages requested after the mark
+  (``store/pages.py``). The sweep spends from the credential's rate limit, shared with the syncs.
 - Bookkeeping: a run of kind ``sweep`` in ``syncer.runs``; per stream a ``stream_runs`` row
   with ``records`` = ids checked, ``deleted`` = rows marked, ``upserted`` = rows restored,
   ``requests`` and ``warning``.
@@ -49,7 +49,6 @@ from syncer import progress, shutdown
 from syncer.config import MocoSourceSettings, Settings
 from syncer.deletions import guard_warning
 from syncer.errors import (
-    BusyError,
     ConfigError,
     FatalError,
     MalformedResponseError,
@@ -58,6 +57,7 @@ from syncer.errors import (
 from syncer.http.client import ApiClient, RequestStats
 from syncer.http.pacing import Limiter
 from syncer.pipeline import client_for
+from syncer.runframe import Frame, exclusive_run
 from syncer.sources import moco
 from syncer.sources.base import Row, StreamSpec, split_records
 from syncer.store import locks, runs, sweeps
@@ -65,7 +65,7 @@ from syncer.store import locks, runs, sweeps
 log = logging.getLogger(__name__)
 
 CHUNK = 100  # ids per request: one MOCO page holds 100 records
-SWEEP_LOCK_CLASS = locks.SWEEP
+SWEEP_LOCK_CLASS = locks.SWEEP  # name: "source.stream"
 
 
 @dataclass
@@ -210,43 +210,53 @@ async def sweep_source(
     started = time.monotonic()
     results = [StreamSweep(name) for name in names]
     progress.watch(results)
-    async with pool.acquire() as lock_conn:
-        locked = await lock_conn.fetchval(
-            "select pg_try_advisory_lock($1, hashtext($2))", SWEEP_LOCK_CLASS, source.name
-        )
-        if not locked:
-            raise BusyError(
-                f"a sweep of {source.name!r} is running against this database; "
-                "wait for it to finish (see `syncer status`)"
-            )
+    outcome, error = "failed", "the run was cancelled"
+
+    async def finish(conn: Any, frame: Frame) -> None:
+        if frame.lost and outcome != "succeeded":
+            await runs.fail_unfinished_streams(conn, frame.run_id, frame.lost)
+            await runs.finish_run(conn, frame.run_id, "failed", frame.lost)
+        else:
+            await runs.finish_run(conn, frame.run_id, outcome, error or None)
+
+    async with exclusive_run(
+        pool,
+        lock_class=SWEEP_LOCK_CLASS,
+        kind="sweep",
+        keys=[f"{source.name}.{name}" for name in names],
+        busy=lambda keys: (
+            f"a sweep of {', '.join(keys)} is running against this database; "
+            "wait for it to finish (see `syncer status`)"
+        ),
+        start=lambda conn: runs.start_run(conn, kind="sweep", source=source.name, command=command),
+        close_dead=lambda conn, run_id, previous: runs.mark_interrupted(
+            conn, kind="sweep", source=source.name, current_run=run_id, previous=previous
+        ),
+        finish=finish,
+    ) as frame:
+        run_id = frame.run_id
         try:
-            run_id = await runs.start_run(
-                lock_conn, kind="sweep", source=source.name, command=command
-            )
-            await runs.mark_interrupted(lock_conn, source.name, run_id)
-            outcome, error = "failed", "the run was cancelled"
+            gate = asyncio.Semaphore(source.concurrency)
+
+            async def one(result: StreamSweep) -> None:
+                async with gate:
+                    spec = moco.STREAMS[result.stream]
+                    await _sweep_stream(pool, client, source, spec, run_id, result)
+
+            tasks = [asyncio.ensure_future(one(r)) for r in results]
             try:
-                gate = asyncio.Semaphore(source.concurrency)
-
-                async def one(result: StreamSweep) -> None:
-                    async with gate:
-                        spec = moco.STREAMS[result.stream]
-                        await _sweep_stream(pool, client, source, spec, run_id, result)
-
-                await asyncio.gather(*(one(r) for r in results))
-                stopped = any(r.outcome == "interrupted" for r in results)
-                ok = all(r.outcome == "succeeded" for r in results)
-                outcome = "succeeded" if ok else "interrupted" if stopped else "failed"
-                error = "; ".join(f"{r.stream}: {r.error}" for r in results if r.error)
-            except asyncio.CancelledError:
-                outcome, error = "interrupted", "stopped by a signal before it finished"
-                raise
-            finally:
-                await asyncio.shield(runs.finish_run(lock_conn, run_id, outcome, error or None))
-        finally:
-            await lock_conn.execute(
-                "select pg_advisory_unlock($1, hashtext($2))", SWEEP_LOCK_CLASS, source.name
-            )
+                await asyncio.gather(*tasks)
+            finally:  # a database error in one stream stops the others at once
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            stopped = any(r.outcome == "interrupted" for r in results)
+            ok = all(r.outcome == "succeeded" for r in results)
+            outcome = "succeeded" if ok else "interrupted" if stopped else "failed"
+            error = "; ".join(f"{r.stream}: {r.error}" for r in results if r.error)
+        except asyncio.CancelledError:
+            outcome, error = "interrupted", "stopped by a signal before it finished"
+            raise
     return SweepResult(run_id, source.name, results, time.monotonic() - started, client.stats)
 
 

@@ -61,14 +61,14 @@ from syncer.destinations.moengage_elements import (
 from syncer.destinations.packing import Batch, Item, Oversized, pack
 from syncer.errors import (
     AuthError,
-    BusyError,
     ConfigError,
     FatalError,
     RequestRejectedError,
     UnreachableError,
 )
 from syncer.http.pacing import margin_for
-from syncer.store import loads, locks, runs
+from syncer.runframe import Frame, exclusive_run
+from syncer.store import leases, loads, locks, runs
 from syncer.store.rate import Limit, SharedLimiter
 
 log = logging.getLogger(__name__)
@@ -182,42 +182,46 @@ async def load_destination(
         result.elapsed_s = time.monotonic() - started
         return result
 
-    async with pool.acquire() as lock_conn:
-        locked = await lock_conn.fetchval(
-            "select pg_try_advisory_lock($1, hashtext($2))", LOAD_LOCK_CLASS, settings.name
-        )
-        if not locked:
-            raise BusyError(
-                f"another load of {settings.name!r} is running against this database; "
-                f"wait for it to finish (see `syncer status`)"
-            )
+    async def finish(conn: Any, frame: Frame) -> None:
+        if frame.lost and result.outcome != "succeeded":
+            result.outcome, result.error = "failed", frame.lost
+        await _finish(conn, result)
+
+    async with exclusive_run(
+        pool,
+        lock_class=LOAD_LOCK_CLASS,
+        kind="load",
+        keys=[settings.name],
+        busy=lambda _keys: (
+            f"another load of {settings.name!r} is running against this database; "
+            f"wait for it to finish (see `syncer status`)"
+        ),
+        start=lambda conn: runs.start_run(conn, kind="load", source=settings.name, command=command),
+        close_dead=lambda conn, run_id, previous: runs.mark_interrupted(
+            conn, kind="load", source=settings.name, current_run=run_id, previous=previous
+        ),
+        finish=finish,
+        grace_s=settings.timeout_s,  # a body in flight is answered and recorded first
+    ) as frame:
+        result.run_id = frame.run_id
+        result.outcome, result.error = "failed", "the run was cancelled"
         try:
-            result.run_id = await runs.start_run(
-                lock_conn, kind="load", source=settings.name, command=command
+            async with pool.acquire() as conn:
+                result.possibly_duplicated += await loads.recover_inflight(conn, settings.name)
+            await _run(pool, session, settings, sqls, result, None, backoff_base_s)
+            result.outcome, result.error = "succeeded", None
+        except shutdown.Interrupted:
+            result.outcome, result.error = (
+                "interrupted",
+                "stopped by a signal; resumes next run",
             )
-            await runs.mark_interrupted(lock_conn, settings.name, result.run_id)
-            result.possibly_duplicated += await loads.recover_inflight(lock_conn, settings.name)
-            result.outcome, result.error = "failed", "the run was cancelled"
-            try:
-                await _run(pool, session, settings, sqls, result, None, backoff_base_s)
-                result.outcome, result.error = "succeeded", None
-            except shutdown.Interrupted:
-                result.outcome, result.error = (
-                    "interrupted",
-                    "stopped by a signal; resumes next run",
-                )
-            except FatalError as exc:
-                result.outcome, result.error = "failed", exc.message
-            except asyncio.CancelledError:
-                result.outcome, result.error = "interrupted", "stopped before it finished"
-                raise
-            finally:
-                result.elapsed_s = time.monotonic() - started
-                await asyncio.shield(_finish(lock_conn, result))
+        except FatalError as exc:
+            result.outcome, result.error = "failed", exc.message
+        except asyncio.CancelledError:
+            result.outcome, result.error = "interrupted", "stopped before it finished"
+            raise
         finally:
-            await lock_conn.execute(
-                "select pg_advisory_unlock($1, hashtext($2))", LOAD_LOCK_CLASS, settings.name
-            )
+            result.elapsed_s = time.monotonic() - started
     return result
 
 
@@ -337,7 +341,11 @@ async def _pending_rows(
 
     A model whose SQL fails while it runs (a cast of a bad value, a division by zero) is a
     ConfigError naming the model and the database's message."""
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+    # Released quietly: after a lost connection, the generator may be closed long after.
+    conn = await pool.acquire()
+    snapshot = conn.transaction(isolation="repeatable_read", readonly=True)
+    try:
+        await snapshot.start()
         cursors = {}
         for model, sql in sqls.items():
             with _model_errors(destination, model):
@@ -368,6 +376,8 @@ async def _pending_rows(
 
             model = min(live, key=order)
             yield model, buffers[model].pop()
+    finally:
+        await leases.release_quietly(pool, conn, snapshot)
 
 
 # Failures of the database itself, not of a model's SQL: reported as such by the caller.
@@ -542,7 +552,19 @@ class _Sender:
         await self.dead_letter([letter])
 
     async def send(self, batch: Batch, pending: list[Pending]) -> None:
-        """Deliver one body: acknowledged, split (413), or dead-lettered (other 4xx)."""
+        """Deliver one body: acknowledged, split (413), or dead-lettered (other 4xx).
+
+        The run's lease rows stay locked while the body is sent and its answer recorded: a run
+        that takes the load over (this one having lost its lock) waits until then, so it never
+        sends rows this one has in flight (``store/leases.py``).
+        """
+        if self.dry_run_dir is not None:
+            await self._send(batch, pending)
+            return
+        async with leases.holding(self.pool):
+            await self._send(batch, pending)
+
+    async def _send(self, batch: Batch, pending: list[Pending]) -> None:
         if self.dry_run_dir is not None:
             self.result.body_sizes.append(len(batch.body))
             number = len(self.result.body_sizes)
@@ -573,6 +595,7 @@ class _Sender:
             )
             batch_id = uuid.uuid4().hex
             used_batches.append(batch_id)
+            await leases.still_held()  # no new body once the run lost its lock
             async with self.pool.acquire() as conn:
                 # Events an earlier send delivered maybe: if this copy arrives, they may be twice.
                 again = await loads.unanswered(conn, name, events) if events else 0
@@ -619,7 +642,10 @@ class _Sender:
             answer = _answer(body)
             if 200 <= status < 300 and answer.get("status") != "fail":
                 self.result.possibly_duplicated += again
-                async with self.pool.acquire() as conn, conn.transaction():
+
+                async def acked(
+                    conn: Any, attempts: int = attempts, ambiguous: bool = ambiguous
+                ) -> None:
                     await loads.record_acks(
                         conn, name, run_id, [p.ack for p in pending], used_batches
                     )
@@ -628,6 +654,8 @@ class _Sender:
                         size=len(batch.body), users=batch.users, events=batch.events,
                         attempts=attempts, ambiguous=ambiguous,
                     )  # fmt: skip
+
+                await leases.record_answer(self.pool, acked)  # fenced; survives a lost connection
                 self.result.body_sizes.append(len(batch.body))
                 self._count_sent(pending)
                 return

@@ -25,6 +25,7 @@ import orjson
 
 from syncer.sources.base import Rejected, Row
 from syncer.sources.walk import Walk
+from syncer.store import leases
 
 STAGE = "_syncer_stage"
 
@@ -72,6 +73,7 @@ async def commit_page(conn: Any, page: PageCommit) -> int:
     """Store the page; the number of rows inserted or changed."""
     upserted = 0
     async with conn.transaction():
+        await leases.check(conn)  # the run still holds the stream (refused once taken over)
         if page.rows:
             upserted = await upsert_rows(
                 conn,

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from syncer.http.pacing import margin_for
+from syncer.store.leases import CONNECTION_LOST
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,18 @@ class Spent:
         if not self._ids:
             return
         ids, self._ids = self._ids, []
-        async with self._pool.acquire() as conn:
-            await conn.execute(
-                "update syncer.rate_log set at = clock_timestamp() where id = any($1::bigint[])",
-                ids,
-            )
+        try:
+            async with self._pool.acquire() as conn:
+                await conn.execute(
+                    "update syncer.rate_log set at = clock_timestamp()"
+                    " where id = any($1::bigint[])",
+                    ids,
+                )
+        except CONNECTION_LOST:
+            # The answer is in: losing the database now must not lose it (its rows would be
+            # sent again). Unsettled, the entries count as in flight until pending_s: later,
+            # never earlier, than they would have.
+            pass
 
 
 class SharedLimiter:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -20,26 +21,49 @@ async def start_run(conn: Any, *, kind: str, source: str, command: str) -> int:
     return run_id
 
 
-async def mark_interrupted(conn: Any, source: str, current_run: int) -> int:
-    """Close the runs of ``source`` that died without finishing (their process is gone).
+async def mark_interrupted(
+    conn: Any, *, kind: str, source: str, current_run: int, previous: Sequence[int] = ()
+) -> int:
+    """Close the runs of ``kind`` of ``source`` that died without finishing.
 
-    Called while holding the source's run lock, so no other run of it can be live.
+    Called holding the locks (and leases, ``store/leases.py``) of the current run's streams.
+    Dead are: the runs that held those leases before (``previous``: their lock was free, so
+    their session is gone), and runs that hold no lease at all (a run takes its leases in the
+    transaction that starts it; they were all taken over since, or it predates leases). A
+    live run of another stream of the source holds its leases, and is left alone.
     """
     status: str = await conn.execute(
         """
         with dead as (
-            update syncer.runs set outcome = 'interrupted', finished_at = now(),
+            update syncer.runs r set outcome = 'interrupted', finished_at = now(),
                 error = 'the process ended before the run finished'
-            where source = $1 and outcome = 'running' and id <> $2
+            where r.source = $1 and r.kind = $2 and r.outcome = 'running' and r.id <> $3
+              and (r.id = any($4::bigint[])
+                   or not exists (select 1 from syncer.leases l
+                                  where l.run_id = r.id and l.resource like $2 || ':%'))
             returning id
         )
         update syncer.stream_runs set outcome = 'interrupted', finished_at = now()
         where run_id in (select id from dead) and outcome = 'running'
         """,
         source,
+        kind,
         current_run,
+        list(previous),
     )
     return int(status.rsplit(" ", 1)[-1])
+
+
+async def fail_unfinished_streams(conn: Any, run_id: int, error: str) -> None:
+    """The stream runs of ``run_id`` that did not succeed end failed with ``error`` (the run
+    lost its lock: whatever else they were doing, that is why they stopped)."""
+    await conn.execute(
+        "update syncer.stream_runs set outcome = 'failed', error = $2,"
+        " finished_at = coalesce(finished_at, now())"
+        " where run_id = $1 and outcome in ('running', 'interrupted')",
+        run_id,
+        error,
+    )
 
 
 async def start_stream_run(conn: Any, run_id: int, stream: str, resumed_from: int | None) -> None:

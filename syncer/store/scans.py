@@ -12,6 +12,7 @@ import orjson
 
 from syncer.sources.base import Rejected
 from syncer.sources.moca import AnalyticsPage, Bucket, MocaRow, MocaStream, RangeAggregate
+from syncer.store import leases
 from syncer.store.tables import MOCA_SCHEMA
 
 
@@ -32,6 +33,7 @@ async def upsert_rows(
     target = f'"{MOCA_SCHEMA}"."{stream.name}"'
     changed = 0
     async with conn.transaction():
+        await leases.check(conn)  # the run still holds the stream (refused once taken over)
         if rows:
             await conn.execute(
                 f"create temp table if not exists {stage}"
@@ -87,6 +89,7 @@ async def mark_deleted(
     conn: Any, stream: str, ids: Sequence[str], at: datetime, run_id: int
 ) -> int:
     async with conn.transaction():
+        await leases.check(conn)
         status: str = await conn.execute(
             f'update "{MOCA_SCHEMA}"."{stream}" set _deleted_at = $2'
             " where id = any($1::text[]) and _deleted_at is null",
@@ -121,6 +124,7 @@ async def upsert_analytics(
     ``syncer.rejected_records``. Returns the rows inserted, changed or removed.
     """
     async with conn.transaction():
+        await leases.check(conn)
         changed = await _upsert_buckets(conn, page.buckets) if page.buckets else 0
         if page.aggregates:
             changed += await _replace_aggregates(conn, page.aggregates)
@@ -234,6 +238,19 @@ async def save_state(
     success: bool = False,
 ) -> None:
     """Merge ``state`` into the stream's state; set the watermark and success time if given."""
+    async with conn.transaction():
+        await leases.check(conn)
+        await _save_state(conn, source, stream, state, watermark, success)
+
+
+async def _save_state(
+    conn: Any,
+    source: str,
+    stream: str,
+    state: dict[str, Any],
+    watermark: datetime | None,
+    success: bool,
+) -> None:
     await conn.execute(
         """
         insert into syncer.streams as s (source, stream, watermark, state, last_success_at)

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from syncer.sources.base import Row
-from syncer.store import pages
+from syncer.store import leases, pages
 from syncer.store.tables import MOCO_SCHEMA
 
 
@@ -56,6 +56,7 @@ async def commit(conn: Any, sweep: SweepCommit) -> tuple[int, int]:
     upsert, which clears ``_deleted_at`` and never replaces a row with an older version.
     """
     async with conn.transaction():
+        await leases.check(conn)  # the sweep still holds the stream (refused once taken over)
         marked = 0
         if sweep.gone:
             # A page requested before this is no proof of life (see store/pages.py).

@@ -357,6 +357,19 @@ backfill_windows = Table(
     schema=BOOKKEEPING_SCHEMA,
 )
 
+# One row per resource a run holds exclusively ("sync:moco.activities", "load:moengage"): the
+# token is bumped by each new holder, and every write of a run checks it (``store/leases.py``).
+# run_id is the holder's syncer.runs id (a backfill's: its syncer.backfills id).
+leases = Table(
+    "leases",
+    metadata,
+    Column("resource", Text, primary_key=True),
+    Column("token", BigInteger, nullable=False),
+    Column("run_id", BigInteger),
+    _ts("acquired_at", nullable=False, now=True),
+    schema=BOOKKEEPING_SCHEMA,
+)
+
 # One row per daemon job and fire time: the replica that inserts it runs that tick, no other.
 # outcome "busy": the job's work was held by another run, so the tick was skipped (not failed).
 job_fires = Table(

@@ -347,7 +347,9 @@ async def test_one_backfill_per_stream_at_a_time_and_the_sync_lock_does_not_bloc
 ) -> None:
     since, until = days_ago(30), days_ago(20)
     async with pool.acquire() as conn:
-        await conn.execute("select pg_advisory_lock($1, hashtext('moco'))", RUN_LOCK_CLASS)
+        await conn.execute(
+            "select pg_advisory_lock($1, hashtext('moco.activities'))", RUN_LOCK_CLASS
+        )
         assert (await backfill(pool, sandbox, since=since, until=until)).ok
         await conn.execute(
             "select pg_advisory_lock($1, hashtext('moco.activities'))", BACKFILL_LOCK_CLASS

@@ -84,6 +84,7 @@ async def test_an_older_schema_is_still_upgraded(db_url: str) -> None:
         await conn.execute("drop schema moco_views cascade; drop schema moca_views cascade")
         await conn.execute("drop table moca.analytics_ranges")  # created by 0010
         await conn.execute("drop table syncer.job_fires")  # 0008
+        await conn.execute("drop table syncer.leases")  # 0007
         await conn.execute("update syncer.alembic_version set version_num = '0005'")
         await migrate(db_url)
         views = await conn.fetchval(

@@ -200,17 +200,20 @@ async def test_a_wrong_key_fails_with_a_message_naming_the_variable_and_writes_n
     assert await pool.fetchval("select count(*) from syncer.streams") == 0
 
 
-async def test_a_second_concurrent_sync_of_the_same_source_is_refused(
+async def test_a_second_concurrent_sync_of_the_same_stream_is_refused(
     pool: Any, sandbox: RunningSandbox
 ) -> None:
-    from syncer.errors import FatalError
+    from syncer.errors import BusyError
     from syncer.pipeline import RUN_LOCK_CLASS
 
+    lock = "select pg_advisory_lock($1, hashtext('moco.contacts'))"
     async with pool.acquire() as conn:
-        await conn.execute("select pg_advisory_lock($1, hashtext('moco'))", RUN_LOCK_CLASS)
-        with pytest.raises(FatalError, match="another sync"):
+        await conn.execute(lock, RUN_LOCK_CLASS)
+        with pytest.raises(BusyError, match=r"another sync of moco\.contacts is running"):
             await sync(pool, sandbox)
-        await conn.execute("select pg_advisory_unlock($1, hashtext('moco'))", RUN_LOCK_CLASS)
+        await conn.execute("select pg_advisory_unlock_all()")
+    # Nothing was taken: every stream's lock is free again, and no run was started.
+    assert await pool.fetchval("select count(*) from syncer.runs") == 0
 
 
 async def test_every_request_is_counted_once_with_the_next_page_requested_during_commits(

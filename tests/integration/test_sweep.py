@@ -252,11 +252,12 @@ async def test_a_second_sweep_of_the_source_is_refused_but_a_sync_runs_beside_it
     pool: Any, sandbox: RunningSandbox
 ) -> None:
     async with pool.acquire() as conn:
-        await conn.execute("select pg_advisory_lock($1, hashtext('moco'))", SWEEP_LOCK_CLASS)
-        with pytest.raises(FatalError, match="a sweep of 'moco' is running"):
+        lock = "select pg_advisory_lock($1, hashtext('moco.projects'))"
+        await conn.execute(lock, SWEEP_LOCK_CLASS)
+        with pytest.raises(FatalError, match=r"a sweep of moco\.projects is running"):
             await sweep(pool, sandbox)
         assert (await sync(pool, sandbox, streams=["projects"])).ok
-        await conn.execute("select pg_advisory_unlock($1, hashtext('moco'))", SWEEP_LOCK_CLASS)
+        await conn.execute("select pg_advisory_unlock_all()")
 
 
 async def test_a_page_requested_before_the_mark_does_not_resurrect_a_deleted_record(
