@@ -25,7 +25,7 @@ from syncer.progress import records_left
 from syncer.sources import moco, sprint
 from syncer.sources.base import Rejected, Row, StreamSpec, parse_http_date, split_records
 from syncer.sources.walk import Walk
-from syncer.store import pages, runs
+from syncer.store import leases, pages, runs
 from syncer.store.tables import MOCO_SCHEMA
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ def _merge(total: RequestStats, part: RequestStats) -> None:
 
 
 async def finish_stream(pool: Any, run_id: int, result: StreamResult) -> None:
-    async with pool.acquire() as conn:
+    async def write(conn: Any) -> None:
         await runs.finish_stream_run(
             conn,
             run_id,
@@ -149,6 +149,8 @@ async def finish_stream(pool: Any, run_id: int, result: StreamResult) -> None:
             result.http.requests - result.committed_requests,
             warning=result.warning,
         )
+
+    await leases.bookkeeping(pool, write, f"the end of {result.stream}'s stream run")
 
 
 @dataclass(frozen=True)

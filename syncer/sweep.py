@@ -60,7 +60,7 @@ from syncer.pipeline import client_for
 from syncer.runframe import Frame, exclusive_run
 from syncer.sources import moco
 from syncer.sources.base import Row, StreamSpec, split_records
-from syncer.store import locks, runs, sweeps
+from syncer.store import leases, locks, runs, sweeps
 
 log = logging.getLogger(__name__)
 
@@ -327,11 +327,13 @@ async def _sweep_stream(
 
 
 async def _finish_stream(pool: Any, run_id: int, result: StreamSweep) -> None:
-    async with pool.acquire() as conn:
+    async def write(conn: Any) -> None:
         await runs.finish_stream_run(
             conn, run_id, result.stream, result.outcome, result.error, result.http.requests,
             warning=result.warning,
         )  # fmt: skip
+
+    await leases.bookkeeping(pool, write, f"the end of {result.stream}'s sweep")
 
 
 class _Checker:

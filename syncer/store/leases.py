@@ -16,6 +16,7 @@ the work it runs; the writes call :func:`check` without being handed anything.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from typing import Any
 import asyncpg
 
 from syncer.errors import FatalError
+
+log = logging.getLogger(__name__)
 
 # Errors that say the connection is gone (terminated, reset, closed), not that a statement failed.
 CONNECTION_LOST = (
@@ -211,3 +214,23 @@ async def record_answer(pool: Any, write: Callable[[Any], Awaitable[object]]) ->
                 raise
         finally:
             await release_quietly(pool, conn)
+
+
+async def bookkeeping(pool: Any, write: Callable[[Any], Awaitable[object]], what: str) -> None:
+    """Write a run's bookkeeping (a stream run's end) in a ``finally``: on a connection found
+    dead, once more on a new one; if the database is away, leave it (the run's end, or the
+    next run of the stream, closes it) rather than raise where nobody is listening."""
+    for attempt in (1, 2):
+        try:
+            conn = await pool.acquire()
+        except (*CONNECTION_LOST, TimeoutError):
+            break
+        try:
+            await write(conn)
+            return
+        except CONNECTION_LOST:
+            if attempt == 2:
+                break
+        finally:
+            await release_quietly(pool, conn)
+    log.info("could not record %s: the database connection was lost", what)
