@@ -3,7 +3,9 @@
 It starts the MOCO and MoEngage sandboxes, syncs everything into a fresh ``syncer_demo``
 database (the user's own ``syncer`` database is never touched), changes a few records at the
 source, syncs again incrementally, checks the warehouse against the source, loads users and
-business events into MoEngage with the default models, and prints what happened.
+business events into MoEngage with the default models plus each MOCO activity as a "Time Logged"
+event (some generated descriptions are longer than the 512 characters MoEngage keeps, so the
+summary shows values cut and counted, the events still sent), and prints what happened.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from rich.table import Table
 from syncer.config import (
     MocaSourceSettings,
     MocoSourceSettings,
+    ModelSettings,
     MoengageRateLimit,
     MoengageSettings,
     RateLimit,
     Secret,
     Settings,
 )
+from syncer.destinations import models
 from syncer.destinations.moengage import LoadResult, load_destination
 from syncer.errors import EXIT_FAILED, EXIT_OK
 from syncer.pipeline import SyncResult, sync_source
@@ -35,6 +39,23 @@ from syncer.sandbox.server import running_sandbox
 from syncer.sources import moca as moca_streams
 from syncer.sources import moco as moco_source
 from syncer.store import database
+
+# The default events, and each activity of a customer's project as "Time Logged" with its hours
+# and description: the kind of model a user writes, and the one that meets MoEngage's limits.
+DEMO_EVENTS = f"""
+select * from ({models.EVENTS}) as business
+union all
+select 'moco-activity-' || a.id, 'moco-company-' || (a.data #>> '{{customer,id}}'),
+       'Time Logged', (a.data->>'date')::timestamptz,
+       jsonb_strip_nulls(jsonb_build_object(
+           'activity_id', a.id, 'hours', (a.data->>'hours')::numeric,
+           'project_id', (a.data #>> '{{project,id}}')::bigint,
+           'description', a.data->>'description'
+       ))
+from moco.activities a
+join moco.companies co on co.id = (a.data #>> '{{customer,id}}')::bigint
+where a._deleted_at is null and co._deleted_at is null and co.data->>'type' = 'customer'
+"""
 
 DEMO_DATABASE = "syncer_demo"
 SANDBOX_KEY = "sandbox-moco-key"
@@ -110,6 +131,7 @@ async def run_demo(settings: Settings) -> int:
             workspace_id=Secret("MOENGAGE_WORKSPACE_ID", moe.workspace_id),
             api_key=Secret("MOENGAGE_API_KEY", moe.api_key),
             rate_limit=MoengageRateLimit(moe.users_per_window, moe.events_per_window, moe.window_s),
+            events=ModelSettings(DEMO_EVENTS),
         )
         loaded = await load_destination(pool, session, destination, command="syncer demo (load)")
         _print_load(console, loaded, running.moengage)
@@ -163,7 +185,10 @@ def _stable(record: dict[str, object], volatile: tuple[str, ...]) -> dict[str, o
 
 def _print_load(console: Console, result: LoadResult, sandbox: Any) -> None:
     summary = result.to_json()
-    console.print("\n[bold]3. load MoEngage[/bold]: users and business events, default models")
+    console.print(
+        "\n[bold]3. load MoEngage[/bold]: users and business events "
+        "(the default models, and activities as Time Logged)"
+    )
     table = Table(title_justify="left")
     for column in ("model", "sent", "arrived at MoEngage"):
         table.add_column(column, justify="left" if column == "model" else "right")
@@ -183,6 +208,10 @@ def _print_load(console: Console, result: LoadResult, sandbox: Any) -> None:
     )
     letters = ", ".join(f"{k}: {n}" for k, n in sorted(result.dead_letters.items())) or "none"
     console.print(f"  dead letters (invalid rows kept back, with reasons): {letters}")
+    cuts = (
+        ", ".join(f"{n} in {where}" for where, n in sorted(summary["truncated"].items())) or "none"
+    )
+    console.print(f"  values cut to MoEngage's limits and sent (512 characters): {cuts}")
     events = Counter(e.action for e in sandbox.events)
     console.print("  events: " + ", ".join(f"{n} {a}" for a, n in sorted(events.items())))
     if not result.ok:
