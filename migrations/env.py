@@ -36,13 +36,40 @@ def run_migrations(connection: Connection) -> None:
 
 
 def run_standalone() -> None:
+    """``alembic upgrade head`` (or any Alembic command) by hand: the database resolved as syncer
+    resolves it, migrated in this Alembic context (not through ``syncer.store.database.migrate``,
+    which would start a second one)."""
     import os
+    import sys
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
 
     from syncer.config import load_settings
-    from syncer.store.database import migrate_url
+    from syncer.errors import SyncerError
+    from syncer.store.database import connect, resolve_url
 
-    settings = load_settings(None, os.environ)
-    asyncio.run(migrate_url(settings))
+    async def main() -> None:
+        url = await resolve_url(load_settings(None, os.environ))
+
+        async def creator() -> object:
+            return await connect(url)
+
+        engine = create_async_engine(
+            "postgresql+asyncpg://", async_creator=creator, poolclass=NullPool
+        )
+        try:
+            async with engine.connect() as conn:
+                await conn.run_sync(run_migrations)
+                await conn.commit()
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(main())
+    except SyncerError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        sys.exit(exc.exit_code)
 
 
 connection = context.config.attributes.get("connection")

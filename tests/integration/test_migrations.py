@@ -14,6 +14,8 @@ from sqlalchemy.pool import NullPool
 from syncer.store.database import migrate
 from syncer.store.tables import metadata
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 async def test_migrations_produce_exactly_the_declared_tables(db_url: str) -> None:
     async def creator() -> Any:
@@ -95,3 +97,37 @@ async def test_an_older_schema_is_still_upgraded(db_url: str) -> None:
         await conn.close()
     assert views == 8
     assert version == head_revision()
+
+
+async def test_alembic_upgrade_head_from_the_repository_root(pg_admin_url: str) -> None:
+    """`alembic upgrade head` by hand, as the root alembic.ini says, on a fresh database."""
+    import asyncio
+    import os
+    import sys
+    import uuid
+
+    from syncer.store.database import head_revision, with_database
+
+    name = f"alembic_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(pg_admin_url)
+    try:
+        await admin.execute(f'create database "{name}"')
+        url = with_database(pg_admin_url, name)
+        env = {**os.environ, "SYNCER_DATABASE_URL": url}
+        env.pop("DATABASE_URL", None)
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "alembic", "upgrade", "head", cwd=ROOT, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(child.communicate(), 120)
+        assert child.returncode == 0, err.decode()
+        assert b"Traceback" not in err
+        conn = await asyncpg.connect(url)
+        try:
+            version = await conn.fetchval("select version_num from syncer.alembic_version")
+        finally:
+            await conn.close()
+        assert version == head_revision()
+    finally:
+        await admin.execute(f'drop database if exists "{name}" with (force)')
+        await admin.close()
