@@ -1,3 +1,3 @@
 """syncer: incremental MOCO and MOCA extraction into Postgres, reverse ETL into MoEngage."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
