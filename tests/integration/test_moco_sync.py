@@ -138,9 +138,10 @@ async def test_pacing_at_the_servers_limit_meets_no_429(
 async def test_a_limit_set_higher_than_the_server_allows_meets_429_recovers_and_completes(
     pool: Any, sandbox: RunningSandbox, moco: MocoSandbox
 ) -> None:
-    # Eight streams, four at once, against a server allowing 3 requests per second: the first
-    # four requests alone exceed it, however slow the machine is.
-    moco.settings = replace(moco.settings, rate_limit_requests=3, rate_limit_window_s=1.0)
+    # Eight streams, four at once, each fetching up to eight pages of a query at once (the
+    # configured limit leaves room), against a server allowing 8 requests per second: the
+    # concurrent requests alone exceed it, however slow the machine is.
+    moco.settings = replace(moco.settings, rate_limit_requests=8, rate_limit_window_s=1.0)
     result = await sync(pool, sandbox, source={"rate_limit": RateLimit(1000, 1.0)})
     assert result.ok
     assert result.http.rate_limited > 0

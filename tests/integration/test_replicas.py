@@ -27,7 +27,7 @@ from tests.integration.test_daemon import environment, start
 from tests.integration.test_moco_sync import assert_tables_equal_source
 
 EVERY_S = {"stream": 3, "all": 5}
-CHANGING_S = 30.0  # the sandbox changes records for at least this long
+CHANGING_S = 15.0  # the sandbox changes records for at least this long
 
 
 def configuration(path: Path, base_url: str) -> Path:
