@@ -400,8 +400,10 @@ class _WindowReader:
         if before_page.keyset and not walk.keyset:
             log.info(
                 "%s: window %s: not trusting sort_by=updated_at (%s); reading it by offset pages",
-                self._name, window[0].date(), walk.distrust,
-            )  # fmt: skip
+                self._name,
+                window[0].date(),
+                walk.distrust,
+            )
         # Sorted by updated_at (as verified so far), a page past `end` means nothing later
         # belongs to the window, once the next keyset step's X-Total confirms the order (a
         # server ignoring sort_by shows there). Not sorted, only the last page says that.
@@ -490,9 +492,13 @@ class _WindowReader:
                     upserted = 0
                     if rows:
                         upserted = await upsert_rows(
-                            conn, MOCO_SCHEMA, self.spec.name, rows, self.spec.volatile,
+                            conn,
+                            MOCO_SCHEMA,
+                            self.spec.name,
+                            rows,
+                            self.spec.volatile,
                             requested_at=requested_at,
-                        )  # fmt: skip
+                        )
                     if rejected:
                         await _reject(conn, self.result, rejected)
                     await conn.execute(

@@ -110,9 +110,13 @@ async def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
         _progress(args, "sweep", source.name, rate),
     ):
         result = await sweep_source(
-            rt.pool, rt.session, source, streams=args.stream, command=args.command_line,
+            rt.pool,
+            rt.session,
+            source,
+            streams=args.stream,
+            command=args.command_line,
             limiter=shared_limiter_for(rt.pool, source),
-        )  # fmt: skip
+        )
     outcome = _outcome(result.ok, result.outcome_interrupted)
     code = _exit_code(outcome)
     if args.json:
@@ -179,9 +183,12 @@ async def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def run_backfill_command(
-    pool: Any, session: aiohttp.ClientSession, settings: Settings, args: argparse.Namespace,
+    pool: Any,
+    session: aiohttp.ClientSession,
+    settings: Settings,
+    args: argparse.Namespace,
     command: str,
-) -> int:  # fmt: skip
+) -> int:
     """A backfill as the daemon runs it: progress lines, the summary, an exit code."""
     result = await backfill_with_progress(pool, session, settings, args, command)
     print(_backfill_summary(result))
@@ -201,9 +208,14 @@ def _backfill_summary(result: BackfillResult) -> str:
 
 
 async def backfill_with_progress(
-    pool: Any, session: aiohttp.ClientSession, settings: Settings, args: argparse.Namespace,
-    command: str, *, show: bool = True,
-) -> BackfillResult:  # fmt: skip
+    pool: Any,
+    session: aiohttp.ClientSession,
+    settings: Settings,
+    args: argparse.Namespace,
+    command: str,
+    *,
+    show: bool = True,
+) -> BackfillResult:
     """Run the backfill ``args`` name; with ``show``, its progress on the terminal."""
     from syncer.backfill import BackfillProgress, run_backfill
     from syncer.config import MocoSourceSettings
@@ -220,9 +232,11 @@ async def backfill_with_progress(
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
             TextColumn("{task.fields[records]} records, {task.fields[rate]}/s"),
-        )  # fmt: skip
+        )
         bar.start()
         task = bar.add_task(f"backfill {source.name}.{args.stream}", total=None, records=0, rate=0)
     last_line = [0]
@@ -230,19 +244,34 @@ async def backfill_with_progress(
     def progress(p: BackfillProgress) -> None:
         done = p.windows_done + p.windows_skipped
         if bar is not None:
-            bar.update(task, total=p.windows_total, completed=done, records=p.records,
-                       rate=f"{p.records_per_s:.0f}")  # fmt: skip
+            bar.update(
+                task,
+                total=p.windows_total,
+                completed=done,
+                records=p.records,
+                rate=f"{p.records_per_s:.0f}",
+            )
         elif show and (done != last_line[0] or p.window is None):
             last_line[0] = done
-            print(f"backfill {source.name}.{args.stream}: window {done}/{p.windows_total}, "
-                  f"{p.records} records, {p.records_per_s:.0f}/s", flush=True)  # fmt: skip
+            print(
+                f"backfill {source.name}.{args.stream}: window {done}/{p.windows_total}, "
+                f"{p.records} records, {p.records_per_s:.0f}/s",
+                flush=True,
+            )
 
     try:
         result = await run_backfill(
-            pool, session, source, args.stream, since=args.since, until=args.until,
-            window_s=args.window, command=command, progress=progress,
+            pool,
+            session,
+            source,
+            args.stream,
+            since=args.since,
+            until=args.until,
+            window_s=args.window,
+            command=command,
+            progress=progress,
             limiter=shared_limiter_for(pool, source),
-        )  # fmt: skip
+        )
     finally:
         if bar is not None:
             bar.stop()
@@ -289,9 +318,13 @@ async def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
     config = webhook_config(settings, os.environ)  # before migrating: a missing key is exit 2
     async with runtime(settings, pool_size=10) as rt:
         return await serve_webhooks(
-            rt.pool, config, host=args.host, port=args.port, metrics_port=args.metrics_port,
+            rt.pool,
+            config,
+            host=args.host,
+            port=args.port,
+            metrics_port=args.metrics_port,
             metrics_host=args.metrics_host,
-        )  # fmt: skip
+        )
 
 
 async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
@@ -367,8 +400,17 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from rich.table import Table
 
     table = Table(title="streams")
-    columns = ("stream", "rows", "watermark", "newest record", "last run", "outcome",
-               "last success", "fresh", "rejected")  # fmt: skip
+    columns = (
+        "stream",
+        "rows",
+        "watermark",
+        "newest record",
+        "last run",
+        "outcome",
+        "last success",
+        "fresh",
+        "rejected",
+    )
     for column in columns:
         table.add_column(column, justify="right" if column in ("rows", "rejected") else "left")
     for s in statuses:
@@ -399,9 +441,13 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             table.add_column(column)
         for j in jobs:
             table.add_row(
-                j["id"], j["run"], j["schedule"], j["last_run_at"] or "-",
-                j["last_outcome"] or "never run", j["next_run_at"] or "-",
-            )  # fmt: skip
+                j["id"],
+                j["run"],
+                j["schedule"],
+                j["last_run_at"] or "-",
+                j["last_outcome"] or "never run",
+                j["next_run_at"] or "-",
+            )
         _console().print(table)
     for name, model_statuses in destinations.items():
         table = Table(title=f"destination {name}")
@@ -872,9 +918,14 @@ def print_sweep_result(result: SweepResult) -> None:
         table.add_column(column, justify="left" if column in ("stream", "outcome") else "right")
     for s in result.streams:
         table.add_row(
-            f"{result.source}.{s.stream}", s.outcome, str(s.checked), str(s.http.requests),
-            str(s.deleted), str(s.restored), str(s.withheld),
-        )  # fmt: skip
+            f"{result.source}.{s.stream}",
+            s.outcome,
+            str(s.checked),
+            str(s.http.requests),
+            str(s.deleted),
+            str(s.restored),
+            str(s.withheld),
+        )
     console = _console()
     console.print(table)
     for warning in result.warnings:
@@ -1022,9 +1073,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--until", type=_date, default=None, metavar="DATE", help="last day (default: today)"
     )
     backfill.add_argument(
-        "--window", type=_duration, default=30 * 86400.0, metavar="DURATION",
+        "--window",
+        type=_duration,
+        default=30 * 86400.0,
+        metavar="DURATION",
         help="window length, e.g. 7d or 30d (default 30d)",
-    )  # fmt: skip
+    )
     _json_option(backfill)
     backfill.set_defaults(handler=cmd_backfill)
 

@@ -580,14 +580,18 @@ _MOCA_KEYS = (
     Key("overlap", duration(positive=False), default=300.0, attr="overlap_s"),
     Key("analytics_metrics", names(MOCA_METRICS, "metrics"), default=MOCA_METRICS),
     Key("analytics_interval", choice(("hour", "day", "month")), default="day"),
-    Key("analytics_since", duration(positive=True), default=30 * 86400.0,
-         attr="analytics_since_s"),
-    Key("analytics_restated", duration(positive=False), default=2 * 86400.0,
-         attr="analytics_restated_s"),
+    Key("analytics_since", duration(positive=True), default=30 * 86400.0, attr="analytics_since_s"),
+    Key(
+        "analytics_restated",
+        duration(positive=False),
+        default=2 * 86400.0,
+        attr="analytics_restated_s",
+    ),
     Key("paths", _paths, default=MappingProxyType({})),
-    Key("stale_after", duration(positive=True), default=DEFAULT_STALE_AFTER_S,
-        attr="stale_after_s"),
-)  # fmt: skip
+    Key(
+        "stale_after", duration(positive=True), default=DEFAULT_STALE_AFTER_S, attr="stale_after_s"
+    ),
+)
 
 
 @dataclass(frozen=True)

@@ -59,9 +59,12 @@ async def walk_stream(
         else:
             result.resumed_after_pages = walk.pages
             log.info(
-                "%s.%s: resuming after %d pages", source.name, spec.name, walk.pages,
+                "%s.%s: resuming after %d pages",
+                source.name,
+                spec.name,
+                walk.pages,
                 extra=log_ids(run_id, source.name, spec.name),
-            )  # fmt: skip
+            )
         await runs.start_stream_run(conn, run_id, spec.name, result.resumed_after_pages)
     watermark = state.watermark
     # Pipelined: the next page (or sprint of pages) is requested while this one is committed.
@@ -98,9 +101,12 @@ async def walk_stream(
         result.outcome, result.error = "failed", exc.message
         result.error_kind = type(exc).__name__
         log.info(
-            "%s.%s failed: %s", source.name, spec.name, exc.message,
+            "%s.%s failed: %s",
+            source.name,
+            spec.name,
+            exc.message,
             extra=log_ids(run_id, source.name, spec.name),
-        )  # fmt: skip
+        )
     except asyncio.CancelledError:
         result.outcome, result.error = "interrupted", "cancelled"
         if prefetch is not None:
@@ -252,16 +258,23 @@ class _Ahead:
             recheck = (await self._get(again, stats)).total
         stamps = [r.updated_at for r in page.rows]
         after = walk.after_page(
-            served_at=page.served_at, total=page.total, updated_ats=stamps, has_next=page.has_next,
-            count=page.count, recheck_total=recheck,
-        )  # fmt: skip
+            served_at=page.served_at,
+            total=page.total,
+            updated_ats=stamps,
+            has_next=page.has_next,
+            count=page.count,
+            recheck_total=recheck,
+        )
         if walk.keyset and not after.keyset:
             log.info(
-                "%s.%s: not trusting sort_by=updated_at (%s); %s", self.source.name,
-                self.spec.name, after.distrust,
-                "reading again from the walk's start by offset pages" if walk.stepped
+                "%s.%s: not trusting sort_by=updated_at (%s); %s",
+                self.source.name,
+                self.spec.name,
+                after.distrust,
+                "reading again from the walk's start by offset pages"
+                if walk.stepped
                 else "reading on by offset pages",
-            )  # fmt: skip
+            )
         query = None
         stepped = walk.page == 1 and after.stepped and after.page == 1 and not after.done
         if stepped and page.total is not None:
@@ -271,9 +284,15 @@ class _Ahead:
                     walk.lower_bound, page.total, page.count, 2, page.served_at, known[-1], latency
                 )
         return _Fetched(
-            walk.page, page.rows, page.rejected, after, after.done, stats.requests,
-            requested_at, query,
-        )  # fmt: skip
+            walk.page,
+            page.rows,
+            page.rejected,
+            after,
+            after.done,
+            stats.requests,
+            requested_at,
+            query,
+        )
 
     async def _sprint(self, walk: Walk, query: _Query, stats: RequestStats) -> list[_Fetched]:
         """The query's next pages at once, then whether anything changed meanwhile; the pages
@@ -287,12 +306,21 @@ class _Ahead:
         slot = await self.client.reserve(len(numbers))
         stats.waited_s += time.monotonic() - started
         try:
-            served = await asyncio.gather(*(
-                self._get(moco.page_params(
-                    self.spec, page=n, per_page=self.source.per_page, updated_after=query.lower
-                ), stats, slot)
-                for n in numbers
-            ))  # fmt: skip
+            served = await asyncio.gather(
+                *(
+                    self._get(
+                        moco.page_params(
+                            self.spec,
+                            page=n,
+                            per_page=self.source.per_page,
+                            updated_after=query.lower,
+                        ),
+                        stats,
+                        slot,
+                    )
+                    for n in numbers
+                )
+            )
         finally:
             await slot.settle()
         check = await self._get(
@@ -318,9 +346,14 @@ class _Ahead:
         if verdict.reason is not None:
             log.info(
                 "%s.%s: pages %d-%d of a sprint: %d trusted (%s)%s",
-                self.source.name, self.spec.name, numbers[0], numbers[-1], verdict.trusted,
-                verdict.reason, "; one page at a time from here" if verdict.churn else "",
-            )  # fmt: skip
+                self.source.name,
+                self.spec.name,
+                numbers[0],
+                numbers[-1],
+                verdict.trusted,
+                verdict.reason,
+                "; one page at a time from here" if verdict.churn else "",
+            )
         if verdict.churn:
             self.sprints = False
         steps: list[_Fetched] = []
@@ -330,21 +363,35 @@ class _Ahead:
             # The sprint's pages continue the query the walk stepped past; whatever follows
             # them is checked against what that query served (``walk.py``).
             walk = walk.after_page(
-                served_at=page.served_at, total=page.total, updated_ats=stamps,
-                has_next=page.has_next, count=page.count, offset=(number - 1) * query.size,
-            )  # fmt: skip
+                served_at=page.served_at,
+                total=page.total,
+                updated_ats=stamps,
+                has_next=page.has_next,
+                count=page.count,
+                offset=(number - 1) * query.size,
+            )
             if not walk.done and not (walk.keyset and walk.stepped and walk.page == 1):
                 break  # the walk cannot step past this page by keyset: read on from the last
-            steps.append(_Fetched(
-                number, page.rows, page.rejected, walk, walk.done, requests,
-                requested_at,
-            ))  # fmt: skip
+            steps.append(
+                _Fetched(
+                    number,
+                    page.rows,
+                    page.rejected,
+                    walk,
+                    walk.done,
+                    requests,
+                    requested_at,
+                )
+            )
             requests = 0
         if len(steps) == len(numbers) and not steps[-1].done:  # all trusted: sprint on
             newest = max(s for s in pages[-1].stamps if s is not None)
-            steps[-1] = replace(steps[-1], query=replace(
-                query, next_page=numbers[-1] + 1, since=check.served_at, last_stamp=newest
-            ))  # fmt: skip
+            steps[-1] = replace(
+                steps[-1],
+                query=replace(
+                    query, next_page=numbers[-1] + 1, since=check.served_at, last_stamp=newest
+                ),
+            )
         return steps
 
 
@@ -403,9 +450,12 @@ async def _commit(
     )
     for r in rejected:
         log.info(
-            "%s.%s: rejected a record: %s", source.name, spec.name, r.reason,
+            "%s.%s: rejected a record: %s",
+            source.name,
+            spec.name,
+            r.reason,
             extra=log_ids(run_id, source.name, spec.name),
-        )  # fmt: skip
+        )
     return watermark
 
 

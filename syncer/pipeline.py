@@ -260,9 +260,12 @@ async def _scan_stream(pool: Any, context: ScanContext, run_id: int, result: Str
         result.outcome, result.error = "failed", exc.message
         result.error_kind = type(exc).__name__
         log.info(
-            "%s.%s failed: %s", context.source.name, result.stream, exc.message,
+            "%s.%s failed: %s",
+            context.source.name,
+            result.stream,
+            exc.message,
             extra=log_ids(run_id, context.source.name, result.stream),
-        )  # fmt: skip
+        )
     except asyncio.CancelledError:
         result.outcome, result.error = "interrupted", "cancelled"
         raise

@@ -102,8 +102,9 @@ def figures_of(item: Any) -> Figures:
         if state == "running" and total is None:
             state = "waiting"  # its ids are not counted yet
         left_requests = None if left is None else math.ceil(left / SWEEP_CHUNK)
-        return Figures(item.stream, state, requests, item.checked, left, requests,
-                       left_requests, "ids")  # fmt: skip
+        return Figures(
+            item.stream, state, requests, item.checked, left, requests, left_requests, "ids"
+        )
     left = getattr(item, "left", None)
     if state == "running" and not item.pages and not requests:
         state = "waiting"
@@ -264,9 +265,14 @@ def period_s() -> float:
 
 @contextlib.asynccontextmanager
 async def showing(
-    kind: str, name: str, *, rate_per_s: float | None = None, enabled: bool = True,
-    live: bool | None = None, out: TextIO | None = None,
-) -> AsyncIterator[Board]:  # fmt: skip
+    kind: str,
+    name: str,
+    *,
+    rate_per_s: float | None = None,
+    enabled: bool = True,
+    live: bool | None = None,
+    out: TextIO | None = None,
+) -> AsyncIterator[Board]:
     """Show the progress of the run inside the block (see the module's docstring).
 
     ``enabled=False`` (``--json``) shows nothing. ``live`` defaults to whether stderr is a

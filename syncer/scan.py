@@ -99,9 +99,14 @@ async def sync_stream(ctx: ScanContext, name: str, result: Any) -> None:
             rows, rejected = moca.split_items(stream, page.items, parent)
             async with ctx.pool.acquire() as conn:
                 result.upserted += await scans.upsert_rows(
-                    conn, stream, rows, source=source.name, run_id=ctx.run_id,
-                    rejected=rejected, requests=result.http.requests - before,
-                )  # fmt: skip
+                    conn,
+                    stream,
+                    rows,
+                    source=source.name,
+                    run_id=ctx.run_id,
+                    rejected=rejected,
+                    requests=result.http.requests - before,
+                )
             result.committed_requests = result.http.requests
             result.pages += 1
             result.records += len(page.items)
@@ -116,8 +121,10 @@ async def sync_stream(ctx: ScanContext, name: str, result: Any) -> None:
     if since is None:
         await _deletions(ctx, stream, seen, started_at or datetime.now(UTC), result)
     if result.rejected:
-        odd = (f"{result.rejected} records did not fit and are kept in syncer.rejected_records "
-               "with the reason; the rest is stored")  # fmt: skip
+        odd = (
+            f"{result.rejected} records did not fit and are kept in syncer.rejected_records "
+            "with the reason; the rest is stored"
+        )
         result.warning = f"{result.warning}; {odd}" if result.warning else odd
         log.warning("%s.%s: %s", source.name, name, odd)
     async with ctx.pool.acquire() as conn:
@@ -161,11 +168,14 @@ async def _deletions(
     if not missing:
         return
     warning = guard_warning(
-        stream.name, len(missing), len(live), ctx.source.deletion_guard,
+        stream.name,
+        len(missing),
+        len(live),
+        ctx.source.deletion_guard,
         missing_from="the scan",
         advice="If they really were deleted, raise deletion_guard for one run "
         "(or run with --full-refresh after checking the source)",
-    )  # fmt: skip
+    )
     if warning is not None:
         result.warning = warning
         log.warning("%s.%s: %s", ctx.source.name, stream.name, result.warning)
@@ -182,9 +192,14 @@ async def _deletions(
         rows, rejected = moca.split_items(stream, [response.json()], None)
         async with ctx.pool.acquire() as conn:
             result.upserted += await scans.upsert_rows(
-                conn, stream, rows, source=ctx.source.name, run_id=ctx.run_id,
-                rejected=rejected, requests=result.http.requests - before,
-            )  # fmt: skip
+                conn,
+                stream,
+                rows,
+                source=ctx.source.name,
+                run_id=ctx.run_id,
+                rejected=rejected,
+                requests=result.http.requests - before,
+            )
         result.committed_requests = result.http.requests
         result.rejected += len(rejected)
     if gone:
@@ -220,20 +235,31 @@ async def _sync_analytics(ctx: ScanContext, result: Any) -> None:
                 end = min(now, start + ANALYTICS_CHUNK[interval])
                 before = result.http.requests
                 url = _url(
-                    source, "analytics", moca.ANALYTICS_PATH,
-                    parent=app, metric=moca.METRIC_NAMES[metric],
-                )  # fmt: skip
-                params = {"from": str(moca.to_ms(start)), "to": str(moca.to_ms(end)),
-                          "interval": interval}  # fmt: skip
+                    source,
+                    "analytics",
+                    moca.ANALYTICS_PATH,
+                    parent=app,
+                    metric=moca.METRIC_NAMES[metric],
+                )
+                params = {
+                    "from": str(moca.to_ms(start)),
+                    "to": str(moca.to_ms(end)),
+                    "interval": interval,
+                }
                 response = await ctx.client.get(url, params, stats=result.http)
                 page = moca.split_analytics(
                     response.json(), app, metric, interval, (start, end), url
                 )
                 async with ctx.pool.acquire() as conn:
                     result.upserted += await scans.upsert_analytics(
-                        conn, page, run_id=ctx.run_id, source=source.name, state_key=key,
-                        state_value=moca.to_ms(end), requests=result.http.requests - before,
-                    )  # fmt: skip
+                        conn,
+                        page,
+                        run_id=ctx.run_id,
+                        source=source.name,
+                        state_key=key,
+                        state_value=moca.to_ms(end),
+                        requests=result.http.requests - before,
+                    )
                 result.committed_requests = result.http.requests
                 result.pages += 1
                 result.records += page.stored + len(page.rejected)

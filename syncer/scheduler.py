@@ -100,11 +100,17 @@ class Daemon:
                 claimed = await conn.fetchval(
                     "insert into syncer.job_fires (job_id, fire_time, replica)"
                     " values ($1, $2, $3) on conflict do nothing returning true",
-                    job.id, fire, self.replica,
-                )  # fmt: skip
+                    job.id,
+                    fire,
+                    self.replica,
+                )
         except Exception as exc:  # the database is down: the next tick tries again
-            log.error("job %s: cannot claim its tick of %s (%s); tries again at its next tick",
-                      job.id, fire.isoformat(), _cause(exc))  # fmt: skip
+            log.error(
+                "job %s: cannot claim its tick of %s (%s); tries again at its next tick",
+                job.id,
+                fire.isoformat(),
+                _cause(exc),
+            )
             return None
         if not claimed:
             log.debug("job %s: tick of %s claimed by another replica", job.id, fire.isoformat())
@@ -128,11 +134,19 @@ class Daemon:
                 await conn.execute(
                     "update syncer.job_fires set finished_at = now(), outcome = $3, error = $4,"
                     " attempts = $5 where job_id = $1 and fire_time = $2",
-                    job.id, fire, outcome.outcome, outcome.error, outcome.attempts,
-                )  # fmt: skip
+                    job.id,
+                    fire,
+                    outcome.outcome,
+                    outcome.error,
+                    outcome.attempts,
+                )
         except Exception as exc:
-            log.error("job %s: cannot record the outcome of its tick of %s (%s)",
-                      job.id, fire.isoformat(), _cause(exc))  # fmt: skip
+            log.error(
+                "job %s: cannot record the outcome of its tick of %s (%s)",
+                job.id,
+                fire.isoformat(),
+                _cause(exc),
+            )
 
     async def run_job(self, job: JobSettings, fire: datetime | None = None) -> JobOutcome:
         """Run ``job`` if no replica is running it; its outcome.
@@ -161,9 +175,11 @@ class Daemon:
                 if not deadline.expired():
                     raise
                 outcome = JobOutcome(
-                    job.id, "failed", f"timed out after {format_duration(job.timeout_s)}; "
+                    job.id,
+                    "failed",
+                    f"timed out after {format_duration(job.timeout_s)}; "
                     "raise the job's timeout if its runs need longer",
-                )  # fmt: skip
+                )
                 observability.record_timeout(job.id)
             except BusyError as exc:
                 outcome = JobOutcome(job.id, "busy", exc.message)
@@ -203,8 +219,10 @@ class Daemon:
             "select outcome from syncer.job_fires where job_id = $1 and fire_time < $2"
             " and finished_at is not null and outcome <> 'skipped'"
             " order by fire_time desc limit $3",
-            job.id, fire, BUSY_SKIPS_BEFORE_WAIT,
-        )  # fmt: skip
+            job.id,
+            fire,
+            BUSY_SKIPS_BEFORE_WAIT,
+        )
         return len(outcomes) == BUSY_SKIPS_BEFORE_WAIT and all(
             r["outcome"] == "busy" for r in outcomes
         )
@@ -222,8 +240,10 @@ class Daemon:
                     log.info(
                         "job %s: busy %d ticks in a row; waiting for its work to be free "
                         "(at most its timeout, %s)",
-                        job.id, BUSY_SKIPS_BEFORE_WAIT, format_duration(job.timeout_s),
-                    )  # fmt: skip
+                        job.id,
+                        BUSY_SKIPS_BEFORE_WAIT,
+                        format_duration(job.timeout_s),
+                    )
                 await asyncio.sleep(BUSY_RETRY_S)
 
     def _record(self, outcome: JobOutcome) -> JobOutcome:
@@ -250,8 +270,9 @@ class Daemon:
             _metrics_sync(result, job.id)
             if result.outcome_interrupted:
                 raise shutdown.Interrupted()
-            return JobOutcome(job.id, "succeeded" if result.ok else "failed",
-                              "; ".join(result.errors) or None)  # fmt: skip
+            return JobOutcome(
+                job.id, "succeeded" if result.ok else "failed", "; ".join(result.errors) or None
+            )
         if args.command == "load":
             from syncer.destinations.moengage import load_destination
 
@@ -276,14 +297,19 @@ class Daemon:
 
         source = sweepable(self.settings, args.source, args.stream)
         result = await sweep_source(
-            self.pool, self.session, source, streams=args.stream, command=command,
+            self.pool,
+            self.session,
+            source,
+            streams=args.stream,
+            command=command,
             limiter=shared_limiter_for(self.pool, source),
-        )  # fmt: skip
+        )
         _metrics_sync(result, job.id)  # a stream's deletions count as its rows changed
         if result.outcome_interrupted:
             raise shutdown.Interrupted()
-        return JobOutcome(job.id, "succeeded" if result.ok else "failed",
-                          "; ".join(result.errors) or None)  # fmt: skip
+        return JobOutcome(
+            job.id, "succeeded" if result.ok else "failed", "; ".join(result.errors) or None
+        )
 
     async def _backfill(
         self, job: JobSettings, args: argparse.Namespace, command: str
@@ -338,8 +364,9 @@ def check_jobs(settings: Settings) -> None:
             else:
                 settings.destination(args.destination)
         except ConfigError as exc:
-            problems += [f"jobs ({job.id}): {p}" if not p.startswith("jobs (") else p
-                         for p in exc.problems]  # fmt: skip
+            problems += [
+                f"jobs ({job.id}): {p}" if not p.startswith("jobs (") else p for p in exc.problems
+            ]
     if problems:
         raise ConfigError(problems)
 
@@ -433,14 +460,23 @@ async def _loop(daemon: Daemon, jobs: tuple[JobSettings, ...], stop: asyncio.Eve
             fire, due[job.id] = _due(job, fire, now)
             late = (now - fire).total_seconds()
             if late > MISFIRE_GRACE_S and job.id not in starting:
-                log.warning("job %s: its tick of %s is %.0fs late; skipped (next: %s)",
-                            job.id, fire.isoformat(), late, due[job.id])  # fmt: skip
+                log.warning(
+                    "job %s: its tick of %s is %.0fs late; skipped (next: %s)",
+                    job.id,
+                    fire.isoformat(),
+                    late,
+                    due[job.id],
+                )
                 continue
             starting.discard(job.id)
             previous = ticking.get(job.id)
             if previous is not None and not previous.done():
-                log.info("job %s: still running its previous tick; left the tick of %s to "
-                         "other replicas", job.id, fire.isoformat())  # fmt: skip
+                log.info(
+                    "job %s: still running its previous tick; left the tick of %s to "
+                    "other replicas",
+                    job.id,
+                    fire.isoformat(),
+                )
                 continue
             task = asyncio.create_task(daemon.tick(job, fire), name=f"job {job.id}")
             ticking[job.id] = task

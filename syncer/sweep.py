@@ -165,11 +165,14 @@ def decide(
     missing = sorted(set(live) - found)
     back = sorted(found & set(deleted))
     warning = guard_warning(
-        stream, len(missing), len(live), guard,
+        stream,
+        len(missing),
+        len(live),
+        guard,
         missing_from="the source",
         advice="If they really were deleted, raise deletion_guard for one sweep and run it "
         "again; otherwise check that the key still sees every record",
-    )  # fmt: skip
+    )
     return Decision([] if warning else missing, back, len(missing), warning)
 
 
@@ -310,10 +313,14 @@ async def _sweep_stream(
         result.outcome = "succeeded"
         log.info(
             "%s.%s: %d ids checked in %d requests, %d deleted, %d restored",
-            source.name, spec.name, result.checked, result.http.requests, result.deleted,
+            source.name,
+            spec.name,
+            result.checked,
+            result.http.requests,
+            result.deleted,
             result.restored,
             extra={"run_id": run_id, "source": source.name, "stream": spec.name},
-        )  # fmt: skip
+        )
     except shutdown.Interrupted:
         result.outcome, result.error = "interrupted", "stopped by a signal; sweeps again next run"
     except SyncerError as exc:
@@ -329,9 +336,14 @@ async def _sweep_stream(
 async def _finish_stream(pool: Any, run_id: int, result: StreamSweep) -> None:
     async def write(conn: Any) -> None:
         await runs.finish_stream_run(
-            conn, run_id, result.stream, result.outcome, result.error, result.http.requests,
+            conn,
+            run_id,
+            result.stream,
+            result.outcome,
+            result.error,
+            result.http.requests,
             warning=result.warning,
-        )  # fmt: skip
+        )
 
     await leases.bookkeeping(pool, write, f"the end of {result.stream}'s sweep")
 

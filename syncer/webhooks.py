@@ -69,11 +69,27 @@ TARGET_STREAMS: Mapping[str, str] = {
 # Every target MOCO documents (§5.2): the label values counts may take. Anything else (an
 # unsigned request can send any header) is counted as "other", so counts stay bounded.
 MOCO_TARGETS = frozenset(TARGET_STREAMS) | {
-    "Comment", "Contract", "Expense", "Invoice::Approval", "Invoice::Payment", "InvoiceDraft",
-    "InvoiceReminder", "PlanningEntry", "Presence", "Project::PaymentSchedule", "Purchase",
-    "Purchase::Approval", "Purchase::Draft", "Purchase::Payment", "RecurringExpense", "Schedule",
-    "Task", "User::HolidayRequest", "User::AbsenceRequest", "User::PeriodLockOverride",
-}  # fmt: skip
+    "Comment",
+    "Contract",
+    "Expense",
+    "Invoice::Approval",
+    "Invoice::Payment",
+    "InvoiceDraft",
+    "InvoiceReminder",
+    "PlanningEntry",
+    "Presence",
+    "Project::PaymentSchedule",
+    "Purchase",
+    "Purchase::Approval",
+    "Purchase::Draft",
+    "Purchase::Payment",
+    "RecurringExpense",
+    "Schedule",
+    "Task",
+    "User::HolidayRequest",
+    "User::AbsenceRequest",
+    "User::PeriodLockOverride",
+}
 EVENTS = ("create", "update", "delete")
 OUTCOMES = ("received", "applied", "ignored", "rejected", "failed")
 
@@ -325,8 +341,11 @@ async def serve_webhooks(
                 "another --port or stop what uses it"
             ) from None
         bound = int(runner.addresses[0][1])
-        print(f"receiving MOCO webhooks on http://{host}:{bound}/ for source {config.source}; "
-              "stop with Ctrl-C or SIGTERM", flush=True)  # fmt: skip
+        print(
+            f"receiving MOCO webhooks on http://{host}:{bound}/ for source {config.source}; "
+            "stop with Ctrl-C or SIGTERM",
+            flush=True,
+        )
         async with contextlib.AsyncExitStack() as stack:
             if metrics_port is not None:
                 from syncer.observability import serving_health

@@ -27,12 +27,18 @@ STREAMS = {
     "segments": {"name": "text", "app_id": "text", "query_text": "text", "query": "jsonb"},
     "campaigns": {"name": "text", "app_id": "text", "status": "text"},
     "experiences": {
-        "name": "text", "campaign_id": "text", "trigger_type": "text", "action_type": "text"
+        "name": "text",
+        "campaign_id": "text",
+        "trigger_type": "text",
+        "action_type": "text",
     },
     "notifications": {
-        "name": "text", "campaign_id": "text", "trigger_type": "text", "action_type": "text"
+        "name": "text",
+        "campaign_id": "text",
+        "trigger_type": "text",
+        "action_type": "text",
     },
-}  # fmt: skip
+}
 
 
 def ts(name: str, *, nullable: bool = True, now: bool = False) -> sa.Column[object]:

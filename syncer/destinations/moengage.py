@@ -531,9 +531,13 @@ class _Sender:
         """Whether the row fits a body by itself; if not, it is dead-lettered."""
         rate = self.settings.rate_limit
         alone = next(
-            pack([p.item], max_request_bytes=self.settings.max_request_bytes,
-                 max_users=rate.users, max_events=rate.events)
-        )  # fmt: skip
+            pack(
+                [p.item],
+                max_request_bytes=self.settings.max_request_bytes,
+                max_users=rate.users,
+                max_events=rate.events,
+            )
+        )
         if isinstance(alone, Oversized):
             await self._oversized(p, alone.size)
             return False
@@ -545,9 +549,13 @@ class _Sender:
             f"max_request_bytes = {self.settings.max_request_bytes}"
         )
         letter = loads.DeadLetter(
-            p.ack.model, p.ack.key, p.ack.hash, "too_large", reason,
+            p.ack.model,
+            p.ack.key,
+            p.ack.hash,
+            "too_large",
+            reason,
             orjson.dumps(p.item.payload).decode(),
-        )  # fmt: skip
+        )
         self.result.dead_letters["too_large"] += 1
         await self.dead_letter([letter])
 
@@ -627,8 +635,10 @@ class _Sender:
                     log.warning(
                         "MoEngage request ended without an answer (%s); holding its %d events "
                         "until released (syncer load %s --release-held)",
-                        last, len(events), name,
-                    )  # fmt: skip
+                        last,
+                        len(events),
+                        name,
+                    )
                     self.result.held += len(events)
                     async with self.pool.acquire() as conn:
                         await loads.forget_inflight(conn, name, used_batches)
@@ -650,10 +660,16 @@ class _Sender:
                         conn, name, run_id, [p.ack for p in pending], used_batches
                     )
                     await loads.record_batch(
-                        conn, run_id=run_id, destination=name, outcome="acked",
-                        size=len(batch.body), users=batch.users, events=batch.events,
-                        attempts=attempts, ambiguous=ambiguous,
-                    )  # fmt: skip
+                        conn,
+                        run_id=run_id,
+                        destination=name,
+                        outcome="acked",
+                        size=len(batch.body),
+                        users=batch.users,
+                        events=batch.events,
+                        attempts=attempts,
+                        ambiguous=ambiguous,
+                    )
 
                 await leases.record_answer(self.pool, acked)  # fenced; survives a lost connection
                 self.result.body_sizes.append(len(batch.body))
@@ -714,14 +730,20 @@ class _Sender:
             log.warning(
                 "MoEngage throttled a body of %d users and %d events a full window apart: the "
                 "workspace's limits are lower than rate_limit; sending at most %s per window",
-                batch.users, batch.events, self.caps,
-            )  # fmt: skip
+                batch.users,
+                batch.events,
+                self.caps,
+            )
         return lowered
 
     async def _reject(
-        self, batch: Batch, pending: list[Pending], status: int, answer: dict[str, Any],
+        self,
+        batch: Batch,
+        pending: list[Pending],
+        status: int,
+        answer: dict[str, Any],
         attempts: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         error = _error_of(answer)
         message = str(error.get("message") or answer or "no message")[:300]
         request_id = error.get("request_id")
@@ -729,21 +751,34 @@ class _Sender:
             f" (request_id {request_id})" if request_id else ""
         )
         letters = [
-            loads.DeadLetter(p.ack.model, p.ack.key, p.ack.hash, f"http_{status}", reason,
-                             orjson.dumps(p.item.payload).decode())
+            loads.DeadLetter(
+                p.ack.model,
+                p.ack.key,
+                p.ack.hash,
+                f"http_{status}",
+                reason,
+                orjson.dumps(p.item.payload).decode(),
+            )
             for p in pending
-        ]  # fmt: skip
+        ]
         self.result.rejected_batches += 1
         self.result.dead_letters[f"http_{status}"] += len(letters)
         assert self.result.run_id is not None
         async with self.pool.acquire() as conn:
             await loads.record_dead_letters(conn, self.settings.name, self.result.run_id, letters)
             await loads.record_batch(
-                conn, run_id=self.result.run_id, destination=self.settings.name,
-                outcome="rejected", size=len(batch.body), users=batch.users,
-                events=batch.events, attempts=attempts, ambiguous=False,
-                request_id=request_id, error=reason,
-            )  # fmt: skip
+                conn,
+                run_id=self.result.run_id,
+                destination=self.settings.name,
+                outcome="rejected",
+                size=len(batch.body),
+                users=batch.users,
+                events=batch.events,
+                attempts=attempts,
+                ambiguous=False,
+                request_id=request_id,
+                error=reason,
+            )
 
     def _count_sent(self, pending: list[Pending]) -> None:
         for p in pending:

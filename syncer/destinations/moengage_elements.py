@@ -42,10 +42,29 @@ from syncer.destinations.moengage_values import Invalid as Invalid
 
 # Contract §5 (SDK docs' full list). Case rules are undocumented: compared lowercased and trimmed.
 FORBIDDEN_CUSTOMER_IDS: tuple[str, ...] = (
-    "unknown", "guest", "null", "0", "1", "true", "false", "user_attribute_unique_id", "(empty)",
-    "na", "n/a", "", "dummy_seller_code", "user_id", "id", "customer_id", "uid", "userid", "none",
-    "-2", "-1", "2",
-)  # fmt: skip
+    "unknown",
+    "guest",
+    "null",
+    "0",
+    "1",
+    "true",
+    "false",
+    "user_attribute_unique_id",
+    "(empty)",
+    "na",
+    "n/a",
+    "",
+    "dummy_seller_code",
+    "user_id",
+    "id",
+    "customer_id",
+    "uid",
+    "userid",
+    "none",
+    "-2",
+    "-1",
+    "2",
+)
 _FORBIDDEN_IDS = frozenset(FORBIDDEN_CUSTOMER_IDS)
 MIN_CUSTOMER_ID_CHARS = 2  # "any string of more than one characters is allowed" (seed 003)
 

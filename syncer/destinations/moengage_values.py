@@ -25,11 +25,21 @@ SYSTEM_PREFIX = "moe_"
 # that are not a blacklisting risk.
 STANDARD_MOE_KEYS = frozenset(
     {
-        "moe_unsubscribe", "moe_mobile", "moe_wa_subscription", "moe_em_unsub_categories",
-        "moe_sub_w", "moe_spam", "moe_hard_bounce", "moe_sms_subscription",
-        "moe_email_optin_status", "moe_gaid", "moe_geo_location", "moe_push_opted", "moe_os_type",
+        "moe_unsubscribe",
+        "moe_mobile",
+        "moe_wa_subscription",
+        "moe_em_unsub_categories",
+        "moe_sub_w",
+        "moe_spam",
+        "moe_hard_bounce",
+        "moe_sms_subscription",
+        "moe_email_optin_status",
+        "moe_gaid",
+        "moe_geo_location",
+        "moe_push_opted",
+        "moe_os_type",
     }
-)  # fmt: skip
+)
 
 # MoEngage's Data Tracking Policies (help.moengage.com/hc/en-us/articles/360037314991): longer
 # names and values are truncated, longer URL values rejected; an array holds at most 50 items.

@@ -19,9 +19,13 @@ from syncer.sandbox.moca_samples import CITIES
 
 # Stream name (what the extractor calls it) -> metric name in the API path and response (§7.3).
 ANALYTICS_METRICS: dict[str, str] = {
-    "new_users": "newUsers", "returning_users": "returningUsers", "active_users": "activeUsers",
-    "sessions": "sessions", "visitors": "visitors", "geolocations": "geolocations",
-}  # fmt: skip
+    "new_users": "newUsers",
+    "returning_users": "returningUsers",
+    "active_users": "activeUsers",
+    "sessions": "sessions",
+    "visitors": "visitors",
+    "geolocations": "geolocations",
+}
 INTERVALS: tuple[str, ...] = ("hour", "day", "month")
 
 _HOUR_MS = 3_600_000
@@ -29,8 +33,32 @@ _DAY_MS = 24 * _HOUR_MS
 _GEOHASH = "0123456789bcdefghjkmnpqrstuvwxyz"
 # Share of the day's distinct users active in each UTC hour; they sum to 1.9 because people
 # come back within a day.
-_HOUR_WEIGHTS = (0.2, 0.1, 0.05, 0.05, 0.05, 0.1, 0.3, 0.6, 0.9, 1.0, 1.0, 1.1,
-                 1.3, 1.2, 1.0, 1.0, 1.1, 1.3, 1.5, 1.6, 1.4, 1.0, 0.7, 0.4)  # fmt: skip
+_HOUR_WEIGHTS = (
+    0.2,
+    0.1,
+    0.05,
+    0.05,
+    0.05,
+    0.1,
+    0.3,
+    0.6,
+    0.9,
+    1.0,
+    1.0,
+    1.1,
+    1.3,
+    1.2,
+    1.0,
+    1.0,
+    1.1,
+    1.3,
+    1.5,
+    1.6,
+    1.4,
+    1.0,
+    0.7,
+    0.4,
+)
 _HOUR_SHARE = tuple(w * 1.9 / sum(_HOUR_WEIGHTS) for w in _HOUR_WEIGHTS)
 # Of the users in a range's buckets, the share that are distinct over the whole range.
 _DISTINCT = {"hour": 0.45, "day": 0.35, "month": 0.7}
@@ -209,10 +237,14 @@ class Analytics:
         if aggregate and key == "geolocations":
             series = _aggregated(series)
         return {
-            "appId": app_id, "metric": ANALYTICS_METRICS[key], "interval": interval,
-            "from": from_ms, "to": to_ms, "total": _total(key, interval, buckets, series),
+            "appId": app_id,
+            "metric": ANALYTICS_METRICS[key],
+            "interval": interval,
+            "from": from_ms,
+            "to": to_ms,
+            "total": _total(key, interval, buckets, series),
             "series": series,
-        }  # fmt: skip
+        }
 
     def restate(self, app_id: str, metric: str, days: int) -> list[int]:
         """Revises `metric` in the buckets of the last `days` UTC days; see `MocaData.restate`."""
@@ -284,8 +316,15 @@ class Analytics:
                 count = round(reports * weight * noise(cell))
                 if count:
                     count += self._restated(app_id, "geolocations", interval, span, count, cell)
-                    cells.append({"t": start, "geohash": cell, "latitude": lat,
-                                  "longitude": lon, "count": count})  # fmt: skip
+                    cells.append(
+                        {
+                            "t": start,
+                            "geohash": cell,
+                            "latitude": lat,
+                            "longitude": lon,
+                            "count": count,
+                        }
+                    )
         return values, cells
 
     def _restated(

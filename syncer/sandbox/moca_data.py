@@ -21,27 +21,59 @@ from syncer.sandbox.moca_records import Record, RecordBuilder, new_id
 from syncer.sandbox.moca_samples import EDITS, PROVIDERS
 
 MOCA_STREAMS: tuple[str, ...] = (
-    "apps", "beacons", "places", "zones", "geofences",
-    "segments", "campaigns", "experiences", "notifications",
-)  # fmt: skip
+    "apps",
+    "beacons",
+    "places",
+    "zones",
+    "geofences",
+    "segments",
+    "campaigns",
+    "experiences",
+    "notifications",
+)
 
 ID_FIELDS: dict[str, str] = {
-    "apps": "appId", "beacons": "beaconId", "places": "placeId", "zones": "zoneId",
-    "geofences": "geofenceId", "segments": "segmentId", "campaigns": "campaignId",
-    "experiences": "experienceId", "notifications": "notificationId",
-}  # fmt: skip
+    "apps": "appId",
+    "beacons": "beaconId",
+    "places": "placeId",
+    "zones": "zoneId",
+    "geofences": "geofenceId",
+    "segments": "segmentId",
+    "campaigns": "campaignId",
+    "experiences": "experienceId",
+    "notifications": "notificationId",
+}
 
 DEFAULT_COUNTS: dict[str, int] = {
-    "apps": 5, "beacons": 600, "places": 60, "zones": 150, "geofences": 80,
-    "segments": 30, "campaigns": 40, "experiences": 120, "notifications": 50,
-}  # fmt: skip
+    "apps": 5,
+    "beacons": 600,
+    "places": 60,
+    "zones": 150,
+    "geofences": 80,
+    "segments": 30,
+    "campaigns": 40,
+    "experiences": 120,
+    "notifications": 50,
+}
 
 # Generation order: a stream only points at streams generated before it.
-_ORDER = ("apps", "places", "zones", "beacons", "geofences", "segments", "campaigns",
-          "experiences", "notifications")  # fmt: skip
+_ORDER = (
+    "apps",
+    "places",
+    "zones",
+    "beacons",
+    "geofences",
+    "segments",
+    "campaigns",
+    "experiences",
+    "notifications",
+)
 # Deleting a record deletes these children; beacons and geofences are detached instead.
-_CASCADE = {"apps": ("segments", "campaigns"), "campaigns": ("experiences", "notifications"),
-            "places": ("zones",)}  # fmt: skip
+_CASCADE = {
+    "apps": ("segments", "campaigns"),
+    "campaigns": ("experiences", "notifications"),
+    "places": ("zones",),
+}
 # The key inside `config` that `update` rewrites (default: "description").
 _CHANGED_FIELD = {"zones": "name", "geofences": "name", "notifications": "name"}
 
@@ -63,21 +95,42 @@ class Conflict(Exception):
 # -- request bodies ------------------------------------------------------------------------------
 
 _ANY: tuple[type, ...] = (object,)
-_JSON_TYPE = {str: "a string", bool: "true or false", int: "an integer", float: "a number",
-              dict: "an object", list: "an array"}  # fmt: skip
-_APP_CONFIG = {"name": (str,), "description": (str,), "appUrl": (str,), "version": (str,),
-               "category": (str,), "iconUrl": (str,), "approxAppSize": (str,),
-               "production": (bool,)}  # fmt: skip
+_JSON_TYPE = {
+    str: "a string",
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    dict: "an object",
+    list: "an array",
+}
+_APP_CONFIG = {
+    "name": (str,),
+    "description": (str,),
+    "appUrl": (str,),
+    "version": (str,),
+    "category": (str,),
+    "iconUrl": (str,),
+    "approxAppSize": (str,),
+    "production": (bool,),
+}
 _APP_BODY = {
     "config": (dict,),
     "targets": (list,),
     **dict.fromkeys(("appId", "appSecret", "accountId", "createdAt", "updatedAt"), _ANY),
 }
 _BEACON_BODY = {
-    "config": (dict,), "uuid": (str,), "major": (int,), "minor": (int,), "zoneId": (str,),
-    "code": (str,), "floor": (int,), "provider": (str,), "location": (dict,), "settings": (dict,),
+    "config": (dict,),
+    "uuid": (str,),
+    "major": (int,),
+    "minor": (int,),
+    "zoneId": (str,),
+    "code": (str,),
+    "floor": (int,),
+    "provider": (str,),
+    "location": (dict,),
+    "settings": (dict,),
     **dict.fromkeys(("beaconId", "accountId", "placeId", "createdAt", "updatedAt"), _ANY),
-}  # fmt: skip
+}
 _BEACON_CONFIG = {"name": (str,), "description": (str,)}
 _LOCATION = dict.fromkeys(("latitude", "longitude", "altitude", "accuracy"), (int, float))
 
@@ -211,11 +264,18 @@ class MocaData:
         stamp = self.now_ms()
         rid = new_id(self._rng)
         if stream == "apps":
-            record = {"appId": rid, "appSecret": new_id(self._rng) + new_id(self._rng),
-                      "accountId": self.account_id, **self._app_fields(body)}  # fmt: skip
+            record = {
+                "appId": rid,
+                "appSecret": new_id(self._rng) + new_id(self._rng),
+                "accountId": self.account_id,
+                **self._app_fields(body),
+            }
         elif stream == "beacons":
-            record = {"beaconId": rid, "accountId": self.account_id,
-                      **self._beacon_fields(body, None)}  # fmt: skip
+            record = {
+                "beaconId": rid,
+                "accountId": self.account_id,
+                **self._beacon_fields(body, None),
+            }
         else:
             raise ValueError(f"MOCA {stream} are not created through the API")
         record["createdAt"] = record["updatedAt"] = stamp
@@ -420,10 +480,15 @@ class MocaData:
             "zoneId": zone["zoneId"] if zone else None,
             "placeId": zone["placeId"] if zone else None,
             "config": {"name": config.get("name"), "description": config.get("description", "")},
-            "uuid": uuid, "major": top["major"], "minor": top["minor"], "code": top.get("code"),
-            "floor": top.get("floor"), "provider": top.get("provider"),
-            "location": top.get("location"), "settings": top.get("settings") or {},
-        }  # fmt: skip
+            "uuid": uuid,
+            "major": top["major"],
+            "minor": top["minor"],
+            "code": top.get("code"),
+            "floor": top.get("floor"),
+            "provider": top.get("provider"),
+            "location": top.get("location"),
+            "settings": top.get("settings") or {},
+        }
 
     def _next_revision(self) -> int:
         """The next number in the account's one sequence of text edits and restatements."""

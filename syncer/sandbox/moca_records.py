@@ -138,24 +138,36 @@ class RecordBuilder:
         store_id = r.randint(10**8, 10**10)
         config: Record = {
             "name": name,
-            "description": self._text("", "Offizielle App 📱", "Treueprogramm & Angebote",
-                                      "La app oficial de nuestras tiendas"),
+            "description": self._text(
+                "",
+                "Offizielle App 📱",
+                "Treueprogramm & Angebote",
+                "La app oficial de nuestras tiendas",
+            ),
             "appUrl": f"https://apps.apple.com/de/app/id{store_id}",
             "version": f"{r.randint(1, 5)}.{r.randint(0, 12)}.{r.randint(0, 9)}",
             "category": r.choice(APP_CATEGORIES),
             "iconUrl": f"https://console.mocaplatform.com/img/app-icons/{app_id}.png",
             "approxAppSize": r.choice(("<2500", "<10000", "<50000")),
             "production": r.random() < 0.7,
-        }  # fmt: skip
-        record: Record = {"appId": app_id, "appSecret": new_id(r) + new_id(r),
-                          "accountId": self.account_id, "config": config}  # fmt: skip
+        }
+        record: Record = {
+            "appId": app_id,
+            "appSecret": new_id(r) + new_id(r),
+            "accountId": self.account_id,
+            "config": config,
+        }
         if r.random() < 0.8:  # push certificates; the shape is not documented (§4.1)
             bundle = f"com.sandbox.app{store_id}"
             record["targets"] = [
-                {"platform": "APNS", "bundleId": bundle, "production": config["production"],
-                 "expiresAt": hi + r.randint(30, 400) * _DAY_MS},
+                {
+                    "platform": "APNS",
+                    "bundleId": bundle,
+                    "production": config["production"],
+                    "expiresAt": hi + r.randint(30, 400) * _DAY_MS,
+                },
                 {"platform": "FCM", "packageName": bundle, "senderId": str(store_id)},
-            ][: r.randint(1, 2)]  # fmt: skip
+            ][: r.randint(1, 2)]
         record["createdAt"] = self._created(lo, hi)
         return record
 
@@ -168,15 +180,29 @@ class RecordBuilder:
         self._spots[place_id] = (major, lat, lon)
         fence = None
         if r.random() < 0.8:
-            fence = {"type": "circle", "latitude": lat, "longitude": lon,
-                     "radius": r.choice((50, 75, 100, 150, 250, 500))}  # fmt: skip
+            fence = {
+                "type": "circle",
+                "latitude": lat,
+                "longitude": lon,
+                "radius": r.choice((50, 75, 100, 150, 250, 500)),
+            }
         return {
-            "placeId": place_id, "accountId": self.account_id,
-            "config": {"name": f"{r.choice(BRANDS)} {city} {r.choice(DISTRICTS)}",
-                       "description": self._text("", "Filiale mit Café", "Öffnungszeiten Mo–Sa",
-                                                 "Tienda insignia 🌟", "Umbau geplant 🚧")},
-            "geoFence": fence, "zones": [], "createdAt": self._created(lo, hi),
-        }  # fmt: skip
+            "placeId": place_id,
+            "accountId": self.account_id,
+            "config": {
+                "name": f"{r.choice(BRANDS)} {city} {r.choice(DISTRICTS)}",
+                "description": self._text(
+                    "",
+                    "Filiale mit Café",
+                    "Öffnungszeiten Mo–Sa",
+                    "Tienda insignia 🌟",
+                    "Umbau geplant 🚧",
+                ),
+            },
+            "geoFence": fence,
+            "zones": [],
+            "createdAt": self._created(lo, hi),
+        }
 
     def _zones(self, lo: int, hi: int) -> Record:
         r = self.rng
@@ -184,12 +210,18 @@ class RecordBuilder:
         name, category = r.choice(ZONES)
         floor = r.choice((0, 0, 0, 0, 1, 1, 2, -1))
         return {
-            "zoneId": new_id(r), "placeId": place["placeId"],
-            "config": {"name": name, "category": category, "floorNumber": floor,
-                       "shortId": f"{floor}-{len(place['zones']) + 1}",
-                       "enabled": r.random() < 0.9},
-            "beacons": [], "createdAt": self._created(lo, hi, place["createdAt"]),
-        }  # fmt: skip
+            "zoneId": new_id(r),
+            "placeId": place["placeId"],
+            "config": {
+                "name": name,
+                "category": category,
+                "floorNumber": floor,
+                "shortId": f"{floor}-{len(place['zones']) + 1}",
+                "enabled": r.random() < 0.9,
+            },
+            "beacons": [],
+            "createdAt": self._created(lo, hi, place["createdAt"]),
+        }
 
     def _beacons(self, lo: int, hi: int) -> Record:
         r = self.rng
@@ -204,33 +236,48 @@ class RecordBuilder:
         location = None
         if place:
             lat, lon = self._near(lat, lon, 0.0005)
-            location = {"latitude": lat, "longitude": lon, "altitude": round(r.uniform(0, 12), 1),
-                        "accuracy": r.choice((1.0, 2.5, 5.0))}  # fmt: skip
+            location = {
+                "latitude": lat,
+                "longitude": lon,
+                "altitude": round(r.uniform(0, 12), 1),
+                "accuracy": r.choice((1.0, 2.5, 5.0)),
+            }
         zone_name = zone["config"]["name"] if zone else "Lager"
         return {
-            "beaconId": new_id(r), "accountId": self.account_id,
+            "beaconId": new_id(r),
+            "accountId": self.account_id,
             "zoneId": zone["zoneId"] if zone else None,
             "placeId": place["placeId"] if place else None,
-            "config": {"name": None if r.random() < 0.05 else f"{zone_name} #{r.randint(1, 9)}",
-                       "description": self._text("", "", "Decke, über der Tür",
-                                                 "Batterie getauscht ✅", "Junto a la caja")},
-            "uuid": uuid, "major": major, "minor": minor,
+            "config": {
+                "name": None if r.random() < 0.05 else f"{zone_name} #{r.randint(1, 9)}",
+                "description": self._text(
+                    "", "", "Decke, über der Tür", "Batterie getauscht ✅", "Junto a la caja"
+                ),
+            },
+            "uuid": uuid,
+            "major": major,
+            "minor": minor,
             "code": "".join(r.choices("ABCDEFGHJKLMNPQRSTUVWXYZ23456789", k=6)),
             "floor": zone["config"]["floorNumber"] if zone else None,
-            "provider": provider, "location": location,
+            "provider": provider,
+            "location": location,
             "settings": {
                 "advertisingIntervalMs": r.choice((100, 350, 500, 1000)),
                 "txPower": r.choice((-12, -8, -4, 0, 4)),
-                "immediateRSSI": r.randint(-55, -45), "immediateIntervalMs": 1000,
-                "arrivalRSSI": r.randint(-80, -70), "arrivalIntervalMs": 3000,
-                "departureRSSI": r.randint(-95, -85), "departureIntervalMs": 15000,
-                "manufacturer": maker, "model": model,
+                "immediateRSSI": r.randint(-55, -45),
+                "immediateIntervalMs": 1000,
+                "arrivalRSSI": r.randint(-80, -70),
+                "arrivalIntervalMs": 3000,
+                "departureRSSI": r.randint(-95, -85),
+                "departureIntervalMs": 15000,
+                "manufacturer": maker,
+                "model": model,
                 "firmwareRevision": f"{r.randint(1, 4)}.{r.randint(0, 9)}",
                 "hardwareRevision": r.choice(("A", "B", "C2")),
                 "batteryLevel": r.randint(3, 100),
             },
             "createdAt": self._created(lo, hi, zone["createdAt"] if zone else 0),
-        }  # fmt: skip
+        }
 
     def _geofences(self, lo: int, hi: int) -> Record:
         r = self.rng
@@ -245,11 +292,15 @@ class RecordBuilder:
             (lat, lon), radius = self._near(lat, lon, 0.08), r.choice((200, 500, 1000, 2500))
             name = f"{r.choice(GEOFENCE_NAMES)} {city}"
         return {
-            "geofenceId": new_id(r), "accountId": self.account_id, "config": {"name": name},
-            "latitude": lat, "longitude": lon, "radius": radius,
+            "geofenceId": new_id(r),
+            "accountId": self.account_id,
+            "config": {"name": name},
+            "latitude": lat,
+            "longitude": lon,
+            "radius": radius,
             "placeId": place["placeId"] if place else None,
             "createdAt": self._created(lo, hi, place["createdAt"] if place else 0),
-        }  # fmt: skip
+        }
 
     def _segments(self, lo: int, hi: int) -> Record:
         r = self.rng
@@ -266,16 +317,19 @@ class RecordBuilder:
         if len(chosen) > 2 and r.random() < 0.5:
             chosen = [chosen[0], {"$any": chosen[1:]}]  # a nested Any group (§4.6)
         # Stored as the JSON text the Console wrote, sometimes pretty-printed.
-        query = json.dumps({"$all": chosen}, ensure_ascii=False,
-                           indent=2 if r.random() < 0.2 else None)  # fmt: skip
+        query = json.dumps(
+            {"$all": chosen}, ensure_ascii=False, indent=2 if r.random() < 0.2 else None
+        )
         return {
-            "segmentId": new_id(r), "appId": app["appId"],
-            "config": {"name": r.choice(SEGMENT_NAMES),
-                       "description": self._text("", "Automatisch gepflegt",
-                                                 "Für Kampagnen im Süden ☀️"),
-                       "query": query},
+            "segmentId": new_id(r),
+            "appId": app["appId"],
+            "config": {
+                "name": r.choice(SEGMENT_NAMES),
+                "description": self._text("", "Automatisch gepflegt", "Für Kampagnen im Süden ☀️"),
+                "query": query,
+            },
             "createdAt": self._created(lo, hi, app["createdAt"]),
-        }  # fmt: skip
+        }
 
     def _campaigns(self, lo: int, hi: int) -> Record:
         r = self.rng
@@ -283,10 +337,14 @@ class RecordBuilder:
         created = self._created(lo, hi, app["createdAt"])
         kind = "Proximity" if r.random() < 0.7 else "Push"
         start = created + r.randint(0, 14) * _DAY_MS + r.randint(0, 23) * _HOUR_MS
-        config: Record = {"name": r.choice(CAMPAIGN_NAMES),
-                          "description": self._text("", "Nur in ausgewählten Filialen",
-                                                    "Válido hasta fin de existencias"),
-                          "type": kind, "startAt": start}  # fmt: skip
+        config: Record = {
+            "name": r.choice(CAMPAIGN_NAMES),
+            "description": self._text(
+                "", "Nur in ausgewählten Filialen", "Válido hasta fin de existencias"
+            ),
+            "type": kind,
+            "startAt": start,
+        }
         if kind == "Proximity" or r.random() < 0.5:
             config["endAt"] = start + r.randint(7, 120) * _DAY_MS
         segments = [s for s in self.rows["segments"].values() if s["appId"] == app["appId"]]
@@ -312,8 +370,14 @@ class RecordBuilder:
             status, status_at = r.choice(("Finished", "Finished", "Archived")), end
         else:
             status, status_at = "Running", start
-        return {"campaignId": new_id(r), "appId": app["appId"], "config": config,
-                "status": status, "statusAt": status_at, "createdAt": created}  # fmt: skip
+        return {
+            "campaignId": new_id(r),
+            "appId": app["appId"],
+            "config": config,
+            "status": status,
+            "statusAt": status_at,
+            "createdAt": created,
+        }
 
     def _trigger(self) -> Record:
         r = self.rng
@@ -323,19 +387,31 @@ class RecordBuilder:
         if not kinds or roll < 0.08:
             return {"@type": "CustomTrigger", "customArgument": r.choice(("vip_kunde", "cart>50"))}
         if roll < 0.16 and zone and place:
-            return {"@type": "CompositeTrigger", "list": [
-                {"@type": "EnterPlaceTrigger", "placeId": place["placeId"]},
-                {"@type": "ZoneProximityTrigger", "zoneId": zone["zoneId"],
-                 "proximity": r.choice(("Immediate", "Near"))}]}  # fmt: skip
+            return {
+                "@type": "CompositeTrigger",
+                "list": [
+                    {"@type": "EnterPlaceTrigger", "placeId": place["placeId"]},
+                    {
+                        "@type": "ZoneProximityTrigger",
+                        "zoneId": zone["zoneId"],
+                        "proximity": r.choice(("Immediate", "Near")),
+                    },
+                ],
+            }
         if roll < 0.24 and beacon:
-            return {"@type": "BeaconProximityTrigger", "beaconId": beacon["beaconId"],
-                    "proximity": r.choice(("Immediate", "Near", "Far")),
-                    "accuracy": r.choice((0.5, 1.5, 3.0))}  # fmt: skip
+            return {
+                "@type": "BeaconProximityTrigger",
+                "beaconId": beacon["beaconId"],
+                "proximity": r.choice(("Immediate", "Near", "Far")),
+                "accuracy": r.choice((0.5, 1.5, 3.0)),
+            }
         kind = r.choice(kinds)
         target = {"Place": place, "Zone": zone, "Beacon": beacon}[kind]
         assert target is not None
-        trigger: Record = {"@type": f"{r.choice(('Enter', 'Enter', 'Exit'))}{kind}Trigger",
-                           f"{kind.lower()}Id": target[f"{kind.lower()}Id"]}  # fmt: skip
+        trigger: Record = {
+            "@type": f"{r.choice(('Enter', 'Enter', 'Exit'))}{kind}Trigger",
+            f"{kind.lower()}Id": target[f"{kind.lower()}Id"],
+        }
         if trigger["@type"].startswith("Enter") and r.random() < 0.25:
             trigger["delayMs"] = r.choice((30_000, 120_000, 300_000))  # a dwell trigger
         return trigger
@@ -343,10 +419,21 @@ class RecordBuilder:
     def _action(self, depth: int = 0) -> Record:
         r = self.rng
         message = r.choice(MESSAGES)
-        kind = r.choice(("SendLocalMessageAction", "SendLocalMessageAction", "ShowHtmlAction",
-                         "OpenUrlAction", "ShowImageAction", "ShowVideoAction", "PlaySoundAction",
-                         "TagAction", "CustomAction", "ShowCardAction",
-                         "CompositeAction" if depth == 0 else "TagAction"))  # fmt: skip
+        kind = r.choice(
+            (
+                "SendLocalMessageAction",
+                "SendLocalMessageAction",
+                "ShowHtmlAction",
+                "OpenUrlAction",
+                "ShowImageAction",
+                "ShowVideoAction",
+                "PlaySoundAction",
+                "TagAction",
+                "CustomAction",
+                "ShowCardAction",
+                "CompositeAction" if depth == 0 else "TagAction",
+            )
+        )
         media = {
             "SendLocalMessageAction": ("text/plain", message),
             "ShowHtmlAction": ("text/html", f"<h1>{message}</h1><p>Gültig bis Sonntag.</p>"),
@@ -381,20 +468,28 @@ class RecordBuilder:
 
     def _experiences(self, lo: int, hi: int) -> Record:
         r = self.rng
-        proximity = [c for c in self.rows["campaigns"].values()
-                     if c["config"]["type"] == "Proximity"]  # fmt: skip
+        proximity = [
+            c for c in self.rows["campaigns"].values() if c["config"]["type"] == "Proximity"
+        ]
         campaign = r.choice(proximity) if proximity else self._parent("experiences", "campaigns")
-        config: Record = {"name": f"{r.choice(ZONES)[0]}: {r.choice(MESSAGES)[:24]}",
-                          "description": self._text("", "A/B-Variante 2", "Nur für Stammkunden"),
-                          "repeat": r.choice(REPEATS)}  # fmt: skip
+        config: Record = {
+            "name": f"{r.choice(ZONES)[0]}: {r.choice(MESSAGES)[:24]}",
+            "description": self._text("", "A/B-Variante 2", "Nur für Stammkunden"),
+            "repeat": r.choice(REPEATS),
+        }
         if r.random() < 0.9:
             config["enabled"] = r.random() < 0.85
         trigger, action = self._trigger(), self._action()
         if r.random() < 0.12:  # the Android SDK's spelling of the discriminator (§5.1)
             trigger, action = _retag(trigger), _retag(action)
-        return {"experienceId": new_id(r), "campaignId": campaign["campaignId"],
-                "config": config, "trigger": trigger, "action": action,
-                "createdAt": self._created(lo, hi, campaign["createdAt"])}  # fmt: skip
+        return {
+            "experienceId": new_id(r),
+            "campaignId": campaign["campaignId"],
+            "config": config,
+            "trigger": trigger,
+            "action": action,
+            "createdAt": self._created(lo, hi, campaign["createdAt"]),
+        }
 
     def _notifications(self, lo: int, hi: int) -> Record:
         r = self.rng
@@ -404,12 +499,21 @@ class RecordBuilder:
         send_at = created + r.randint(0, 72) * _HOUR_MS
         draft = r.random() < 0.15
         trigger: Record = (
-            {"@type": "ImmediateTrigger"} if r.random() < 0.4
-            else {"@type": "ScheduledTrigger", "sendAt": send_at,
-                  "timeZone": r.choice(("Europe/Berlin", "Europe/Madrid"))}
-        )  # fmt: skip
-        state = ("Draft" if draft else "Pending" if send_at > hi
-                 else r.choice(("Completed", "Completed", "Completed", "Cancelled")))  # fmt: skip
+            {"@type": "ImmediateTrigger"}
+            if r.random() < 0.4
+            else {
+                "@type": "ScheduledTrigger",
+                "sendAt": send_at,
+                "timeZone": r.choice(("Europe/Berlin", "Europe/Madrid")),
+            }
+        )
+        state = (
+            "Draft"
+            if draft
+            else "Pending"
+            if send_at > hi
+            else r.choice(("Completed", "Completed", "Completed", "Cancelled"))
+        )
         status: Record = {"state": state, "stateAt": created}
         if state == "Completed":
             status["recipients"] = r.randint(50, 40_000)
@@ -419,9 +523,13 @@ class RecordBuilder:
             "platforms": r.choice((["ios", "android"], ["ios"], ["android"])),
         }
         return {
-            "notificationId": new_id(r), "campaignId": campaign["campaignId"],
-            "config": {"name": f"Push: {r.choice(CAMPAIGN_NAMES)}"}, "trigger": trigger,
-            "audience": audience, "action": self._action(1),
+            "notificationId": new_id(r),
+            "campaignId": campaign["campaignId"],
+            "config": {"name": f"Push: {r.choice(CAMPAIGN_NAMES)}"},
+            "trigger": trigger,
+            "audience": audience,
+            "action": self._action(1),
             "options": {"draft": draft, "dryRun": r.random() < 0.05},
-            "status": status, "createdAt": created,
-        }  # fmt: skip
+            "status": status,
+            "createdAt": created,
+        }

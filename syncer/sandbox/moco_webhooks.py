@@ -276,10 +276,17 @@ class MocoWebhooks:
                     status = answer.status
             self.deliveries.append(
                 DeliveryRecord(
-                    hook.id, delivery.target, delivery.event, delivery.record_id,
-                    delivery.timestamp_ms, attempt, signed, status, time.monotonic(),
+                    hook.id,
+                    delivery.target,
+                    delivery.event,
+                    delivery.record_id,
+                    delivery.timestamp_ms,
+                    attempt,
+                    signed,
+                    status,
+                    time.monotonic(),
                 )
-            )  # fmt: skip
+            )
             if 200 <= status < 300:
                 hook.consecutive_failures = 0
                 return

@@ -21,11 +21,30 @@ ELEMENT_TYPES = ("customer", "device", "event")
 # since case sensitivity is not documented.
 FORBIDDEN_CUSTOMER_IDS = frozenset(
     {
-        "unknown", "guest", "null", "0", "1", "true", "false", "user_attribute_unique_id",
-        "(empty)", "na", "n/a", "", "dummy_seller_code", "user_id", "id", "customer_id", "uid",
-        "userid", "none", "-2", "-1", "2",
+        "unknown",
+        "guest",
+        "null",
+        "0",
+        "1",
+        "true",
+        "false",
+        "user_attribute_unique_id",
+        "(empty)",
+        "na",
+        "n/a",
+        "",
+        "dummy_seller_code",
+        "user_id",
+        "id",
+        "customer_id",
+        "uid",
+        "userid",
+        "none",
+        "-2",
+        "-1",
+        "2",
     }
-)  # fmt: skip
+)
 # §5 and seed 003: "id", "_id" and "" are blocked in user and device attribute names; events add
 # "userId" (and the same list applies to event names).
 RESERVED_USER_ATTRIBUTES = frozenset({"id", "_id", ""})
@@ -34,12 +53,21 @@ RESERVED_EVENT_ATTRIBUTES = frozenset({"id", "_id", "userId", ""})
 # `moe_` name (user attribute, device attribute, event or event attribute) is dropped.
 STANDARD_MOE_ATTRIBUTES = frozenset(
     {
-        "moe_unsubscribe", "moe_mobile", "moe_wa_subscription", "moe_em_unsub_categories",
-        "moe_sub_w", "moe_spam", "moe_hard_bounce", "moe_sms_subscription",
-        "moe_email_optin_status", "moe_gaid", "moe_geo_location", "moe_push_opted",
+        "moe_unsubscribe",
+        "moe_mobile",
+        "moe_wa_subscription",
+        "moe_em_unsub_categories",
+        "moe_sub_w",
+        "moe_spam",
+        "moe_hard_bounce",
+        "moe_sms_subscription",
+        "moe_email_optin_status",
+        "moe_gaid",
+        "moe_geo_location",
+        "moe_push_opted",
         "moe_os_type",
     }
-)  # fmt: skip
+)
 # §3.1: set when the user is created, never updated afterwards.
 CREATE_ONLY_USER_ATTRIBUTES = frozenset(
     {"publisher_name", "campaign_name", "u_l_a", "cr_t", "moe_gaid", "advertising_identifier"}
@@ -268,10 +296,12 @@ def clean_attributes(
                 # §4.3: array items are values too, each at most 512 characters.
                 issues.append(
                     AttributeIssue(
-                        name, f"array item longer than {MAX_VALUE_CHARS} characters", "truncated",
+                        name,
+                        f"array item longer than {MAX_VALUE_CHARS} characters",
+                        "truncated",
                         value,
                     )
-                )  # fmt: skip
+                )
                 value = [
                     item[:MAX_VALUE_CHARS] if isinstance(item, str) else item for item in value
                 ]

@@ -88,45 +88,77 @@ STREAMS: dict[str, MocaStream] = {
     for s in (
         MocaStream("apps", "/apps", "appId", columns={"name": NAME}, redact=("appSecret",)),
         MocaStream(
-            "beacons", "/beacons", "beaconId",
-            columns={"name": NAME, "zone_id": ("text", _field("zoneId")),
-                     "place_id": ("text", _field("placeId"))},
+            "beacons",
+            "/beacons",
+            "beaconId",
+            columns={
+                "name": NAME,
+                "zone_id": ("text", _field("zoneId")),
+                "place_id": ("text", _field("placeId")),
+            },
         ),
         MocaStream("places", "/places", "placeId", columns={"name": NAME}),
         MocaStream(
-            "zones", "/zones", "zoneId",
+            "zones",
+            "/zones",
+            "zoneId",
             columns={"name": NAME, "place_id": ("text", _field("placeId"))},
         ),
         MocaStream(
-            "geofences", "/geofences", "geofenceId",
+            "geofences",
+            "/geofences",
+            "geofenceId",
             columns={"name": NAME, "place_id": ("text", _field("placeId"))},
         ),
         MocaStream(
-            "segments", "/apps/{parent}/segments", "segmentId", parent="apps",
-            columns={"name": NAME, "app_id": ("text", _parent),
-                     "query_text": ("text", _config("query")),
-                     "query": ("jsonb", _query_json)},
+            "segments",
+            "/apps/{parent}/segments",
+            "segmentId",
+            parent="apps",
+            columns={
+                "name": NAME,
+                "app_id": ("text", _parent),
+                "query_text": ("text", _config("query")),
+                "query": ("jsonb", _query_json),
+            },
         ),
         MocaStream(
-            "campaigns", "/apps/{parent}/campaigns", "campaignId", parent="apps",
-            columns={"name": NAME, "app_id": ("text", _parent),
-                     "status": ("text", _field("status"))},
+            "campaigns",
+            "/apps/{parent}/campaigns",
+            "campaignId",
+            parent="apps",
+            columns={
+                "name": NAME,
+                "app_id": ("text", _parent),
+                "status": ("text", _field("status")),
+            },
         ),
         MocaStream(
-            "experiences", "/campaigns/{parent}/experiences", "experienceId", parent="campaigns",
-            columns={"name": NAME, "campaign_id": ("text", _parent),
-                     "trigger_type": ("text", _kind("trigger")),
-                     "action_type": ("text", _kind("action"))},
-        ),
-        MocaStream(
-            "notifications", "/campaigns/{parent}/notifications", "notificationId",
+            "experiences",
+            "/campaigns/{parent}/experiences",
+            "experienceId",
             parent="campaigns",
-            columns={"name": NAME, "campaign_id": ("text", _parent),
-                     "trigger_type": ("text", _kind("trigger")),
-                     "action_type": ("text", _kind("action"))},
+            columns={
+                "name": NAME,
+                "campaign_id": ("text", _parent),
+                "trigger_type": ("text", _kind("trigger")),
+                "action_type": ("text", _kind("action")),
+            },
+        ),
+        MocaStream(
+            "notifications",
+            "/campaigns/{parent}/notifications",
+            "notificationId",
+            parent="campaigns",
+            columns={
+                "name": NAME,
+                "campaign_id": ("text", _parent),
+                "trigger_type": ("text", _kind("trigger")),
+                "action_type": ("text", _kind("action")),
+            },
         ),
     )
-}  # fmt: skip
+}
 
 ANALYTICS_PATH = "/apps/{parent}/analytics/{metric}"
 METRIC_NAMES = {
@@ -214,8 +246,11 @@ def split_items(
     rejected: list[Rejected] = []
     for item in items:
         if not isinstance(item, dict):
-            rejected.append(Rejected(f"not a JSON object but {type(item).__name__}",
-                                     orjson.dumps(item).decode()))  # fmt: skip
+            rejected.append(
+                Rejected(
+                    f"not a JSON object but {type(item).__name__}", orjson.dumps(item).decode()
+                )
+            )
             continue
         record = {k: v for k, v in item.items() if k not in stream.redact}
         key = record.get(stream.id_field)
@@ -237,10 +272,13 @@ def split_items(
         )
         rows.append(
             MocaRow(
-                key, from_ms(record.get("updatedAt")), from_ms(record.get("createdAt")), text,
+                key,
+                from_ms(record.get("updatedAt")),
+                from_ms(record.get("createdAt")),
+                text,
                 extras,
             )
-        )  # fmt: skip
+        )
     return rows, rejected
 
 
@@ -321,10 +359,17 @@ def split_analytics(
     series = body.get("series") if isinstance(body, dict) else None
     if not isinstance(series, list):
         what = "a JSON object" if isinstance(body, dict) else type(body).__name__
-        return AnalyticsPage([], [], [Rejected(
-            f"{url}: {what} without a 'series' list; neither analytics shape (check the "
-            "analytics path, paths.analytics)", _dumps(body),
-        )])  # fmt: skip
+        return AnalyticsPage(
+            [],
+            [],
+            [
+                Rejected(
+                    f"{url}: {what} without a 'series' list; neither analytics shape (check the "
+                    "analytics path, paths.analytics)",
+                    _dumps(body),
+                )
+            ],
+        )
     buckets: list[Bucket] = []
     aggregates: list[RangeAggregate] = []
     rejected: list[Rejected] = []
@@ -364,10 +409,20 @@ def split_analytics(
             buckets.append(Bucket(app_id, metric, interval, start, key, value, text))
         else:
             latitude, longitude = (geo[1], geo[2]) if geo else (None, None)
-            aggregates.append(RangeAggregate(
-                app_id, metric, interval, window[0], window[1], key, latitude, longitude,
-                value, text,
-            ))  # fmt: skip
+            aggregates.append(
+                RangeAggregate(
+                    app_id,
+                    metric,
+                    interval,
+                    window[0],
+                    window[1],
+                    key,
+                    latitude,
+                    longitude,
+                    value,
+                    text,
+                )
+            )
     return AnalyticsPage(buckets, aggregates, rejected)
 
 

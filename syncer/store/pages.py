@@ -124,8 +124,11 @@ async def commit_page(conn: Any, page: PageCommit) -> int:
     if page.rejected:
         log.warning(
             "%s.%s: %d records did not fit (e.g. %s); kept in syncer.rejected_records",
-            page.source, page.stream, len(page.rejected), page.rejected[0].reason,
-        )  # fmt: skip
+            page.source,
+            page.stream,
+            len(page.rejected),
+            page.rejected[0].reason,
+        )
     return upserted
 
 

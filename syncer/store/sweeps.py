@@ -71,9 +71,13 @@ async def commit(conn: Any, sweep: SweepCommit) -> tuple[int, int]:
         restored = 0
         if sweep.back:
             restored = await pages.upsert_rows(
-                conn, MOCO_SCHEMA, sweep.table, list(sweep.back), sweep.volatile,
+                conn,
+                MOCO_SCHEMA,
+                sweep.table,
+                list(sweep.back),
+                sweep.volatile,
                 requested_at=sweep.first_requested_at,
-            )  # fmt: skip
+            )
         await conn.execute(
             """
             update syncer.stream_runs set records = records + $3, deleted = deleted + $4,

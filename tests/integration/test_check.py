@@ -24,8 +24,12 @@ def env(db_url: str, tmp_path: Path) -> Env:
     environ = {k: v for k, v in os.environ.items() if k not in ("SYNCER_CONFIG", "COLUMNS")}
     home = tmp_path / "home"
     home.mkdir()
-    return {**environ, "SYNCER_DATABASE_URL": db_url, "MOCO_API_KEY": SANDBOX_KEY,
-            "SYNCER_HOME": str(home)}  # fmt: skip
+    return {
+        **environ,
+        "SYNCER_DATABASE_URL": db_url,
+        "MOCO_API_KEY": SANDBOX_KEY,
+        "SYNCER_HOME": str(home),
+    }
 
 
 def write_all(tmp_path: Path, sandbox: RunningSandbox) -> Path:

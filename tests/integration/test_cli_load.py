@@ -58,9 +58,17 @@ async def test_a_dry_run_then_a_load_then_status(
     config = write(tmp_path, sandbox, PEOPLE)
     out = tmp_path / "bodies"
     dry = await syncer(
-        "load", "moengage", "--dry-run", out, "--only", "users", "--config", config,
-        env=moe_env, cwd=tmp_path,
-    )  # fmt: skip
+        "load",
+        "moengage",
+        "--dry-run",
+        out,
+        "--only",
+        "users",
+        "--config",
+        config,
+        env=moe_env,
+        cwd=tmp_path,
+    )
     assert dry.code == 0, dry
     assert "would send" in dry.stdout
     assert len(list(out.glob("body-*.json"))) == 1
@@ -80,9 +88,13 @@ async def test_wrong_credentials_end_with_one_message_and_exit_1(
     await people(pool)
     config = write(tmp_path, sandbox, PEOPLE)
     ran = await syncer(
-        "load", "moengage", "--config", config,
-        env={**moe_env, "MOENGAGE_API_KEY": MOE_KEY}, cwd=tmp_path,
-    )  # fmt: skip
+        "load",
+        "moengage",
+        "--config",
+        config,
+        env={**moe_env, "MOENGAGE_API_KEY": MOE_KEY},
+        cwd=tmp_path,
+    )
     assert_one_error_line(ran, 1, "MOENGAGE_API_KEY", "401")
     assert MOE_KEY not in ran.output
     assert sandbox.moengage.settings.workspace_id not in ran.output

@@ -58,9 +58,17 @@ async def test_a_sync_killed_mid_run_resumes_and_converges_exactly(
     write_config(config, sandbox.moco_base_url, requests_per_s)
     env = {**os.environ, "SYNCER_DATABASE_URL": db_url, "MOCO_API_KEY": SANDBOX_KEY}
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "syncer", "sync", "moco", "--config", str(config),
-        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "syncer",
+        "sync",
+        "moco",
+        "--config",
+        str(config),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     try:
         async with asyncio.timeout(60):
             while await committed_pages(pool) < kill_after_pages:

@@ -56,9 +56,17 @@ async def start(path: Path, env: dict[str, str], *extra: str) -> asyncio.subproc
     # The daemon logs every page at INFO: to a file, since an unread pipe would fill and block it.
     with (path.parent / f"daemon-{time.monotonic_ns()}.log").open("wb") as log:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "syncer", "run", "--config", str(path), *extra,
-            env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log,
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "syncer",
+            "run",
+            "--config",
+            str(path),
+            *extra,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=log,
+        )
 
 
 async def job_runs(pool: Any) -> list[Any]:
@@ -75,9 +83,11 @@ async def test_two_replicas_never_run_a_job_at_once_and_share_the_rate_limit(
 ) -> None:
     moco.settings = replace(moco.settings, rate_limit_requests=20, rate_limit_window_s=1.0)
     path = config(
-        tmp_path, sandbox, rate="{ requests = 20, per_seconds = 1 }",
+        tmp_path,
+        sandbox,
+        rate="{ requests = 20, per_seconds = 1 }",
         jobs='[[jobs]]\nid = "moco-full"\nrun = "sync moco --full-refresh"\nevery = "1s"\n',
-    )  # fmt: skip
+    )
     env = environment(db_url, tmp_path)
     replicas = [await start(path, env), await start(path, env)]
     async with asyncio.timeout(120):  # startup is slow on a loaded machine: count runs, not time
@@ -103,9 +113,11 @@ async def test_a_replica_killed_mid_job_leaves_the_job_to_the_other(
     db_url: str, pool: Any, sandbox: RunningSandbox, moco: MocoSandbox, tmp_path: Path
 ) -> None:
     path = config(
-        tmp_path, sandbox, rate="{ requests = 15, per_seconds = 1 }",
+        tmp_path,
+        sandbox,
+        rate="{ requests = 15, per_seconds = 1 }",
         jobs='[[jobs]]\nid = "moco"\nrun = "sync moco"\nevery = "2s"\n',
-    )  # fmt: skip
+    )
     env = environment(db_url, tmp_path)
     first = await start(path, env)
     async with asyncio.timeout(30):
@@ -133,9 +145,11 @@ async def test_sigterm_during_a_sync_commits_the_page_exits_0_and_the_next_start
     db_url: str, pool: Any, sandbox: RunningSandbox, moco: MocoSandbox, tmp_path: Path
 ) -> None:
     path = config(
-        tmp_path, sandbox, rate="{ requests = 5, per_seconds = 1 }",
+        tmp_path,
+        sandbox,
+        rate="{ requests = 5, per_seconds = 1 }",
         jobs='[[jobs]]\nid = "moco"\nrun = "sync moco --stream activities"\nevery = "1h"\n',
-    )  # fmt: skip
+    )
     env = environment(db_url, tmp_path)
     daemon = await start(path, env)
     async with asyncio.timeout(30):
@@ -167,17 +181,24 @@ async def test_run_once_exits_1_when_a_job_failed_and_0_when_all_succeeded(
     db_url: str, pool: Any, sandbox: RunningSandbox, tmp_path: Path
 ) -> None:
     path = config(
-        tmp_path, sandbox, rate="{ requests = 1000, per_seconds = 1 }",
+        tmp_path,
+        sandbox,
+        rate="{ requests = 1000, per_seconds = 1 }",
         jobs='[[jobs]]\nid = "moco"\nrun = "sync moco"\nevery = "15m"\n',
-    )  # fmt: skip
+    )
     failed = await syncer(
-        "run", "--once", "--config", path, env=environment(db_url, tmp_path, "wrong"),
+        "run",
+        "--once",
+        "--config",
+        path,
+        env=environment(db_url, tmp_path, "wrong"),
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert failed.code == 1, failed
     assert "MOCO_API_KEY" in failed.stderr
-    ok = await syncer("run", "--once", "--config", path, env=environment(db_url, tmp_path),
-                      cwd=tmp_path)  # fmt: skip
+    ok = await syncer(
+        "run", "--once", "--config", path, env=environment(db_url, tmp_path), cwd=tmp_path
+    )
     assert ok.code == 0, ok
 
 
@@ -193,10 +214,12 @@ async def test_run_once_exits_1_when_a_job_failed_and_0_when_all_succeeded(
 async def test_a_bad_job_is_a_configuration_error_naming_it(
     job: str, fact: str, db_url: str, sandbox: RunningSandbox, tmp_path: Path
 ) -> None:
-    path = config(tmp_path, sandbox, rate="{ requests = 10, per_seconds = 1 }",
-                  jobs=f"[[jobs]]\n{job}\n")  # fmt: skip
-    ran = await syncer("run", "--once", "--config", path, env=environment(db_url, tmp_path),
-                       cwd=tmp_path)  # fmt: skip
+    path = config(
+        tmp_path, sandbox, rate="{ requests = 10, per_seconds = 1 }", jobs=f"[[jobs]]\n{job}\n"
+    )
+    ran = await syncer(
+        "run", "--once", "--config", path, env=environment(db_url, tmp_path), cwd=tmp_path
+    )
     assert ran.code == 2, ran
     assert fact in ran.stderr
     assert "Traceback" not in ran.stderr
@@ -207,8 +230,9 @@ async def test_duplicate_job_ids_are_a_configuration_error(
 ) -> None:
     jobs = '[[jobs]]\nid = "a"\nrun = "sync moco"\nevery = "1m"\n' * 2
     path = config(tmp_path, sandbox, rate="{ requests = 10, per_seconds = 1 }", jobs=jobs)
-    ran = await syncer("run", "--once", "--config", path, env=environment(db_url, tmp_path),
-                       cwd=tmp_path)  # fmt: skip
+    ran = await syncer(
+        "run", "--once", "--config", path, env=environment(db_url, tmp_path), cwd=tmp_path
+    )
     assert ran.code == 2
     assert 'job id "a"' in ran.stderr
 
@@ -226,9 +250,11 @@ async def test_the_daemon_serves_healthz_and_prometheus_metrics(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     path = config(
-        tmp_path, sandbox, rate="{ requests = 1000, per_seconds = 1 }",
+        tmp_path,
+        sandbox,
+        rate="{ requests = 1000, per_seconds = 1 }",
         jobs='[[jobs]]\nid = "moco"\nrun = "sync moco"\nevery = "1h"\n',
-    )  # fmt: skip
+    )
     daemon = await start(path, environment(db_url, tmp_path), "--metrics-port", str(port))
     try:
         async with asyncio.timeout(60):
@@ -255,9 +281,11 @@ async def test_a_second_signal_exits_at_once(
     moco.faults.slow_next = 1000
     moco.faults.slow_s = 5.0  # every request takes 5 s: the first signal's wait would be long
     path = config(
-        tmp_path, sandbox, rate="{ requests = 100, per_seconds = 1 }",
+        tmp_path,
+        sandbox,
+        rate="{ requests = 100, per_seconds = 1 }",
         jobs='[[jobs]]\nid = "moco"\nrun = "sync moco"\nevery = "1h"\n',
-    )  # fmt: skip
+    )
     daemon = await start(path, environment(db_url, tmp_path))
     async with asyncio.timeout(30):
         while not moco.requests:  # a request is in flight (the sandbox holds it 5 s)
@@ -343,10 +371,12 @@ every = "2s"
                 while True:
                     hung = [f for f in await job_fires(pool, "hang") if f["finished_at"]]
                     after = [
-                        f for f in await job_fires(pool, "moca")
-                        if hung and f["outcome"] == "succeeded"
+                        f
+                        for f in await job_fires(pool, "moca")
+                        if hung
+                        and f["outcome"] == "succeeded"
                         and f["claimed_at"] > hung[0]["finished_at"]
-                    ]  # fmt: skip
+                    ]
                     if after:
                         break
                     await asyncio.sleep(0.2)
@@ -470,9 +500,11 @@ async def test_healthz_is_503_while_the_database_is_unreachable_and_200_once_it_
     proxy = Proxy(db_url)
     proxied = proxy.url(await proxy.start())
     path = config(
-        tmp_path, sandbox, rate="{ requests = 1000, per_seconds = 1 }",
+        tmp_path,
+        sandbox,
+        rate="{ requests = 1000, per_seconds = 1 }",
         jobs='[[jobs]]\nid = "moco"\nrun = "sync moco --stream projects"\nevery = "1h"\n',
-    )  # fmt: skip
+    )
     port = free_port()
     daemon = await start(path, environment(proxied, tmp_path), "--metrics-port", str(port))
     try:
@@ -504,18 +536,30 @@ async def test_busy_ticks_are_skips_and_after_two_the_next_tick_waits_for_the_wo
     db_url: str, pool: Any, sandbox: RunningSandbox, moco: MocoSandbox, tmp_path: Path
 ) -> None:
     path = config(
-        tmp_path, sandbox, rate="{ requests = 1000, per_seconds = 1 }",
+        tmp_path,
+        sandbox,
+        rate="{ requests = 1000, per_seconds = 1 }",
         jobs='[[jobs]]\nid = "projects"\nrun = "sync moco --stream projects"\nevery = "1s"\n',
-    )  # fmt: skip
+    )
     env = environment(db_url, tmp_path)
     # Another run holds the work: a one-off sync of the same stream whose first request the
     # sandbox keeps for 10 minutes.
     moco.faults.slow_next, moco.faults.slow_s = 1, 600.0
     with (tmp_path / "other.log").open("wb") as log:
         other = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "syncer", "sync", "moco", "--stream", "projects",
-            "--config", str(path), env=env, stdout=log, stderr=log,
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "syncer",
+            "sync",
+            "moco",
+            "--stream",
+            "projects",
+            "--config",
+            str(path),
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
     metrics_port = free_port()
     daemon: asyncio.subprocess.Process | None = None
     try:

@@ -23,10 +23,28 @@ from tests.integration.test_cli import Env, Ran, syncer
 
 COMMON = {"command", "outcome", "exit_code", "errors", "warnings", "elapsed_s"}
 REQUESTS = {"requests", "retries", "rate_limited", "waited_s"}
-SYNC_STREAM = {"stream", "outcome", "pages", "requests", "records", "changed", "deleted",
-               "rejected", "resumed_after_pages", "error"}  # fmt: skip
-SWEEP_STREAM = {"stream", "outcome", "checked", "requests", "deleted", "restored", "withheld",
-                "error"}  # fmt: skip
+SYNC_STREAM = {
+    "stream",
+    "outcome",
+    "pages",
+    "requests",
+    "records",
+    "changed",
+    "deleted",
+    "rejected",
+    "resumed_after_pages",
+    "error",
+}
+SWEEP_STREAM = {
+    "stream",
+    "outcome",
+    "checked",
+    "requests",
+    "deleted",
+    "restored",
+    "withheld",
+    "error",
+}
 
 
 @pytest.fixture
@@ -87,8 +105,9 @@ async def test_every_command_prints_one_document_with_the_documented_figures(
     config = write_config(tmp_path, sandbox)
 
     async def run(*args: str) -> Ran:
-        return await syncer(*args, "--json", "--config", config, env=env, cwd=tmp_path,
-                            timeout_s=120)  # fmt: skip
+        return await syncer(
+            *args, "--json", "--config", config, env=env, cwd=tmp_path, timeout_s=120
+        )
 
     sync = one_document(await run("sync", "moco"), 0, "sync")
     assert sync["outcome"] == "succeeded"
@@ -117,8 +136,16 @@ async def test_every_command_prints_one_document_with_the_documented_figures(
         0,
         "backfill",
     )
-    assert {"source", "stream", "backfill_id", "windows", "pages", "records", "changed",
-            "rejected"} | REQUESTS <= set(backfill)  # fmt: skip
+    assert {
+        "source",
+        "stream",
+        "backfill_id",
+        "windows",
+        "pages",
+        "records",
+        "changed",
+        "rejected",
+    } | REQUESTS <= set(backfill)
     assert backfill["outcome"] == "succeeded"
     windows = backfill["windows"]
     assert windows["total"] == windows["done"] + windows["skipped"] > 0
@@ -127,8 +154,17 @@ async def test_every_command_prints_one_document_with_the_documented_figures(
     assert backfill["requests"] >= backfill["pages"]
 
     load = one_document(await run("load", "moengage", "--only", "users"), 0, "load")
-    assert {"destination", "run_id", "dry_run", "models", "requests", "bytes",
-            "dead_letters", "rate_limited", "server_errors"} <= set(load)  # fmt: skip
+    assert {
+        "destination",
+        "run_id",
+        "dry_run",
+        "models",
+        "requests",
+        "bytes",
+        "dead_letters",
+        "rate_limited",
+        "server_errors",
+    } <= set(load)
     assert load["outcome"] == "succeeded"
     assert load["models"]["users"]["sent"] == len(sandbox.moengage.users) > 0
     assert load["requests"] == len(sandbox.moengage.requests)
@@ -146,8 +182,17 @@ async def test_a_failure_is_a_document_too_and_one_error_line(
 ) -> None:
     config = write_config(tmp_path, sandbox)
     wrong = {**env, "MOCO_API_KEY": "wrong-key-json"}
-    failed = await syncer("sync", "moco", "--stream", "projects", "--json", "--config", config,
-                          env=wrong, cwd=tmp_path)  # fmt: skip
+    failed = await syncer(
+        "sync",
+        "moco",
+        "--stream",
+        "projects",
+        "--json",
+        "--config",
+        config,
+        env=wrong,
+        cwd=tmp_path,
+    )
     document = one_document(failed, 1, "sync")
     assert document["outcome"] == "failed"
     assert document["streams"][0]["outcome"] == "failed"

@@ -116,13 +116,17 @@ async def test_closing_dead_runs_leaves_live_runs_of_other_streams_alone(pool: A
         await runs.finish_run(conn, frame.run_id, "succeeded", None)
 
     async with exclusive_run(
-        pool, lock_class=1, kind="sync", keys=["moco.activities"], busy=str,
+        pool,
+        lock_class=1,
+        kind="sync",
+        keys=["moco.activities"],
+        busy=str,
         start=lambda conn: runs.start_run(conn, kind="sync", source="moco", command="test"),
         close_dead=lambda conn, run_id, previous: runs.mark_interrupted(
             conn, kind="sync", source="moco", current_run=run_id, previous=previous
         ),
         finish=finish,
-    ) as frame:  # fmt: skip
+    ) as frame:
         pass
     outcomes = dict(await pool.fetch("select id, outcome from syncer.runs"))
     assert outcomes == {live: "running", dead: "interrupted", frame.run_id: "succeeded"}
@@ -147,10 +151,15 @@ async def terminate_sessions(pool: Any, child_pid: int) -> int:
 
 async def start(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "syncer", *args, env=env,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "syncer",
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    )
 
 
 async def finish(proc: asyncio.subprocess.Process, timeout_s: float = 90) -> tuple[int, str]:
@@ -199,10 +208,12 @@ async def test_a_load_that_loses_its_connections_stops_and_the_next_one_sends_no
     config = tmp_path / "schedules.toml"
     config.write_text(
         LOAD_CONFIG.format(
-            base_url=sandbox.moengage_base_url, people=PEOPLE, devices=NO_DEVICES,
+            base_url=sandbox.moengage_base_url,
+            people=PEOPLE,
+            devices=NO_DEVICES,
             events=PURCHASES,
         )
-    )  # fmt: skip
+    )
     limit_sandbox(sandbox.moengage, events_per_window=400, window_s=0.5)
     env = {
         **os.environ,
@@ -293,9 +304,12 @@ async def test_a_sync_that_loses_its_connections_stops_and_the_rerun_converges(
     assert outcomes[0] in ("failed", "interrupted")
     assert outcomes[1:] == ["succeeded"]
     first_run = await pool.fetchval("select min(id) from syncer.runs")
-    errors = {r["error"] for r in await pool.fetch(
-        "select error from syncer.stream_runs where run_id = $1 and outcome <> 'succeeded'",
-        first_run,
-    )}  # fmt: skip
+    errors = {
+        r["error"]
+        for r in await pool.fetch(
+            "select error from syncer.stream_runs where run_id = $1 and outcome <> 'succeeded'",
+            first_run,
+        )
+    }
     if outcomes[0] == "failed":  # its streams say why they stopped
         assert all(e is not None and LOST in e for e in errors), errors

@@ -116,9 +116,16 @@ async def test_alembic_upgrade_head_from_the_repository_root(pg_admin_url: str) 
         env = {**os.environ, "SYNCER_DATABASE_URL": url}
         env.pop("DATABASE_URL", None)
         child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "alembic", "upgrade", "head", cwd=ROOT, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "alembic",
+            "upgrade",
+            "head",
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         _, err = await asyncio.wait_for(child.communicate(), 120)
         assert child.returncode == 0, err.decode()
         assert b"Traceback" not in err

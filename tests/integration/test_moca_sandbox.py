@@ -26,9 +26,16 @@ DAY_MS = 86_400_000
 TODAY_MS = NOW_MS - NOW_MS % DAY_MS
 # Small enough to build in a few milliseconds per test.
 COUNTS = {
-    "apps": 3, "beacons": 60, "places": 8, "zones": 15, "geofences": 10,
-    "segments": 6, "campaigns": 10, "experiences": 25, "notifications": 10,
-}  # fmt: skip
+    "apps": 3,
+    "beacons": 60,
+    "places": 8,
+    "zones": 15,
+    "geofences": 10,
+    "segments": 6,
+    "campaigns": 10,
+    "experiences": 25,
+    "notifications": 10,
+}
 
 
 @dataclass
@@ -171,9 +178,15 @@ async def test_server_timestamp_follows_the_data_clock(
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("PATCH", "/apps"), ("GET", "/campaigns/{campaign}/start"), ("DELETE", "/places/{place}"),
-     ("PUT", "/zones/{zone}"), ("GET", "/v1/apps"), ("GET", "/apps/{app}/beacons")],
-)  # fmt: skip
+    [
+        ("PATCH", "/apps"),
+        ("GET", "/campaigns/{campaign}/start"),
+        ("DELETE", "/places/{place}"),
+        ("PUT", "/zones/{zone}"),
+        ("GET", "/v1/apps"),
+        ("GET", "/apps/{app}/beacons"),
+    ],
+)
 async def test_unknown_paths_and_unsupported_methods_are_404(
     moca: Served, client: aiohttp.ClientSession, method: str, path: str
 ) -> None:
@@ -312,9 +325,17 @@ async def test_offset_past_the_end_is_an_empty_page(
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("offset", "-1"), ("offset", "abc"), ("offset", " 1"), ("limit", "0"), ("limit", "1.5"),
-     ("limit", ""), ("limit", "+5"), ("offset", "99999999999999999999")],
-)  # fmt: skip
+    [
+        ("offset", "-1"),
+        ("offset", "abc"),
+        ("offset", " 1"),
+        ("limit", "0"),
+        ("limit", "1.5"),
+        ("limit", ""),
+        ("limit", "+5"),
+        ("offset", "99999999999999999999"),
+    ],
+)
 async def test_bad_offset_or_limit_is_400(
     moca: Served, client: aiohttp.ClientSession, name: str, value: str
 ) -> None:
@@ -369,9 +390,12 @@ async def test_daily_analytics_cover_the_window_up_to_now(
 ) -> None:
     start = TODAY_MS - 6 * DAY_MS
     response, body = await get(
-        client, analytics_url(moca, "newUsers"), interval="day", **{"from": str(start)},
+        client,
+        analytics_url(moca, "newUsers"),
+        interval="day",
+        **{"from": str(start)},
         to=str(NOW_MS + 5 * DAY_MS),
-    )  # fmt: skip
+    )
     assert response.status == 200
     assert set(body) == {"appId", "metric", "interval", "from", "to", "total", "series"}
     assert (body["metric"], body["interval"], body["from"]) == ("newUsers", "day", start)
@@ -471,10 +495,14 @@ async def test_the_current_bucket_grows_with_the_clock(
 
 @pytest.mark.parametrize(
     "query",
-    [{"to": "2", "interval": "day"}, {"from": "1", "to": "2"}, {"from": "x", "to": "2",
-     "interval": "day"}, {"from": "5", "to": "5", "interval": "day"},
-     {"from": "1", "to": "2", "interval": "week"}],
-)  # fmt: skip
+    [
+        {"to": "2", "interval": "day"},
+        {"from": "1", "to": "2"},
+        {"from": "x", "to": "2", "interval": "day"},
+        {"from": "5", "to": "5", "interval": "day"},
+        {"from": "1", "to": "2", "interval": "week"},
+    ],
+)
 async def test_bad_analytics_parameters_are_400(
     moca: Served, client: aiohttp.ClientSession, query: dict[str, str]
 ) -> None:
@@ -505,17 +533,24 @@ async def test_post_app_answers_201_and_the_app_is_listed(
     _, listed = await get(client, f"{moca.base}/apps")
     assert response.status == 201
     assert (app["createdAt"], app["updatedAt"], app["accountId"]) == (
-        NOW_MS, NOW_MS, moca.data.account_id
-    )  # fmt: skip
+        NOW_MS,
+        NOW_MS,
+        moca.data.account_id,
+    )
     assert listed["items"][-1] == app
 
 
 @pytest.mark.parametrize(
     ("body", "status"),
-    [({"json": {"config": {}}}, 400), ({"json": {"config": {"name": "x"}, "x": 1}}, 400),
-     ({"json": ["config"]}, 400), ({}, 400), ({"data": "name=x"}, 415),
-     ({"data": "{nope", "headers": {"Content-Type": "application/json"}}, 415)],
-)  # fmt: skip
+    [
+        ({"json": {"config": {}}}, 400),
+        ({"json": {"config": {"name": "x"}, "x": 1}}, 400),
+        ({"json": ["config"]}, 400),
+        ({}, 400),
+        ({"data": "name=x"}, 415),
+        ({"data": "{nope", "headers": {"Content-Type": "application/json"}}, 415),
+    ],
+)
 async def test_post_app_refuses_bad_bodies(
     moca: Served, client: aiohttp.ClientSession, body: dict[str, Any], status: int
 ) -> None:
@@ -556,8 +591,13 @@ async def test_beacons_are_created_moved_and_refused_as_duplicates(
     moca: Served, client: aiohttp.ClientSession
 ) -> None:
     zones = moca.data.records("zones")
-    body = {"uuid": "B9407F30-F5F8-466E-AFF9-25556B57FE6D", "major": 4242, "minor": 1,
-            "zoneId": zones[0]["zoneId"], "config": {"name": "Eingang links"}}  # fmt: skip
+    body = {
+        "uuid": "B9407F30-F5F8-466E-AFF9-25556B57FE6D",
+        "major": 4242,
+        "minor": 1,
+        "zoneId": zones[0]["zoneId"],
+        "config": {"name": "Eingang links"},
+    }
     created, beacon = await call(client, "POST", f"{moca.base}/beacons", json=body)
     duplicate, error = await call(client, "POST", f"{moca.base}/beacons", json=body)
     url = f"{moca.base}/beacons/{beacon['beaconId']}"
@@ -679,9 +719,11 @@ async def test_the_same_seed_serves_the_same_bytes(client: aiohttp.ClientSession
             texts = []
             for path, params in (
                 ("/beacons", {}),
-                (f"/apps/{app_id}/analytics/sessions",
-                 {"from": str(TODAY_MS - DAY_MS), "to": str(NOW_MS), "interval": "hour"}),
-            ):  # fmt: skip
+                (
+                    f"/apps/{app_id}/analytics/sessions",
+                    {"from": str(TODAY_MS - DAY_MS), "to": str(NOW_MS), "interval": "hour"},
+                ),
+            ):
                 async with client.get(served.base + path, params=params) as response:
                     texts.append(await response.read())
             bodies.append(texts)

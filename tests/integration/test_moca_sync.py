@@ -66,9 +66,13 @@ async def sync(pool: Any, sandbox: RunningSandbox, **overrides: Any) -> SyncResu
     full_refresh = overrides.pop("full_refresh", False)
     async with aiohttp.ClientSession() as session:
         return await sync_source(
-            pool, session, source(sandbox, **overrides), streams=streams,
-            full_refresh=full_refresh, backoff_base_s=0.01,
-        )  # fmt: skip
+            pool,
+            session,
+            source(sandbox, **overrides),
+            streams=streams,
+            full_refresh=full_refresh,
+            backoff_base_s=0.01,
+        )
 
 
 def served(sandbox: RunningSandbox, stream: str) -> dict[str, Any]:
@@ -159,8 +163,10 @@ async def test_a_large_disappearance_is_reported_and_not_applied(
     assert (
         await pool.fetchval("select count(*) from moca.beacons where _deleted_at is not null") == 0
     )
-    warning = await pool.fetchval("select warning from syncer.stream_runs where stream = 'beacons'"
-                                  " order by started_at desc limit 1")  # fmt: skip
+    warning = await pool.fetchval(
+        "select warning from syncer.stream_runs where stream = 'beacons'"
+        " order by started_at desc limit 1"
+    )
     assert warning == result.warnings[0].split(": ", 1)[1]
 
 
@@ -245,9 +251,17 @@ rate_limit = {{ requests = 40, per_seconds = 1 }}
     )
     env = {**os.environ, "SYNCER_DATABASE_URL": db_url, "MOCA_API_TOKEN": TOKEN}
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "syncer", "sync", "moca", "--config", str(config),
-        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "syncer",
+        "sync",
+        "moca",
+        "--config",
+        str(config),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     async with asyncio.timeout(60):
         while await pool.fetchval("select count(*) from moca.beacons") < 200:
             assert child.returncode is None

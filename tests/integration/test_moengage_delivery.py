@@ -91,9 +91,7 @@ async def test_a_run_that_gives_up_on_5xx_fails_and_the_next_run_sends_the_rows(
     assert "stay pending" in (failed.error or "")
     assert "HTTP 503" in (failed.error or "")
     assert await pool.fetchval("select count(*) from syncer.dead_letters") == 0
-    stored = await pool.fetchval(
-        "select error from syncer.runs where id = $1", failed.run_id
-    )  # fmt: skip
+    stored = await pool.fetchval("select error from syncer.runs where id = $1", failed.run_id)
     assert stored == failed.error
     moe.faults.fail_next = 0
     again = await load(pool, settings)

@@ -447,9 +447,17 @@ sql = "{PURCHASES}"
         "MOENGAGE_API_KEY": sandbox.moengage.settings.api_key,
     }
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "syncer", "load", "moengage", "--config", str(config),
-        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "syncer",
+        "load",
+        "moengage",
+        "--config",
+        str(config),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     async with asyncio.timeout(60):
         while len(sandbox.moengage.events) < 1500:
             assert child.returncode is None

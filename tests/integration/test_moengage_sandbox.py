@@ -575,10 +575,29 @@ async def test_forbidden_customer_ids_are_dropped_silently(
 
 def test_the_full_forbidden_list_of_the_contract_is_enforced() -> None:
     assert {
-        "unknown", "guest", "null", "0", "1", "true", "false", "user_attribute_unique_id",
-        "(empty)", "na", "n/a", "", "dummy_seller_code", "user_id", "id", "customer_id", "uid",
-        "userid", "none", "-2", "-1", "2",
-    } == FORBIDDEN_CUSTOMER_IDS  # fmt: skip
+        "unknown",
+        "guest",
+        "null",
+        "0",
+        "1",
+        "true",
+        "false",
+        "user_attribute_unique_id",
+        "(empty)",
+        "na",
+        "n/a",
+        "",
+        "dummy_seller_code",
+        "user_id",
+        "id",
+        "customer_id",
+        "uid",
+        "userid",
+        "none",
+        "-2",
+        "-1",
+        "2",
+    } == FORBIDDEN_CUSTOMER_IDS
 
 
 async def test_non_string_customer_id_is_dropped(

@@ -23,8 +23,16 @@ from syncer.sandbox.server import RunningSandbox
 from tests.conftest import SANDBOX_KEY, sandbox_in_thread
 from tests.integration.test_cli import Env, syncer
 
-COUNTS = {"activities": 3_000, "projects": 120, "companies": 60, "contacts": 60, "users": 10,
-          "invoices": 60, "offers": 60, "deals": 60}  # fmt: skip
+COUNTS = {
+    "activities": 3_000,
+    "projects": 120,
+    "companies": 60,
+    "contacts": 60,
+    "users": 10,
+    "invoices": 60,
+    "offers": 60,
+    "deals": 60,
+}
 LINE = re.compile(r"^sync moco\.(\w+): (.*)$")
 
 
@@ -61,9 +69,14 @@ async def test_a_piped_sync_prints_periodic_progress_lines_on_stderr(
         "rate_limit = { requests = 10, per_seconds = 1 }\n"
     )
     ran = await syncer(
-        "sync", "moco", "--config", config,
-        env={**env, "SYNCER_PROGRESS_INTERVAL": "0.2"}, cwd=tmp_path, timeout_s=300,
-    )  # fmt: skip
+        "sync",
+        "moco",
+        "--config",
+        config,
+        env={**env, "SYNCER_PROGRESS_INTERVAL": "0.2"},
+        cwd=tmp_path,
+        timeout_s=300,
+    )
     assert ran.code == 0, ran
     assert "Traceback" not in ran.output
     assert await pool.fetchval("select count(*) from moco.activities") == COUNTS["activities"]
@@ -89,9 +102,14 @@ async def test_a_piped_sync_prints_periodic_progress_lines_on_stderr(
 
     # A sweep of the same streams: one request per 100 stored ids, its share from the ids.
     ran = await syncer(
-        "sweep", "moco", "--config", config,
-        env={**env, "SYNCER_PROGRESS_INTERVAL": "0.2"}, cwd=tmp_path, timeout_s=300,
-    )  # fmt: skip
+        "sweep",
+        "moco",
+        "--config",
+        config,
+        env={**env, "SYNCER_PROGRESS_INTERVAL": "0.2"},
+        cwd=tmp_path,
+        timeout_s=300,
+    )
     assert ran.code == 0, ran
     swept = [re.match(r"^sweep moco\.activities: (.*)$", line) for line in ran.stderr.splitlines()]
     texts = [m.group(1) for m in swept if m]

@@ -48,10 +48,15 @@ async def syncer(*args: str | Path, env: dict[str, str], timeout_s: float = 120.
     """``python -m syncer ARGS`` to the end, without blocking the loop (the sandbox is on a
     thread of its own, but the test's pool shares this loop)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "syncer", *map(str, args), env=env,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "syncer",
+        *map(str, args),
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
     except TimeoutError:
@@ -68,9 +73,12 @@ def env(db_url: str, tmp_path: Path) -> dict[str, str]:
     home.mkdir()
     environ = {k: v for k, v in os.environ.items() if k not in ("SYNCER_CONFIG", "COLUMNS")}
     environ.update(
-        SYNCER_DATABASE_URL=db_url, SYNCER_HOME=str(home), COLUMNS="200",
-        MOCO_API_KEY=SANDBOX_KEY, MOCA_API_TOKEN=MOCA_TOKEN,
-    )  # fmt: skip
+        SYNCER_DATABASE_URL=db_url,
+        SYNCER_HOME=str(home),
+        COLUMNS="200",
+        MOCO_API_KEY=SANDBOX_KEY,
+        MOCA_API_TOKEN=MOCA_TOKEN,
+    )
     return environ
 
 
@@ -139,9 +147,13 @@ async def served_aggregates(pool: Any, sandbox: MocaSandbox) -> dict[tuple[str, 
     served: dict[tuple[str, str], float] = {}
     for r in ranges:
         answer = sandbox.data.analytics(
-            r["app_id"], "geolocations", "day", ms(r["range_start"]), ms(r["range_end"]),
+            r["app_id"],
+            "geolocations",
+            "day",
+            ms(r["range_start"]),
+            ms(r["range_end"]),
             aggregate=True,
-        )  # fmt: skip
+        )
         for point in answer["series"]:
             place = f"{point['latitude']:.6f},{point['longitude']:.6f}"
             served[(r["app_id"], place)] = float(point["count"])
@@ -232,8 +244,16 @@ async def test_a_metric_in_neither_shape_is_rejected_with_a_warning_and_the_rest
 
 @pytest.fixture
 async def moco_sandbox() -> AsyncIterator[RunningSandbox]:
-    counts = {"activities": 40, "projects": 10, "companies": 10, "contacts": 10, "users": 5,
-              "invoices": 10, "offers": 10, "deals": 30}  # fmt: skip
+    counts = {
+        "activities": 40,
+        "projects": 10,
+        "companies": 10,
+        "contacts": 10,
+        "users": 5,
+        "invoices": 10,
+        "offers": 10,
+        "deals": 30,
+    }
     async with sandbox_in_thread(moco=MocoSandbox(MocoData(seed=3, counts=counts))) as running:
         yield running
 

@@ -36,8 +36,9 @@ def configuration(path: Path, base_url: str) -> Path:
         f'every = "{EVERY_S["stream"]}s"\ntimeout = "90s"\n'
         for stream in MOCO_STREAMS
     ]
-    jobs.append(f'[[jobs]]\nid = "all"\nrun = "sync moco"\nevery = "{EVERY_S["all"]}s"\n'
-                'timeout = "90s"\n')  # fmt: skip
+    jobs.append(
+        f'[[jobs]]\nid = "all"\nrun = "sync moco"\nevery = "{EVERY_S["all"]}s"\ntimeout = "90s"\n'
+    )
     path.write_text(
         f"""
 [sources.moco]
@@ -86,8 +87,9 @@ async def test_two_replicas_run_each_tick_once_never_overlap_a_stream_and_starve
                 replica.send_signal(signal.SIGTERM)
             codes = [await asyncio.wait_for(r.wait(), 30) for r in replicas]
         assert codes == [0, 0]
-        catch_up = await syncer("sync", "moco", "--config", path, env=env, cwd=tmp_path,
-                                timeout_s=180)  # fmt: skip
+        catch_up = await syncer(
+            "sync", "moco", "--config", path, env=env, cwd=tmp_path, timeout_s=180
+        )
         assert catch_up.code == 0, catch_up
         await assert_tables_equal_source(pool, moco)
         statuses = [r.status for r in moco.requests]

@@ -65,10 +65,20 @@ async def test_a_signalled_sync_records_interrupted_exits_and_a_rerun_converges(
     slow = write_config(tmp_path, sandbox, "{ requests = 4, per_seconds = 1 }")
     env = environment(db_url, tmp_path)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "syncer", "sync", "moco", "--json", "--config", str(slow),
-        env=env, cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "syncer",
+        "sync",
+        "moco",
+        "--json",
+        "--config",
+        str(slow),
+        env=env,
+        cwd=tmp_path,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         async with asyncio.timeout(60):  # a few pages are committed: the run is under way
             while await pool.fetchval("select coalesce(sum(pages), 0) from syncer.stream_runs") < 3:
@@ -118,13 +128,29 @@ async def test_a_backfill_stopped_by_sigterm_is_recorded_interrupted_and_resumes
     moco.settings = replace(moco.settings, rate_limit_requests=1000, rate_limit_window_s=1.0)
     slow = write_config(tmp_path, sandbox, "{ requests = 4, per_seconds = 1 }")
     env = environment(db_url, tmp_path)
-    command = ["backfill", "moco", "--stream", "activities", "--since", "2015-01-01",
-               "--window", "30d"]  # fmt: skip
+    command = [
+        "backfill",
+        "moco",
+        "--stream",
+        "activities",
+        "--since",
+        "2015-01-01",
+        "--window",
+        "30d",
+    ]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "syncer", *command, "--config", str(slow),
-        env=env, cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "syncer",
+        *command,
+        "--config",
+        str(slow),
+        env=env,
+        cwd=tmp_path,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     done = "select count(*) from syncer.backfill_windows where status = 'done'"
     try:
         async with asyncio.timeout(60):
@@ -148,8 +174,7 @@ async def test_a_backfill_stopped_by_sigterm_is_recorded_interrupted_and_resumes
     assert 2 <= finished_before < total
 
     fast = write_config(tmp_path, sandbox, "{ requests = 1000, per_seconds = 1 }")
-    rerun = await syncer(*command, "--json", "--config", fast, env=env, cwd=tmp_path,
-                         timeout_s=120)  # fmt: skip
+    rerun = await syncer(*command, "--json", "--config", fast, env=env, cwd=tmp_path, timeout_s=120)
     assert rerun.code == 0, rerun
     document = orjson.loads(rerun.stdout)
     assert document["outcome"] == "succeeded"
@@ -187,10 +212,22 @@ sql = "select 'p-' || id as customer_id, attributes from people"
         "MOENGAGE_API_KEY": sandbox.moengage.settings.api_key,
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "syncer", "load", "moengage", "--only", "users", "--json",
-        "--config", str(path), env=env, cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "syncer",
+        "load",
+        "moengage",
+        "--only",
+        "users",
+        "--json",
+        "--config",
+        str(path),
+        env=env,
+        cwd=tmp_path,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         async with asyncio.timeout(60):
             while len(sandbox.moengage.users) < 200:
@@ -210,8 +247,18 @@ sql = "select 'p-' || id as customer_id, attributes from people"
     assert await pool.fetchval("select outcome from syncer.runs") == "interrupted"
 
     path.write_text(path.read_text().replace("users = 100, events = 100", "users = 100000"))
-    rerun = await syncer("load", "moengage", "--only", "users", "--json", "--config", path,
-                         env=env, cwd=tmp_path, timeout_s=120)  # fmt: skip
+    rerun = await syncer(
+        "load",
+        "moengage",
+        "--only",
+        "users",
+        "--json",
+        "--config",
+        path,
+        env=env,
+        cwd=tmp_path,
+        timeout_s=120,
+    )
     assert rerun.code == 0, rerun
     assert orjson.loads(rerun.stdout)["models"]["users"]["sent"] == 3000 - sent_before
     assert len(sandbox.moengage.users) == 3000

@@ -79,9 +79,16 @@ async def test_a_second_sync_of_the_same_stream_is_refused_naming_it(
         await started(pool, first, "activities")
         # Two streams asked for, one busy: all or nothing, and the busy one is named.
         second = await start(
-            "sync", "moco", "--stream", "contacts", "--stream", "activities",
-            "--config", str(config), env=env,
-        )  # fmt: skip
+            "sync",
+            "moco",
+            "--stream",
+            "contacts",
+            "--stream",
+            "activities",
+            "--config",
+            str(config),
+            env=env,
+        )
         code, stderr = await finish(second)
         assert code == 1, stderr
         assert "Traceback" not in stderr

@@ -61,8 +61,9 @@ def data(moco: MocoSandbox) -> RestorableData:
 
 async def sync(pool: Any, sandbox: RunningSandbox, **options: Any) -> Any:
     async with aiohttp.ClientSession() as session:
-        result = await sync_source(pool, session, moco_source(sandbox.moco_base_url), **FAST,
-                                   **options)  # fmt: skip
+        result = await sync_source(
+            pool, session, moco_source(sandbox.moco_base_url), **FAST, **options
+        )
     assert result.ok, result.errors
     return result
 
@@ -290,8 +291,9 @@ async def test_syncer_sweep_prints_the_summary_and_exits_0(
     gone = data(moco).delete("activities", 3)
     path = config(tmp_path, sandbox, rate="{ requests = 1000, per_seconds = 1 }", jobs="")
     env = environment(db_url, tmp_path)
-    ran = await syncer("sweep", "moco", "--stream", "activities", "--config", path, env=env,
-                       cwd=tmp_path)  # fmt: skip
+    ran = await syncer(
+        "sweep", "moco", "--stream", "activities", "--config", path, env=env, cwd=tmp_path
+    )
     assert ran.code == 0, ran
     line = next(line for line in ran.stdout.splitlines() if "moco.activities" in line)
     rows = len(await stored_ids(pool, "activities"))
@@ -329,11 +331,14 @@ async def test_a_sweep_job_runs_with_run_once(
     await sync(pool, sandbox)
     gone = data(moco).delete("invoices", 4)
     path = config(
-        tmp_path, sandbox, rate="{ requests = 1000, per_seconds = 1 }",
+        tmp_path,
+        sandbox,
+        rate="{ requests = 1000, per_seconds = 1 }",
         jobs='[[jobs]]\nid = "nightly-sweep"\nrun = "sweep moco"\ncron = "0 3 * * *"\n',
-    )  # fmt: skip
-    ran = await syncer("run", "--once", "--config", path, env=environment(db_url, tmp_path),
-                       cwd=tmp_path)  # fmt: skip
+    )
+    ran = await syncer(
+        "run", "--once", "--config", path, env=environment(db_url, tmp_path), cwd=tmp_path
+    )
     assert ran.code == 0, ran
     run = await pool.fetchrow(
         "select kind, outcome, command from syncer.runs order by started_at desc limit 1"

@@ -195,9 +195,17 @@ async def test_a_sync_killed_mid_run_resumes_and_stores_every_stream_exactly(
     config.write_text(config.read_text() + f"per_page = {PER_PAGE}\n")
     env = {**os.environ, "SYNCER_DATABASE_URL": db_url, "MOCO_API_KEY": SANDBOX_KEY}
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "syncer", "sync", "moco", "--config", str(config),
-        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "syncer",
+        "sync",
+        "moco",
+        "--config",
+        str(config),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     try:
         async with asyncio.timeout(60):
             while await committed_pages(pool) < kill_after_pages:

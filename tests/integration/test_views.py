@@ -53,9 +53,16 @@ ALL: list[tuple[str, str, str, dict[str, str]]] = [
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The PostgreSQL type (udt_name) each kind of column must have.
 PG_TYPES = {
-    "text": "text", "bigint": "int8", "numeric": "numeric", "boolean": "bool", "date": "date",
-    "timestamptz": "timestamptz", "epoch_ms": "timestamptz", "text[]": "_text", "jsonb": "jsonb",
-}  # fmt: skip
+    "text": "text",
+    "bigint": "int8",
+    "numeric": "numeric",
+    "boolean": "bool",
+    "date": "date",
+    "timestamptz": "timestamptz",
+    "epoch_ms": "timestamptz",
+    "text[]": "_text",
+    "jsonb": "jsonb",
+}
 
 
 @pytest.fixture
@@ -242,15 +249,27 @@ async def test_analytics_view_equals_the_raw_buckets(pool: Any, synced: RunningS
 
 
 GOOD: dict[str, Any] = {
-    "text": "Grüße aus Köln 🚀", "bigint": 9_007_199_254_740_993, "numeric": 1234567.891,
-    "boolean": True, "date": "2024-02-29", "timestamptz": "2024-03-31T01:30:00.123+02:00",
-    "epoch_ms": 1_700_000_000_123, "text[]": ["Süd", "Priorität ⭐"],
+    "text": "Grüße aus Köln 🚀",
+    "bigint": 9_007_199_254_740_993,
+    "numeric": 1234567.891,
+    "boolean": True,
+    "date": "2024-02-29",
+    "timestamptz": "2024-03-31T01:30:00.123+02:00",
+    "epoch_ms": 1_700_000_000_123,
+    "text[]": ["Süd", "Priorität ⭐"],
     "jsonb": {"Jira-Link": "https://jira.example.de/PRJ-1", "n": [1, 2]},
-}  # fmt: skip
+}
 BAD: dict[str, Any] = {
-    "text": "", "bigint": "zwölf", "numeric": "1,5", "boolean": "ja", "date": "31.12.2024",
-    "timestamptz": "gestern 14 Uhr", "epoch_ms": "heute", "text[]": "Print", "jsonb": "",
-}  # fmt: skip
+    "text": "",
+    "bigint": "zwölf",
+    "numeric": "1,5",
+    "boolean": "ja",
+    "date": "31.12.2024",
+    "timestamptz": "gestern 14 Uhr",
+    "epoch_ms": "heute",
+    "text[]": "Print",
+    "jsonb": "",
+}
 
 
 def set_path(record: dict[str, Any], path: tuple[str, ...], value: Any) -> None:

@@ -70,9 +70,13 @@ class Receiver:
     ) -> tuple[int, dict[str, Any]]:
         """POST one delivery as MOCO does; its status and JSON answer."""
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json", "X-Moco-Event": event,
-                   "X-Moco-Timestamp": timestamp if timestamp is not None else ms(when),
-                   "X-Moco-User-Id": "933613686", "X-Moco-Account-Url": "acme"}  # fmt: skip
+        headers = {
+            "Content-Type": "application/json",
+            "X-Moco-Event": event,
+            "X-Moco-Timestamp": timestamp if timestamp is not None else ms(when),
+            "X-Moco-User-Id": "933613686",
+            "X-Moco-Account-Url": "acme",
+        }
         if target is not None:
             headers["X-Moco-Target"] = target
         if signature is None and secret is not None:
@@ -355,8 +359,16 @@ async def test_a_hook_failing_500_times_in_a_row_is_disabled(moco: MocoSandbox) 
 
 # --- the command -------------------------------------------------------------------------------
 
-COUNTS = {"activities": 20, "projects": 20, "companies": 20, "contacts": 20, "users": 5,
-          "invoices": 20, "offers": 20, "deals": 20}  # fmt: skip
+COUNTS = {
+    "activities": 20,
+    "projects": 20,
+    "companies": 20,
+    "contacts": 20,
+    "users": 5,
+    "invoices": 20,
+    "offers": 20,
+    "deals": 20,
+}
 
 
 @pytest.fixture
@@ -367,16 +379,26 @@ def moco() -> MocoSandbox:
 
 def write_config(tmp_path: Path, sandbox: RunningSandbox, *extra: str) -> Path:
     path = tmp_path / "schedules.toml"
-    lines = ["[sources.moco]", 'type = "moco"', f'base_url = "{sandbox.moco_base_url}"',
-             'api_key_env = "MOCO_API_KEY"', *extra]  # fmt: skip
+    lines = [
+        "[sources.moco]",
+        'type = "moco"',
+        f'base_url = "{sandbox.moco_base_url}"',
+        'api_key_env = "MOCO_API_KEY"',
+        *extra,
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
 def environment(db_url: str, tmp_path: Path, **more: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("SYNCER_CONFIG", "MOCO_WEBHOOK_SECRET")}
-    return {**env, "SYNCER_DATABASE_URL": db_url, "MOCO_API_KEY": SANDBOX_KEY,
-            "SYNCER_HOME": str(tmp_path / "home"), **more}  # fmt: skip
+    return {
+        **env,
+        "SYNCER_DATABASE_URL": db_url,
+        "MOCO_API_KEY": SANDBOX_KEY,
+        "SYNCER_HOME": str(tmp_path / "home"),
+        **more,
+    }
 
 
 @dataclass
@@ -409,10 +431,20 @@ async def served(db_url: str, sandbox: RunningSandbox, tmp_path: Path) -> AsyncI
     log = tmp_path / "webhooks.log"
     with log.open("wb") as stderr:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "syncer", "webhooks", "serve", "--port", str(port),
-            "--config", str(path), env=environment(db_url, tmp_path, MOCO_WEBHOOK_SECRET=SECRET),
-            stdout=asyncio.subprocess.PIPE, stderr=stderr, stdin=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "syncer",
+            "webhooks",
+            "serve",
+            "--port",
+            str(port),
+            "--config",
+            str(path),
+            env=environment(db_url, tmp_path, MOCO_WEBHOOK_SECRET=SECRET),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+            stdin=asyncio.subprocess.DEVNULL,
+        )
     assert process.stdout is not None
     first = await asyncio.wait_for(process.stdout.readline(), 60)
     assert f"receiving MOCO webhooks on http://127.0.0.1:{port}/" in first.decode(), log.read_text()
@@ -499,8 +531,12 @@ async def test_sigterm_lets_a_delivery_in_flight_finish_and_exits_0(
     served: Served, pool: Any
 ) -> None:
     body = json.dumps(project(5, 1)).encode()
-    headers = {"X-Moco-Target": "Project", "X-Moco-Event": "create",
-               "X-Moco-Timestamp": ms(at(1)), "X-Moco-Signature": sign(SECRET, body)}  # fmt: skip
+    headers = {
+        "X-Moco-Target": "Project",
+        "X-Moco-Event": "create",
+        "X-Moco-Timestamp": ms(at(1)),
+        "X-Moco-Signature": sign(SECRET, body),
+    }
 
     async def deliver(session: aiohttp.ClientSession) -> int:
         async with session.post(served.url, data=body, headers=headers) as answer:
@@ -546,12 +582,24 @@ async def test_sigterm_lets_a_delivery_in_flight_finish_and_exits_0(
     ],
 )
 async def test_without_a_secret_the_command_exits_2_naming_the_key(
-    db_url: str, sandbox: RunningSandbox, tmp_path: Path, extra: tuple[str, ...],
-    env: dict[str, str], facts: tuple[str, ...],
-) -> None:  # fmt: skip
+    db_url: str,
+    sandbox: RunningSandbox,
+    tmp_path: Path,
+    extra: tuple[str, ...],
+    env: dict[str, str],
+    facts: tuple[str, ...],
+) -> None:
     path = write_config(tmp_path, sandbox, *extra)
-    ran = await syncer("webhooks", "serve", "--port", str(closed_port()), "--config", path,
-                       env=environment(db_url, tmp_path, **env), cwd=tmp_path)  # fmt: skip
+    ran = await syncer(
+        "webhooks",
+        "serve",
+        "--port",
+        str(closed_port()),
+        "--config",
+        path,
+        env=environment(db_url, tmp_path, **env),
+        cwd=tmp_path,
+    )
     assert_one_error_line(ran, 2, *facts)
 
 
@@ -559,8 +607,9 @@ async def test_a_literal_secret_in_the_file_is_refused_and_never_echoed(
     db_url: str, sandbox: RunningSandbox, tmp_path: Path
 ) -> None:
     path = write_config(tmp_path, sandbox, f'webhook_secret = "{SECRET}"')
-    ran = await syncer("webhooks", "serve", "--config", path,
-                       env=environment(db_url, tmp_path), cwd=tmp_path)  # fmt: skip
+    ran = await syncer(
+        "webhooks", "serve", "--config", path, env=environment(db_url, tmp_path), cwd=tmp_path
+    )
     assert_one_error_line(ran, 2, "sources.moco.webhook_secret", 'webhook_secret_env = "MOCO_')
     assert SECRET not in ran.output
 

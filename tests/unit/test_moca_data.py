@@ -26,9 +26,16 @@ DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 ID = re.compile(r"[A-Za-z0-9_-]{22}")
 SMALL = {
-    "apps": 3, "beacons": 60, "places": 8, "zones": 15, "geofences": 10,
-    "segments": 6, "campaigns": 10, "experiences": 25, "notifications": 10,
-}  # fmt: skip
+    "apps": 3,
+    "beacons": 60,
+    "places": 8,
+    "zones": 15,
+    "geofences": 10,
+    "segments": 6,
+    "campaigns": 10,
+    "experiences": 25,
+    "notifications": 10,
+}
 
 
 def small(seed: int = 1, now: Callable[[], float] = lambda: NOW_S) -> MocaData:
@@ -304,8 +311,11 @@ def test_start_campaign_runs_it_unless_it_has_ended() -> None:
     ended = next(c for c in campaigns if c["config"].get("endAt", NOW_MS + 1) <= NOW_MS)
     with pytest.raises(Conflict, match="endAt"):
         data.start_campaign(ended["campaignId"])
-    live = next(c for c in campaigns if c["config"]["startAt"] <= NOW_MS
-                and c["config"].get("endAt", NOW_MS + 1) > NOW_MS)  # fmt: skip
+    live = next(
+        c
+        for c in campaigns
+        if c["config"]["startAt"] <= NOW_MS and c["config"].get("endAt", NOW_MS + 1) > NOW_MS
+    )
     stored = data.get("campaigns", live["campaignId"])
     assert stored is not None
     stored["status"] = "Draft"  # as if it had been stopped
@@ -338,8 +348,12 @@ def test_analytics_answer_has_the_proposed_shape(data: MocaData) -> None:
     start = ms(2025, 6, 8)
     answer = data.analytics(app, "new_users", "day", start, NOW_MS)
     assert {k: answer[k] for k in ("appId", "metric", "interval", "from", "to")} == {
-        "appId": app, "metric": "newUsers", "interval": "day", "from": start, "to": NOW_MS
-    }  # fmt: skip
+        "appId": app,
+        "metric": "newUsers",
+        "interval": "day",
+        "from": start,
+        "to": NOW_MS,
+    }
     assert [p["t"] for p in answer["series"]] == [start + d * DAY_MS for d in range(8)]
     assert all(type(p["value"]) is int and p["value"] >= 0 for p in answer["series"])
     assert answer["total"] == sum(p["value"] for p in answer["series"])

@@ -21,10 +21,14 @@ def split(body: Any, metric: str = "geolocations") -> moca.AnalyticsPage:
 
 
 def test_buckets_with_t_are_buckets() -> None:
-    page = split({"series": [
-        {"t": T, "geohash": "u33dc0", "latitude": 52.5, "longitude": 13.4, "count": 7},
-        {"t": T, "geohash": "u33dc1", "latitude": 52.6, "longitude": 13.4, "count": 3},
-    ]})  # fmt: skip
+    page = split(
+        {
+            "series": [
+                {"t": T, "geohash": "u33dc0", "latitude": 52.5, "longitude": 13.4, "count": 7},
+                {"t": T, "geohash": "u33dc1", "latitude": 52.6, "longitude": 13.4, "count": 3},
+            ]
+        }
+    )
     assert not page.aggregates
     assert not page.rejected
     assert [(b.key, b.value) for b in page.buckets] == [("u33dc0", 7.0), ("u33dc1", 3.0)]
@@ -32,10 +36,14 @@ def test_buckets_with_t_are_buckets() -> None:
 
 
 def test_points_without_t_are_aggregates_over_the_requested_range() -> None:
-    page = split({"series": [
-        {"latitude": 52.520008, "longitude": 13.404954, "count": 120},
-        {"latitude": 48.1351, "longitude": 11.582, "count": 40, "t": None},
-    ]})  # fmt: skip
+    page = split(
+        {
+            "series": [
+                {"latitude": 52.520008, "longitude": 13.404954, "count": 120},
+                {"latitude": 48.1351, "longitude": 11.582, "count": 40, "t": None},
+            ]
+        }
+    )
     assert not page.buckets
     assert not page.rejected
     assert [(a.key, a.latitude, a.value) for a in page.aggregates] == [
@@ -48,14 +56,18 @@ def test_points_without_t_are_aggregates_over_the_requested_range() -> None:
 
 
 def test_what_fits_neither_shape_is_rejected_with_its_payload_and_the_rest_kept() -> None:
-    page = split({"series": [
-        {"latitude": 1.0, "longitude": 2.0, "count": 1},
-        {"count": 3},  # a place without a position
-        {"t": "yesterday", "count": 2},  # a time that is not milliseconds
-        "not a point",
-        {"latitude": 1.0, "longitude": 2.0, "count": 9},  # the same place twice
-        {"latitude": 3.0, "longitude": 4.0, "count": 1, "note": "a\x00b"},
-    ]})  # fmt: skip
+    page = split(
+        {
+            "series": [
+                {"latitude": 1.0, "longitude": 2.0, "count": 1},
+                {"count": 3},  # a place without a position
+                {"t": "yesterday", "count": 2},  # a time that is not milliseconds
+                "not a point",
+                {"latitude": 1.0, "longitude": 2.0, "count": 9},  # the same place twice
+                {"latitude": 3.0, "longitude": 4.0, "count": 1, "note": "a\x00b"},
+            ]
+        }
+    )
     assert len(page.aggregates) == 1
     reasons = [r.reason for r in page.rejected]
     assert len(reasons) == 5

@@ -178,8 +178,11 @@ def test_every_body_is_exactly_the_json_of_its_items(seed: int) -> None:
         actions = sum(len(e["actions"]) for e in decoded["elements"] if e["type"] == "event")
         assert result.events == actions <= 70
         sent.extend(result.items)
-    oversized = [r.item for r in pack(items, max_request_bytes=max_bytes, max_users=50,
-                                      max_events=70) if isinstance(r, Oversized)]  # fmt: skip
+    oversized = [
+        r.item
+        for r in pack(items, max_request_bytes=max_bytes, max_users=50, max_events=70)
+        if isinstance(r, Oversized)
+    ]
     assert sent == [item for item in items if item not in oversized]
 
 
@@ -213,8 +216,14 @@ def test_a_body_is_emitted_when_the_next_item_would_not_fit() -> None:
 
 
 def test_users_limit_counts_customer_and_device_elements() -> None:
-    items = [user_item("c-1"), device_item("c-1", "d-1"), device_item("c-1", "d-2"),
-             user_item("c-2"), event_item("c-2", "k-1"), user_item("c-3")]  # fmt: skip
+    items = [
+        user_item("c-1"),
+        device_item("c-1", "d-1"),
+        device_item("c-1", "d-2"),
+        user_item("c-2"),
+        event_item("c-2", "k-1"),
+        user_item("c-3"),
+    ]
     batches = [b for b in pack(items, max_request_bytes=UNLIMITED, max_users=2, max_events=99)]
     assert [(b.users, b.events) for b in batches if isinstance(b, Batch)] == [
         (2, 0),

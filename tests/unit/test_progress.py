@@ -25,8 +25,9 @@ def stream(name: str, *, pages: int, records: int, left: int | None, requests: i
 
 
 def running(name: str, left_requests: int, requests: int = 0) -> Figures:
-    return Figures(name, "running", requests, requests * 100, left_requests * 100, requests,
-                   left_requests)  # fmt: skip
+    return Figures(
+        name, "running", requests, requests * 100, left_requests * 100, requests, left_requests
+    )
 
 
 def test_records_left_comes_from_the_current_querys_total() -> None:

@@ -52,8 +52,9 @@ def test_the_ids_query_carries_the_parameters_the_sync_sends() -> None:
 def test_the_guard_withholds_only_more_than_its_share(
     missing: int, live: int, guard: float, withheld: bool
 ) -> None:
-    warning = guard_warning("offers", missing, live, guard, missing_from="the source",
-                            advice="Raise it.")  # fmt: skip
+    warning = guard_warning(
+        "offers", missing, live, guard, missing_from="the source", advice="Raise it."
+    )
     assert (warning is not None) == withheld
     if warning:
         assert warning.startswith(f"{missing} of {live} offers (")
@@ -62,8 +63,13 @@ def test_the_guard_withholds_only_more_than_its_share(
 
 
 def test_a_decision_marks_the_missing_live_rows_and_restores_the_deleted_ones_seen() -> None:
-    decision = decide("deals", live={1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, deleted={20, 21},
-                      present={1, 2, 3, 4, 5, 6, 7, 8, 21}, guard=0.2)  # fmt: skip
+    decision = decide(
+        "deals",
+        live={1, 2, 3, 4, 5, 6, 7, 8, 9, 10},
+        deleted={20, 21},
+        present={1, 2, 3, 4, 5, 6, 7, 8, 21},
+        guard=0.2,
+    )
     assert (decision.gone, decision.back, decision.missing) == ([9, 10], [21], 2)
     assert decision.warning is None
 
