@@ -1,6 +1,6 @@
 """The MOCO deletion sweep: records deleted at the source get ``_deleted_at`` in the warehouse.
 
-MOCO has no tombstones (contracts/moco.md §4): a deleted record drops out of every list, so an
+MOCO has no tombstones (docs/vendors/moco.md): a deleted record drops out of every list, so an
 incremental sync never learns of it. The sweep asks MOCO, per stream, which of the ids the
 warehouse holds still exist: MOCO's ``ids`` filter with 100 ids per request, plus the
 parameters the sync sends (``include_archived``, ``include_disregarded``: archived is not

@@ -1,6 +1,6 @@
 """``syncer webhooks serve``: MOCO's signed webhooks, applied to the warehouse as they arrive.
 
-A delivery (contracts/moco.md §5.1) is a POST of the entity's JSON with ``X-Moco-Target``
+A delivery (docs/vendors/moco.md) is a POST of the entity's JSON with ``X-Moco-Target``
 (``Activity``, ``Company``, …), ``X-Moco-Event`` (create, update, delete), ``X-Moco-Timestamp``
 (epoch milliseconds) and ``X-Moco-Signature``: the lowercase hex HMAC-SHA256 of the raw body,
 keyed by the account's signature key as an ASCII string. What the receiver answers:
@@ -66,8 +66,8 @@ TARGET_STREAMS: Mapping[str, str] = {
     "Offer": "offers",
     "Deal": "deals",
 }
-# Every target MOCO documents (§5.2): the label values counts may take. Anything else (an
-# unsigned request can send any header) is counted as "other", so counts stay bounded.
+# Every target MOCO documents (docs/vendors/moco.md): the label values counts may take. Anything
+# else (an unsigned request can send any header) is counted as "other", so counts stay bounded.
 MOCO_TARGETS = frozenset(TARGET_STREAMS) | {
     "Comment",
     "Contract",

@@ -1,8 +1,8 @@
 """MoEngage bulk-import elements from model rows: validated, normalised, ready to pack.
 
-Bulk import answers 200 even for elements MoEngage then drops, truncates or rewrites (contract
-§3.4, §4.3, §5), so every rule it applies is applied here, before anything is sent. What it
-truncates is truncated the same way and noted in the caller's ``cuts``; a row it would drop
+Bulk import answers 200 even for elements MoEngage then drops, truncates or rewrites
+(docs/vendors/moengage.md), so every rule it applies is applied here, before anything is sent.
+What it truncates is truncated the same way and noted in the caller's ``cuts``; a row it would drop
 raises :class:`Invalid`, whose ``reason`` names the field and the rule; the caller keeps the row
 as a dead letter. This module holds the row shapes and the per-element rules
 (customer ids, event names and times, platforms, flags); attribute names and values are checked
@@ -40,7 +40,8 @@ from syncer.destinations.moengage_values import (
 # Rows that break a rule raise Invalid; it is part of this module's API, so it is re-exported.
 from syncer.destinations.moengage_values import Invalid as Invalid
 
-# Contract §5 (SDK docs' full list). Case rules are undocumented: compared lowercased and trimmed.
+# The full list from MoEngage's SDK docs (docs/vendors/moengage.md). Case rules are undocumented:
+# compared lowercased and trimmed.
 FORBIDDEN_CUSTOMER_IDS: tuple[str, ...] = (
     "unknown",
     "guest",
@@ -66,7 +67,7 @@ FORBIDDEN_CUSTOMER_IDS: tuple[str, ...] = (
     "2",
 )
 _FORBIDDEN_IDS = frozenset(FORBIDDEN_CUSTOMER_IDS)
-MIN_CUSTOMER_ID_CHARS = 2  # "any string of more than one characters is allowed" (seed 003)
+MIN_CUSTOMER_ID_CHARS = 2  # "any string of more than one characters is allowed" (Data API overview)
 
 # Reserved names, compared lowercased: the docs do not say whether "ID" is blocked like "id".
 RESERVED_USER_ATTRIBUTES = frozenset({"id", "_id", ""})
@@ -76,14 +77,15 @@ RESERVED_EVENT_NAMES = frozenset({"id", "_id", "userid", ""})  # events and even
 MAX_USER_ATTRIBUTES = 256  # unique user attributes per workspace: one row cannot exceed it
 MAX_EVENT_ATTRIBUTES = 100  # per event; MoEngage keeps only the first 100
 MAX_TIMEZONE_OFFSET_S = 54_000
-# Future-dated events are dropped (contract §3.3). The warehouse's clock and ours may disagree a
-# little; within this tolerance the event is sent with current_time clamped to now.
+# Future-dated events are dropped ("not accepted", docs/vendors/moengage.md). The warehouse's clock
+# and ours may disagree a little; within this tolerance the event is sent with current_time clamped
+# to now.
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
 DEVICE_PLATFORMS = ("ANDROID", "iOS", "web", "TV")
 USER_PLATFORMS = ("ANDROID", "iOS", "web")
 EVENT_PLATFORMS = ("ANDROID", "iOS", "web", "TV", "unknown")
-# RudderStack's normalisation (contract §3.2), also recommended in §10.
+# RudderStack's normalisation (docs/vendors/moengage.md).
 _APPLE_PLATFORMS = frozenset({"ipados", "tvos", "watchos"})
 
 # The key under which an action carries its device_id until it is lifted to the event element.
@@ -213,7 +215,7 @@ def event_action(
 
     ``current_time`` is ``occurred_at`` as ISO 8601 UTC to the second (clamped to ``now`` when
     it is ahead by less than :data:`FUTURE_TOLERANCE`). ``user_time`` is left to MoEngage, which
-    derives it from ``current_time`` and ``user_timezone_offset`` (contract §3.3). A
+    derives it from ``current_time`` and ``user_timezone_offset``. A
     ``device_id`` is carried in the action; :func:`event_element` and the packer lift it to the
     element, where MoEngage reads it.
     """

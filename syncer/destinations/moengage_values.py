@@ -1,4 +1,5 @@
-"""Attribute names and values as MoEngage types and limits them (contract §4.3), and `Invalid`.
+"""Attribute names and values as MoEngage types and limits them (docs/vendors/moengage.md),
+and `Invalid`.
 
 Nested objects become dot keys, datetimes ISO 8601 UTC strings, ``Decimal`` a number, UUIDs
 strings. What MoEngage truncates is truncated here the same way and sent: values (and array
@@ -21,7 +22,7 @@ from uuid import UUID
 import orjson
 
 SYSTEM_PREFIX = "moe_"
-# The documented standard moe_* keys (contract §3.1, §3.2, §3.3; seed 003): the only moe_ names
+# The documented standard moe_* keys (docs/vendors/moengage.md): the only moe_ names
 # that are not a blacklisting risk.
 STANDARD_MOE_KEYS = frozenset(
     {
@@ -122,7 +123,7 @@ def normalise_attributes(
         _check_name(name, where, reserved)
         if flatten and _holds_objects(value):
             # Lists stay lists, and a list of objects needs the Object Data Type feature, like
-            # any object: without it MoEngage drops the attribute (contract §4.3).
+            # any object: without it MoEngage drops the attribute.
             raise Invalid(
                 f'{where} "{clip(name)}" is a list of objects, which MoEngage stores only with '
                 "the Object Data Type feature (then turn flattening off)",

@@ -1,17 +1,17 @@
 """The MOCA REST API v2 simulator: an aiohttp.web app serving MocaData strictly to the contract.
 
-It answers the paths proposed in contracts/moca.md §7.3 under /v2, mountable anywhere:
-`Authorization: Bearer <token>` or 403 (seed 000, §2); `offset`/`limit` lists sorted by
-createdAt then id, in an envelope `{offset, limit, total, items}` or as a bare array (§7.2);
+It answers the paths inferred in docs/vendors/moca.md under /v2, mountable anywhere:
+`Authorization: Bearer <token>` or 403 (documented); `offset`/`limit` lists sorted by
+createdAt then id, in an envelope `{offset, limit, total, items}` or as a bare array;
 per-id GET, PUT and DELETE; POST for apps and beacons (409 on a duplicate uuid/major/minor, 415
-for a body that is not JSON); the Start Campaign call; the analytics endpoint (§7.3, §7.4).
-Errors are `{"code": status, "message": text}` with the seed's status codes only (§7.1), and
+for a body that is not JSON); the Start Campaign call; the analytics endpoint.
+Errors are `{"code": status, "message": text}` with MOCA's documented status codes only, and
 every response carries X-Server-Timestamp (the data's clock, ms), X-Api-Version and Server.
 Faults are switchable and every request lands in `MocaSandbox.requests`.
 
-Not MOCA's: `updatedSince` is a sandbox extension (§7.5.2). Lists honour it (updatedAt >= the
+Not MOCA's: `updatedSince` is a sandbox extension. Lists honour it (updatedAt >= the
 value, in ms) only while `MocaSandboxSettings.updated_since` is True and ignore it otherwise, as
-the real API presumably does. No rate limit is simulated because none is documented (§0).
+the real API presumably does. No rate limit is simulated because none is documented.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class MocaFaults:
     slow_s: float = 0.0
     malformed_next: int = 0  # the next N 200 responses: a truncated JSON body
     reset_next: int = 0  # the next N requests: connection closed without a response
-    # Analytics metrics (API names) answered in a shape neither §7.4 shape fits: the values
+    # Analytics metrics (API names) answered in a shape neither expected shape fits: the values
     # under "data" instead of a "series" list.
     odd_analytics: frozenset[str] = frozenset()
 
@@ -67,9 +67,9 @@ class MocaSandboxSettings:
     max_limit: int = 100  # larger `limit` values are capped to this
     # SANDBOX EXTENSION, not part of the MOCA API: lists filter on `updatedSince` (ms) when True.
     updated_since: bool = False
-    # How geolocations are answered (§7.4 names both): "buckets", a series of per-bucket cells
-    # with `t` and `geohash`; "aggregate", one `{latitude, longitude, count}` per place summed
-    # over the requested range, with no `t`.
+    # How geolocations are answered (docs/vendors/moca.md names both): "buckets", a series of
+    # per-bucket cells with `t` and `geohash`; "aggregate", one `{latitude, longitude, count}` per
+    # place summed over the requested range, with no `t`.
     geolocations: str = "buckets"
 
 

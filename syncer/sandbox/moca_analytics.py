@@ -1,9 +1,9 @@
-"""MOCA analytics (contracts/moca.md §7.3-§7.5): per-app user, session, visitor and geolocation
+"""MOCA analytics (docs/vendors/moca.md): per-app user, session, visitor and geolocation
 metrics in hour, day and month buckets.
 
 Nothing is stored: each bucket is computed from the seed, the app and the bucket's start, so any
 window costs nothing. The bucket holding "now" is still filling, and `restate` revises recent
-buckets as late data would (§7.5.3).
+buckets as late data would.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from syncer.sandbox.moca_records import Record
 from syncer.sandbox.moca_samples import CITIES
 
-# Stream name (what the extractor calls it) -> metric name in the API path and response (§7.3).
+# Stream name (what the extractor calls it) -> metric name in the API path and response.
 ANALYTICS_METRICS: dict[str, str] = {
     "new_users": "newUsers",
     "returning_users": "returningUsers",
@@ -125,7 +125,7 @@ def _metric(name: str) -> str:
 
 
 def _total(metric: str, interval: str, buckets: list[dict[str, int]], series: list[Record]) -> int:
-    """A range total: new users and sessions add up, distinct users do not (§6)."""
+    """A range total: new users and sessions add up, distinct users do not (MOCA's Console docs)."""
     if metric == "geolocations":
         return sum(int(item["count"]) for item in series)
     values = [bucket[metric] for bucket in buckets]
@@ -217,7 +217,7 @@ class Analytics:
         to_ms: int,
         aggregate: bool = False,
     ) -> Record:
-        """The analytics answer (§7.4) for [from_ms, to_ms); see `MocaData.analytics`."""
+        """The analytics answer for [from_ms, to_ms); see `MocaData.analytics`."""
         key = _metric(metric)
         if interval not in INTERVALS:
             raise ValueError(f"unknown interval {interval!r}; use one of {list(INTERVALS)}")

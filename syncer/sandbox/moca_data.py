@@ -315,7 +315,7 @@ class MocaData:
         return self._drop(stream, rid, self.now_ms())
 
     def start_campaign(self, rid: str) -> Record:
-        """The "Start Campaign" call (§4.2): Running, or Scheduled before config.startAt.
+        """MOCA's documented "Start Campaign" call: Running, or Scheduled before config.startAt.
 
         KeyError if there is no such campaign; Conflict if config.endAt has passed.
         """
@@ -344,7 +344,7 @@ class MocaData:
         *,
         aggregate: bool = False,
     ) -> Record:
-        """The analytics answer (§7.4) for the buckets overlapping [from_ms, to_ms).
+        """The analytics answer (docs/vendors/moca.md) for the buckets overlapping [from_ms, to_ms).
 
         Buckets start on UTC hour, day or month boundaries; those before the app existed or
         after now are left out, and the current one is still filling. `metric` is a stream name
@@ -352,7 +352,7 @@ class MocaData:
         an unknown metric or interval or an empty window.
 
         `aggregate`: geolocations come as one aggregate over the whole range, a series of
-        `{latitude, longitude, count}` with no per-bucket `t` (the other shape §7.4 names);
+        `{latitude, longitude, count}` with no per-bucket `t` (the other expected shape);
         the other metrics are unaffected.
         """
         return self._analytics.answer(app_id, metric, interval, from_ms, to_ms, aggregate)

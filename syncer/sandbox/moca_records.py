@@ -1,12 +1,12 @@
 """How one MOCA record of each of the nine streams is made.
 
-Records follow the documented v2 shapes (contracts/moca.md §4) and the proposed ones where
-nothing is documented (§7.4).
+Records follow the documented v2 shapes and the inferred ones where nothing is documented
+(docs/vendors/moca.md).
 
 Ids are 22-character url-safe strings, timestamps int64 milliseconds, user-editable attributes
 sit under `config`, triggers and actions are discriminated by `@type` (or by `type`, as the
-Android SDK spells it, §5.1), segment queries are stored as JSON text (§4.6) and optional
-campaign fields are left out when unset (§4.2). Every record points only at records already
+Android SDK spells it), segment queries are stored as JSON text and optional campaign fields
+are left out when unset. Every record points only at records already
 stored; `MocaData` decides when records are made and keeps them.
 """
 
@@ -41,7 +41,8 @@ _DAY_MS = 24 * _HOUR_MS
 
 
 def new_id(rng: random.Random) -> str:
-    """A MOCA id: 128 random bits as 22 characters of url-safe base64 without padding (§3)."""
+    """A MOCA id as in MOCA's docs: 128 random bits as 22 characters of url-safe base64 without
+    padding."""
     return base64.urlsafe_b64encode(rng.randbytes(16)).rstrip(b"=").decode()
 
 
@@ -122,7 +123,7 @@ class RecordBuilder:
         return round(lat, 6), round(lon, 6)
 
     def _content(self, text: str) -> dict[str, str]:
-        # Keyed by "default", other keys by locale (§4.5).
+        # Keyed by "default", other keys by locale (MOCA's actions reference).
         content = {"default": text}
         if self.rng.random() < 0.4:
             content["es"] = self.rng.choice(MESSAGES)
@@ -157,7 +158,7 @@ class RecordBuilder:
             "accountId": self.account_id,
             "config": config,
         }
-        if r.random() < 0.8:  # push certificates; the shape is not documented (§4.1)
+        if r.random() < 0.8:  # push certificates; the shape is not documented
             bundle = f"com.sandbox.app{store_id}"
             record["targets"] = [
                 {
@@ -315,7 +316,7 @@ class RecordBuilder:
         ]
         chosen = r.sample(conditions, r.randint(1, 3))
         if len(chosen) > 2 and r.random() < 0.5:
-            chosen = [chosen[0], {"$any": chosen[1:]}]  # a nested Any group (§4.6)
+            chosen = [chosen[0], {"$any": chosen[1:]}]  # a nested Any group, as the Console allows
         # Stored as the JSON text the Console wrote, sometimes pretty-printed.
         query = json.dumps(
             {"$all": chosen}, ensure_ascii=False, indent=2 if r.random() < 0.2 else None
@@ -349,7 +350,7 @@ class RecordBuilder:
             config["endAt"] = start + r.randint(7, 120) * _DAY_MS
         segments = [s for s in self.rows["segments"].values() if s["appId"] == app["appId"]]
         config["segmentId"] = r.choice(segments)["segmentId"] if segments else None
-        # Optional fields the API leaves out when they are unset (§4.2).
+        # Optional fields the API leaves out when they are unset (campaigns reference).
         if r.random() < 0.3:
             config["groupId"] = new_id(r)
         if r.random() < 0.5:
@@ -480,7 +481,7 @@ class RecordBuilder:
         if r.random() < 0.9:
             config["enabled"] = r.random() < 0.85
         trigger, action = self._trigger(), self._action()
-        if r.random() < 0.12:  # the Android SDK's spelling of the discriminator (§5.1)
+        if r.random() < 0.12:  # the Android SDK's spelling of the discriminator
             trigger, action = _retag(trigger), _retag(action)
         return {
             "experienceId": new_id(r),

@@ -1,6 +1,6 @@
 """The MOCO REST API v1 simulator: an aiohttp.web app serving MocoData strictly to the contract.
 
-It answers the paginated list endpoints of the eight synced streams (contracts/moco.md §1, §6.1):
+It answers the paginated list endpoints of the eight synced streams (docs/vendors/moco.md):
 key auth in both header forms, `page`/`per_page` with X-Page, X-Per-Page, X-Total and an
 api-pagination style Link header, the `ids`, `updated_after`, `include_archived` and
 `include_disregarded` filters, `sort_by` (or, per stream, a server that ignores it and lists by
@@ -223,7 +223,7 @@ class MocoSandbox:
                     f"sort_by: unknown field {query.sort[0]!r}; sortable: {fields}"
                 )
         if query.page >= 2 and self.faults.change_between_pages > 0:
-            # Offset pagination shifts when the data changes between pages (§6.8).
+            # Offset pagination shifts when the data changes between pages (docs/vendors/moco.md).
             self.data.update(stream, self.faults.change_between_pages)
             self.data.create(stream, 1)
         if query.page >= 2 and self.faults.delete_between_pages > 0:

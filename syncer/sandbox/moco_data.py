@@ -42,8 +42,8 @@ DEFAULT_COUNTS: dict[str, int] = {
 # Generation order: a stream only points at streams generated before it.
 _ORDER = ("users", "companies", "contacts", "deals", "projects", "offers", "invoices", "activities")
 
-# Real ids are around 1e9 and not sequential (§6.1). Activities cross 2**31 on the way, so a
-# client that keeps ids in 32-bit integers breaks; invoices are above 2**32 throughout.
+# Real ids are around 1e9 and not sequential (docs/vendors/moco.md). Activities cross 2**31 on the
+# way, so a client that keeps ids in 32-bit integers breaks; invoices are above 2**32 throughout.
 _FIRST_ID = {
     "users": 933_000_000,
     "companies": 760_000_000,
@@ -57,7 +57,7 @@ _FIRST_ID = {
 _MAX_ID_GAP = 997
 _HISTORY_MS = 730 * 86_400_000
 _MIN_AGE_MS = 3_600_000
-# Only offers carry milliseconds in generated data (observed in 2022 recordings, §6.3).
+# Only offers carry milliseconds in generated data (as in recorded responses, docs/vendors/moco.md).
 _MS_STREAMS = frozenset({"offers"})
 
 # With `ids_follow_updates`: the share of generated records edited after their creation.
@@ -144,7 +144,7 @@ class MocoData:
     def serve(self, stream: str, rows: Sequence[Record]) -> list[Record]:
         """Deep copies of `rows` as one response carries them, with per-read fields filled in.
 
-        Invoice `file_url` is a signed link that changes on every read (§6.10).
+        Invoice `file_url` is a signed link that changes on every read (docs/vendors/moco.md).
         """
         self._reads += 1
         served = copy.deepcopy(list(rows))

@@ -1,9 +1,9 @@
 """How one MOCO record of each of the eight synced streams is made, and the sample values drawn.
 
-Records follow the current documented list shapes (contracts/moco.md §3): nested summaries that
-point at ids of records already stored, custom properties, German text with umlauts, ß and
-emoji, null next to "" (§6.5), money as int, whole float or cents (§6.2), archived records and
-disregarded invoices. `MocoData` decides ids, timestamps and when records are made.
+Records follow the current documented list shapes (docs/vendors/moco.md): nested summaries that
+point at ids of records already stored, custom properties, German text with umlauts, ß and emoji,
+null next to "", money as int, whole float or cents (as recorded responses show), archived records
+and disregarded invoices. `MocoData` decides ids, timestamps and when records are made.
 """
 
 from __future__ import annotations
@@ -253,7 +253,7 @@ class RecordBuilder:
         return None if row is None else {k: row[k] for k in ("id", "firstname", "lastname")}
 
     def _money(self, low: int, high: int) -> int | float:
-        # Real data mixes 150, 100.0 and 1234.56 in one field (§6.2).
+        # Real data mixes 150, 100.0 and 1234.56 in one field (docs/vendors/moco.md).
         value = self.rng.uniform(low, high)
         kind = self.rng.random()
         return int(value) if kind < 0.3 else float(int(value)) if kind < 0.5 else round(value, 2)
@@ -427,7 +427,7 @@ class RecordBuilder:
             "name": f"{r.choice(_SERVICES)} {company['name'] if company else 'Neukunde'}",
             "status": status,
             "reminder_date": self._date(),
-            # Open deals were observed with closed_on "" rather than null (§3.7).
+            # Open deals were observed with closed_on "" rather than null (docs/vendors/moco.md).
             "closed_on": (
                 updated[:10] if status in ("won", "lost", "dropped") else r.choice(("", None))
             ),
@@ -597,7 +597,7 @@ class RecordBuilder:
             "gross_total": gross,
         }
         if self._archived(0.06):
-            # Disregarded invoices come back with far fewer fields (§6.9).
+            # Disregarded invoices come back with far fewer fields (docs/vendors/moco.md).
             return {**base, "status": "disregarded", "tags": []}
         offer = self._pick("offers") if r.random() < 0.3 else None
         statuses = ("draft", "created", "sent", "partially_paid", "paid", "overdue", "ignored")

@@ -1,6 +1,6 @@
 """MOCO's webhooks, simulated: the sandbox POSTs its own changes, signed, to registered hooks.
 
-As MOCO does (contracts/moco.md §5.1, §6.1): for each record created, updated or deleted through
+As MOCO does (docs/vendors/moco.md): for each record created, updated or deleted through
 `MocoData`, every enabled hook subscribed to its target and event gets a POST of the record's
 JSON (a delete sends the record's last representation, an inference) with `X-Moco-Target`,
 `X-Moco-Event`, `X-Moco-Timestamp` (epoch ms), `X-Moco-Signature` (hex HMAC-SHA256 of the body,

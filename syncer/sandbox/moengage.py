@@ -1,12 +1,13 @@
-"""The MoEngage Data API simulator: an aiohttp.web app that is strict to contracts/moengage.md.
+"""The MoEngage Data API simulator: an aiohttp.web app strict to MoEngage's documented contract.
 
-It serves bulk import (`POST /v1/transition/{workspace_id}`), the single customer, device and
-event endpoints and `POST /v1/customers/export`. It checks what the contract documents: Basic auth
-plus an optional MOE-APPKEY (401), the workspace in the path (409), Content-Type (415), body size
-(413), the documented 400s, and per-workspace user and event budgets (429, nothing applied).
-Like MoEngage it answers 200 for elements it then drops; each drop is recorded with its reason
-in `MoengageSandbox.drops` (the rules are in `moengage_rules.py`). `GET /_sandbox/state` shows
-the whole workspace without auth.
+The contract, with its sources, is in docs/vendors/moengage.md. It serves bulk import
+(`POST /v1/transition/{workspace_id}`), the single customer, device and event endpoints and
+`POST /v1/customers/export`. It checks what the contract documents: Basic auth plus an optional
+MOE-APPKEY (401), the workspace in the path (409), Content-Type (415), body size (413), the
+documented 400s, and per-workspace user and event budgets (429, nothing applied). Like MoEngage
+it answers 200 for elements it then drops; each drop is recorded with its reason in
+`MoengageSandbox.drops` (the rules are in `moengage_rules.py`). `GET /_sandbox/state` shows the
+whole workspace without auth.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ class MoengageSandboxSettings:
 
     workspace_id: str = "SANDBOXWORKSPACE1"
     api_key: str = "sandbox-moengage-key"
-    max_body_bytes: int = 128 * 1024  # §4.1: 413 above 128 KiB
-    # §4.2: the seed document's 1,000 users and 10,000 events per minute, the strictest of the
+    max_body_bytes: int = 128 * 1024  # data overview: 128 KB at most (413)
+    # The older Data API overview's 1,000 users and 10,000 events per minute, the strictest of the
     # published figures; users are customer plus device elements, events are actions.
     users_per_window: int = 1000
     events_per_window: int = 10000
@@ -69,15 +70,15 @@ class MoengageSandboxSettings:
     # "sliding" is stricter than any fixed window: whatever passes it passes a per-minute
     # counter however that counter is aligned. "fixed" windows start at multiples of window_s.
     rate_window: Literal["sliding", "fixed"] = "sliding"
-    send_retry_after: bool = False  # §4.2: no Retry-After is documented
-    # §2: MoEngage checks MOE-APPKEY when present; True also rejects requests without it.
+    send_retry_after: bool = False  # no Retry-After is documented
+    # MoEngage checks MOE-APPKEY when present; True also rejects requests without it.
     require_appkey_header: bool = False
-    # §3.4: whether one structurally bad element fails the whole batch is not documented.
+    # Whether one structurally bad element fails the whole batch is not documented.
     # "reject_batch" answers 400 and applies nothing; "drop_element" drops just that element.
     structural_errors: Literal["reject_batch", "drop_element"] = "reject_batch"
-    object_attributes: bool = False  # the workspace's Object Data Type feature (§4.3)
+    object_attributes: bool = False  # the workspace's Object Data Type feature
     future_tolerance_s: float = 0.0  # event times later than receipt plus this are dropped
-    # §4.1: bulk bodies above this many bytes (the documented 100 KB) are accepted with 200 and
+    # Bulk bodies above this many bytes (the documented 100 KB) are accepted with 200 and
     # every element dropped; None turns the check off.
     bulk_soft_limit_bytes: int | None = None
 
@@ -288,7 +289,7 @@ class MoengageSandbox:
             raise _Refusal(400, bad.problem) from None
 
     def _authenticate(self, request: web.Request, *, path_workspace: str) -> None:
-        """Raises _Refusal with the documented 401, 400 or 409 (§2) unless the request may act
+        """Raises _Refusal with the documented 401, 400 or 409 unless the request may act
         on this workspace."""
         settings = self.settings
         user, password = _basic_credentials(request.headers.get("Authorization"))
@@ -310,7 +311,7 @@ class MoengageSandbox:
             raise _Refusal(
                 400, Problem("app_id is required in path/query params.", "ParamsRequired")
             )
-        # §2 (merge, 409): the workspace in the path or the app_id query (accepted and
+        # As merge's 409: the workspace in the path or the app_id query (accepted and
         # otherwise ignored) differs from the Basic username.
         if any(ws not in (None, "", user) for ws in (path_workspace, query_workspace)):
             raise _Refusal(
@@ -338,7 +339,7 @@ class MoengageSandbox:
         self._admit(record, kind)
         soft_limit = settings.bulk_soft_limit_bytes
         if bulk and soft_limit is not None and record.body_bytes > soft_limit:
-            reason = f"bulk body over {soft_limit} bytes (§4.1: at most 100 KB)"
+            reason = f"bulk body over {soft_limit} bytes (bulk import: at most 100 KB)"
             for element in elements:
                 self.workspace.drop_element(element, record.number, reason)
             return web.json_response(_SUCCESS)
@@ -357,7 +358,7 @@ class MoengageSandbox:
         return web.json_response(_SUCCESS)
 
     def _admit(self, record: RequestRecord, kind: str) -> None:
-        """Counts the request against the workspace's budgets, or raises the 429 (§4.2, §6)."""
+        """Counts the request against the workspace's budgets, or raises the 429."""
         settings = self.settings
         window_s = settings.window_s
         now = time.monotonic()
@@ -376,7 +377,7 @@ class MoengageSandbox:
         if kind == "customer":
             problem = Problem("Rate limit exceeded", "RateLimitError")
         else:
-            # §6: /transition has no documented 429 body; the event and device one is used.
+            # /transition has no documented 429 body; the event and device one is used.
             problem = Problem(
                 "Rate limits for customers exceeded. Please Try After Some Time",
                 "Rate Limits Exceeded",
@@ -400,7 +401,7 @@ class MoengageSandbox:
         return settings.window_s  # too big for any window: it will never fit
 
     def _export(self, body: dict[str, Any]) -> web.Response:
-        """`POST /v1/customers/export` (§7): up to 20 users by customer_id, for read-back."""
+        """`POST /v1/customers/export`: up to 20 users by customer_id, for read-back."""
         data = body.get("data")
         if not isinstance(data, dict):
             raise BadRequest(missing("data", bulk=False))
@@ -461,7 +462,7 @@ def _unauthorized(message: str) -> _Refusal:
 
 
 def _check_content_type(request: web.Request, kind: str) -> None:
-    """Raises the 415 (§2, §6) unless the body is declared application/json."""
+    """Raises the 415 unless the body is declared application/json."""
     header = request.headers.get("Content-Type")
     if header is None:
         raise _Refusal(
@@ -479,7 +480,7 @@ def _check_content_type(request: web.Request, kind: str) -> None:
 
 
 def _check_single(kind: str, element: dict[str, Any]) -> None:
-    """The 400s the single endpoints document where bulk drops silently (§3.2, §5)."""
+    """The 400s the single endpoints document where bulk drops silently."""
     if kind == "device" and (problem := device_problem(element)) is not None:
         raise BadRequest(problem)
     customer_id = element["customer_id"]
@@ -498,7 +499,7 @@ def _request_id() -> str:
 
 
 def _error(status: int, problem: Problem, record: RequestRecord) -> web.Response:
-    """The documented error envelope (§6), with a fresh 8-character request_id."""
+    """The documented error envelope, with a fresh 8-character request_id."""
     record.request_id = _request_id()
     record.error_type = problem.type
     error: dict[str, str] = {}

@@ -1,9 +1,9 @@
 """What MoEngage's Data API accepts: the 400s a body earns, and what it drops without a word.
 
 Pure functions over parsed JSON (no I/O, no state); `moengage.py` applies them to the simulated
-workspace. Section numbers refer to contracts/moengage.md. Messages are the documented ones,
-including the stray leading `'` MoEngage puts in its /transition messages (§3.4); where no text is
-documented the wording is ours and says so in a comment.
+workspace. The rules are MoEngage's, as docs/vendors/moengage.md cites them. Messages are the
+documented ones, including the stray leading `'` MoEngage puts in its /transition messages;
+where no text is documented the wording is ours and says so in a comment.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 ELEMENT_TYPES = ("customer", "device", "event")
 
-# §5: "any string of more than one character" except these; compared lowercased and trimmed,
-# since case sensitivity is not documented.
+# The data overview: "any string of more than one character" except these; compared lowercased
+# and trimmed, since case sensitivity is not documented.
 FORBIDDEN_CUSTOMER_IDS = frozenset(
     {
         "unknown",
@@ -45,11 +45,11 @@ FORBIDDEN_CUSTOMER_IDS = frozenset(
         "2",
     }
 )
-# §5 and seed 003: "id", "_id" and "" are blocked in user and device attribute names; events add
-# "userId" (and the same list applies to event names).
+# The Data API overview: "id", "_id" and "" are blocked in user and device attribute names;
+# events add "userId" (and the same list applies to event names).
 RESERVED_USER_ATTRIBUTES = frozenset({"id", "_id", ""})
 RESERVED_EVENT_ATTRIBUTES = frozenset({"id", "_id", "userId", ""})
-# §3.1, §3.2, §5: the documented standard keys that carry the system `moe_` prefix. Any other
+# The documented standard keys that carry the system `moe_` prefix. Any other
 # `moe_` name (user attribute, device attribute, event or event attribute) is dropped.
 STANDARD_MOE_ATTRIBUTES = frozenset(
     {
@@ -68,7 +68,7 @@ STANDARD_MOE_ATTRIBUTES = frozenset(
         "moe_os_type",
     }
 )
-# §3.1: set when the user is created, never updated afterwards.
+# Set when the user is created, never updated afterwards.
 CREATE_ONLY_USER_ATTRIBUTES = frozenset(
     {"publisher_name", "campaign_name", "u_l_a", "cr_t", "moe_gaid", "advertising_identifier"}
 )
@@ -77,9 +77,9 @@ _STANDARD_OBJECT_ATTRIBUTES = frozenset({"platforms", "moe_geo_location"})
 DEVICE_PLATFORMS = frozenset({"ANDROID", "iOS", "web", "TV"})
 USER_PLATFORMS = frozenset({"ANDROID", "iOS", "web"})
 MAX_TIMEZONE_OFFSET_S = 54_000
-MAX_NAME_CHARS = 200  # §4.3: longer event and attribute names are truncated
-MAX_VALUE_CHARS = 512  # §4.3: longer values are truncated, longer URLs rejected
-_MILLISECONDS_ABOVE = 1e11  # §3.3: epoch values above this are milliseconds
+MAX_NAME_CHARS = 200  # data tracking policies: longer names truncated
+MAX_VALUE_CHARS = 512  # same: longer values truncated, URLs rejected
+_MILLISECONDS_ABOVE = 1e11  # epoch values above this are milliseconds
 _EPOCH = re.compile(r"-?\d+(\.\d+)?")
 
 MALFORMED_JSON = (
@@ -133,7 +133,7 @@ def _reject_constant(name: str) -> Any:
 
 
 def malformed_json(*, bulk: bool) -> Problem:
-    """The 400 for undecodable JSON, also used for wrongly typed element parts (§3.3, §3.4)."""
+    """The 400 for undecodable JSON, also used for wrongly typed element parts."""
     return Problem(_quoted(MALFORMED_JSON, bulk), "Malformed JSON")
 
 
@@ -194,7 +194,7 @@ def _actions_problem(element: Mapping[str, Any], *, bulk: bool) -> Problem | Non
         if "action" not in action:
             return missing("action", bulk=bulk)
         name = action["action"]
-        if not isinstance(name, str):  # §3.3: reported as Malformed JSON
+        if not isinstance(name, str):  # reported as Malformed JSON
             return malformed_json(bulk=bulk)
         if not name.strip():
             return Problem(
@@ -217,7 +217,7 @@ def _quoted(message: str, bulk: bool) -> str:
 
 def units(elements: list[Any]) -> tuple[int, int]:
     """(users, events) a list of elements counts against the rate limit: customer and device
-    elements are users (§4.2: devices counted as users to be safe), each action is one event."""
+    elements are users (devices counted as users to be safe), each action is one event."""
     users = events = 0
     for element in elements:
         if not isinstance(element, dict):
@@ -230,7 +230,7 @@ def units(elements: list[Any]) -> tuple[int, int]:
 
 
 def customer_id_problem(customer_id: Any) -> str | None:
-    """Why MoEngage would drop an element with this customer_id (§5), or None."""
+    """Why MoEngage would drop an element with this customer_id, or None."""
     if not isinstance(customer_id, str):
         return f"customer_id must be a string, got {type(customer_id).__name__}"
     normalised = customer_id.strip().lower()
@@ -242,7 +242,7 @@ def customer_id_problem(customer_id: Any) -> str | None:
 
 
 def device_problem(element: Mapping[str, Any]) -> Problem | None:
-    """The device API's documented 400s (§3.2); the bulk API drops such elements instead."""
+    """The device API's documented 400s; the bulk API drops such elements instead."""
     device_id = element.get("device_id")
     if not isinstance(device_id, str) or not device_id.strip():
         # Inferred wording: [OAS] marks device_id required but documents no message for it.
@@ -293,7 +293,7 @@ def clean_attributes(
             if isinstance(value, list) and any(
                 isinstance(item, str) and len(item) > MAX_VALUE_CHARS for item in value
             ):
-                # §4.3: array items are values too, each at most 512 characters.
+                # Data tracking policies: array items are values too, each at most 512 characters.
                 issues.append(
                     AttributeIssue(
                         name,
@@ -324,7 +324,7 @@ def clean_attributes(
 
 
 def _platforms_problem(value: Any) -> str | None:
-    # §3.1: a list of {"platform": ANDROID|iOS|web, "active": "true"|"false"}, active a string.
+    # A list of {"platform": ANDROID|iOS|web, "active": "true"|"false"}, active a string.
     if not isinstance(value, list):
         return "platforms must be a list"
     for entry in value:
@@ -350,7 +350,7 @@ def _is_url(value: str) -> bool:
 
 
 def event_name_problem(name: str) -> str | None:
-    """Why MoEngage would drop an action with this event name (§3.3, §5), or None."""
+    """Why MoEngage would drop an action with this event name, or None."""
     if name in RESERVED_EVENT_ATTRIBUTES:
         return f"event name {name!r} is reserved"
     if name.lower().startswith("moe_"):
@@ -363,9 +363,9 @@ def event_time(
 ) -> tuple[datetime | None, str | None]:
     """(when the event happened in UTC, None), or (None, why the action is dropped).
 
-    Follows the defaulting table of §3.3: current_time wins; else user_time shifted by the
-    offset; else the receive time. Future-dated events are dropped (§3.3: "not accepted"; a
-    silent drop is the contract's assumption)."""
+    Follows MoEngage's defaulting table: current_time wins; else user_time shifted by the
+    offset; else the receive time. Future-dated events are dropped ("not accepted"; a silent
+    drop is our assumption)."""
     offset = action.get("user_timezone_offset")
     if offset is not None:
         if isinstance(offset, bool) or not isinstance(offset, int | float):
@@ -415,7 +415,7 @@ def parse_time(value: Any) -> datetime | None:
 
 @dataclass(frozen=True)
 class Event:
-    """One accepted action. Duplicates are kept: MoEngage never deduplicates events (§7)."""
+    """One accepted action. Duplicates are kept: MoEngage never deduplicates events."""
 
     request: int  # the number of the request that carried it
     customer_id: str
@@ -513,7 +513,7 @@ class Workspace:
             self.drop_element(element, request, reason)
             return
         if "platforms" in element and "platforms" not in attributes:
-            # §3.1: documented both inside attributes and at the top level.
+            # Documented both inside attributes and at the top level.
             attributes = {**attributes, "platforms": element["platforms"]}
         kept = self._clean(attributes, request, "user_attribute", customer_id, allow_objects)
         existing = self.users.get(customer_id)
@@ -530,7 +530,7 @@ class Workspace:
             self.drop_element(element, request, problem.message)
             return
         if customer_id not in self.users:
-            # §3.2: devices are created for existing users only; send the customer first.
+            # Devices are created for existing users only; send the customer first.
             reason = "device for an unknown user (no customer element before it)"
             self.drop_element(element, request, reason)
             return
@@ -547,7 +547,7 @@ class Workspace:
         future_tolerance_s: float,
     ) -> None:
         customer_id: str = element["customer_id"]
-        device_id = element.get("device_id", customer_id)  # §3.3: defaults to the customer_id
+        device_id = element.get("device_id", customer_id)  # defaults to the customer_id
         if not isinstance(device_id, str):
             self.drop_element(element, request, "device_id is not a string")
             return
@@ -583,7 +583,7 @@ class Workspace:
                     user_timezone_offset=action.get("user_timezone_offset"),
                 )
             )
-            # Seed 003: an event for an unknown customer_id creates the user.
+            # Data API overview: an event for an unknown customer_id creates the user.
             self.users.setdefault(customer_id, {})
 
     def _clean(

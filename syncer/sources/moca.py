@@ -1,9 +1,9 @@
 """MOCA (proximity marketing, REST API v2): the streams, declared, and how a page is read.
 
-Documented (seed 000): SSL only, Bearer token, JSON, ``offset``/``limit`` lists, times as int64
-milliseconds UTC, ``X-Server-Timestamp``. Inferred (contract §7, configurable where a real
-account may differ): the base URL, the paths, the list envelope (a bare array or
-``{offset, limit, total, items}``, both accepted), the error body, the analytics shape.
+Documented (docs/vendors/moca.md): SSL only, Bearer token, JSON, ``offset``/``limit`` lists, times
+as int64 milliseconds UTC, ``X-Server-Timestamp``. Inferred (same page, configurable where a real
+account may differ): the base URL, the paths, the list envelope (a bare array or ``{offset, limit,
+total, items}``, both accepted), the error body, the analytics shape.
 """
 
 from __future__ import annotations
@@ -347,7 +347,7 @@ def split_analytics(
     window: tuple[datetime, datetime],
     url: str,
 ) -> AnalyticsPage:
-    """The points of one analytics response for the range ``window`` requested (§7.4 shape).
+    """The points of one analytics response for the range ``window`` requested.
 
     MOCA's analytics are not documented; two shapes are expected, and both are stored: a
     ``series`` of buckets (``{"t": ms, "value": n}``, or ``{"t", "geohash", "latitude",

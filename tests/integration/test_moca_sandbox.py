@@ -107,7 +107,7 @@ def ids(items: list[dict[str, Any]], stream: str) -> list[str]:
 
 
 async def walk(client: aiohttp.ClientSession, url: str, limit: int) -> list[dict[str, Any]]:
-    """Every item of a list, page by page, stopping at the first short page (§7.2)."""
+    """Every item of a list, page by page, stopping at the first short page."""
     items: list[dict[str, Any]] = []
     while True:
         _, page = await get(client, url, offset=str(len(items)), limit=str(limit))

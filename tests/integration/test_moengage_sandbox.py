@@ -1,5 +1,5 @@
 """The MoEngage sandbox over real loopback HTTP: auth, headers, size, 400s, rate limits, silent
-drops, state, inspection and faults (contracts/moengage.md)."""
+drops, state, inspection and faults (docs/vendors/moengage.md)."""
 
 from __future__ import annotations
 

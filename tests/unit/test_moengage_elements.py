@@ -1,4 +1,5 @@
-"""Model rows become MoEngage elements, or Invalid with a reason, per the contract's rules."""
+"""Model rows become MoEngage elements, or Invalid with a reason, per MoEngage's rules
+(docs/vendors/moengage.md)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from syncer.webhooks import (
     target_label,
 )
 
-# The documented test vector (contracts/moco.md §5.1).
+# The documented test vector (docs/vendors/moco.md).
 KEY = "1d608b9d72219b90ff2393a1d3ee0ac0"
 PAYLOAD = b'{"id":111,"description":"a description"}'
 DIGEST = "bf027a86207ef1ca1cb76f5a536b41a14287ab1a0fd5b33bfe86924bc2f48fd1"
