@@ -50,6 +50,7 @@ class Runtime:
     settings: Settings
     pool: Any
     session: aiohttp.ClientSession
+    url: str  # the database's, resolved once (the embedded server is found or started once)
 
 
 @contextlib.asynccontextmanager
@@ -65,7 +66,7 @@ async def runtime(settings: Settings, *, pool_size: int = 10) -> AsyncIterator[R
         database.open_pool(url, max_size=pool_size) as pool,
         aiohttp.ClientSession(trace_configs=[http_trace_config(apis)]) as session,
     ):
-        yield Runtime(settings, pool, session)
+        yield Runtime(settings, pool, session, url)
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -303,8 +304,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             return code
         from syncer.observability import HealthMonitor, serving_health
 
-        url = await database.resolve_url(settings)
-        monitor = HealthMonitor(url, heartbeat=lambda: daemon.heartbeat)
+        monitor = HealthMonitor(rt.url, heartbeat=lambda: daemon.heartbeat)
         async with (
             monitor.watching(),
             serving_health(host=args.metrics_host, port=args.metrics_port, problem=monitor.problem),
