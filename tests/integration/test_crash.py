@@ -40,6 +40,34 @@ async def committed_pages(pool: Any) -> int:
     return int(await pool.fetchval("select coalesce(sum(pages), 0) from syncer.stream_runs"))
 
 
+async def kill_sync_after(pool: Any, config: Path, db_url: str, pages: int) -> None:
+    """Run `syncer sync moco` as a real process and SIGKILL it once ``pages`` pages committed;
+    return when its database sessions are gone."""
+    env = {**os.environ, "SYNCER_DATABASE_URL": db_url, "MOCO_API_KEY": SANDBOX_KEY}
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "syncer",
+        "sync",
+        "moco",
+        "--config",
+        str(config),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with asyncio.timeout(60):
+            while await committed_pages(pool) < pages:
+                assert child.returncode is None, "the sync ended before it could be killed"
+                await asyncio.sleep(0.02)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        await child.wait()
+    assert child.returncode == -signal.SIGKILL
+    await wait_for_dead_sessions(pool)
+
+
 @pytest.mark.parametrize(
     ("kill_after_pages", "requests_per_s"),
     # 12/s: one page at a time; 5000/s: the walks sprint (several pages of a query at once).
@@ -56,29 +84,7 @@ async def test_a_sync_killed_mid_run_resumes_and_converges_exactly(
 ) -> None:
     config = tmp_path / "schedules.toml"
     write_config(config, sandbox.moco_base_url, requests_per_s)
-    env = {**os.environ, "SYNCER_DATABASE_URL": db_url, "MOCO_API_KEY": SANDBOX_KEY}
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "syncer",
-        "sync",
-        "moco",
-        "--config",
-        str(config),
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        async with asyncio.timeout(60):
-            while await committed_pages(pool) < kill_after_pages:
-                assert child.returncode is None, "the sync ended before it could be killed"
-                await asyncio.sleep(0.02)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        await child.wait()
-    assert child.returncode == -signal.SIGKILL
-    await wait_for_dead_sessions(pool)
+    await kill_sync_after(pool, config, db_url, kill_after_pages)
 
     in_progress = {
         r["stream"]: Walk.from_json(orjson.loads(r["walk"]))

@@ -10,9 +10,6 @@ the stream again by offset pages. Real sandbox over loopback HTTP, real PostgreS
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -29,8 +26,8 @@ from syncer.sandbox.moco import ALL_STREAMS, MocoSandbox, MocoSandboxSettings
 from syncer.sandbox.moco_data import MOCO_STREAM_PATHS, MocoData, parse_ts
 from syncer.sandbox.server import RunningSandbox
 from syncer.sweep import sweep_source
-from tests.conftest import SANDBOX_KEY, moco_source, wait_for_dead_sessions
-from tests.integration.test_crash import committed_pages, write_config
+from tests.conftest import SANDBOX_KEY, moco_source
+from tests.integration.test_crash import kill_sync_after, write_config
 from tests.integration.test_moco_sync import (
     assert_tables_equal_source,
     source_contents,
@@ -193,29 +190,7 @@ async def test_a_sync_killed_mid_run_resumes_and_stores_every_stream_exactly(
     config = tmp_path / "schedules.toml"
     write_config(config, sandbox.moco_base_url)
     config.write_text(config.read_text() + f"per_page = {PER_PAGE}\n")
-    env = {**os.environ, "SYNCER_DATABASE_URL": db_url, "MOCO_API_KEY": SANDBOX_KEY}
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "syncer",
-        "sync",
-        "moco",
-        "--config",
-        str(config),
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        async with asyncio.timeout(60):
-            while await committed_pages(pool) < kill_after_pages:
-                assert child.returncode is None, "the sync ended before it could be killed"
-                await asyncio.sleep(0.02)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        await child.wait()
-    assert child.returncode == -signal.SIGKILL
-    await wait_for_dead_sessions(pool)
+    await kill_sync_after(pool, config, db_url, kill_after_pages)
     assert await pool.fetchval("select count(*) from syncer.streams where walk is not null")
     seen = -1
     while seen != len(moco.requests):  # requests the killed process sent may still land
