@@ -21,17 +21,17 @@ from typing import Any
 # (module, attribute path, label): the steps of syncer's extraction path. Steps that do not
 # exist in the code at hand (it moves) are left out of the table.
 STEPS = (
-    ("syncer.moco_walk", "_Ahead.first", "fetch ahead: the first page of a walk"),
-    ("syncer.moco_walk", "_Ahead.next", "fetch ahead: the next page or sprint"),
-    ("syncer.moco_walk", "_Ahead._sprint", "  a sprint (pages at once, then a check)"),
+    ("syncer.sources.moco.stream", "_Ahead.first", "fetch ahead: the first page of a walk"),
+    ("syncer.sources.moco.stream", "_Ahead.next", "fetch ahead: the next page or sprint"),
+    ("syncer.sources.moco.stream", "_Ahead._sprint", "  a sprint (pages at once, then a check)"),
     ("syncer.pipeline", "_fetch", "fetch a page (slot, GET, parse)"),
     ("syncer.store.rate", "SharedRequestLimiter.acquire", "  take a rate-limit slot (ledger)"),
     ("syncer.store.rate", "Spent.settle", "  settle the slot (ledger)"),
     ("syncer.http.client", "ApiClient.get", "  GET incl. slot and settle"),
     ("syncer.http.client", "Response.json", "  orjson.loads of the body"),
-    ("syncer.moco_walk", "split_records", "  split_records (orjson.dumps per record)"),
+    ("syncer.sources.moco.stream", "split_records", "  split_records (orjson.dumps per record)"),
     ("syncer.pipeline", "split_records", "  split_records (orjson.dumps per record)"),
-    ("syncer.moco_walk", "_commit", "commit (one transaction: a page or a sprint)"),
+    ("syncer.sources.moco.stream", "_commit", "commit (one transaction: a page or a sprint)"),
     ("syncer.pipeline", "_commit", "commit (one transaction: a page or a sprint)"),
     ("syncer.store.pages", "upsert_rows", "  COPY into stage + INSERT … ON CONFLICT"),
 )

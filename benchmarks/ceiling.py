@@ -32,9 +32,9 @@ from benchmarks import common, profiles
 from benchmarks.extract import UNLIMITED
 from benchmarks.sandbox import IndexedMocoSandbox, check_equivalence
 from syncer.sandbox.moco_data import MocoData
-from syncer.sources import moco
 from syncer.sources.base import Row, split_records
-from syncer.sources.walk import Walk
+from syncer.sources.moco import api as moco
+from syncer.sources.moco.walk import Walk
 from syncer.store import database, pages, runs
 
 TARGET_FRACTION = 0.40

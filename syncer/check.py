@@ -28,7 +28,8 @@ import asyncpg
 from syncer.config import MocaSourceSettings, MoengageSettings, Settings, SourceSettings
 from syncer.errors import SyncerError
 from syncer.pipeline import client_for
-from syncer.sources import moca, moco
+from syncer.sources.moca import api as moca
+from syncer.sources.moco import api as moco
 from syncer.store import database
 
 Status = Literal["ok", "failed", "not_checked"]

@@ -29,15 +29,15 @@ from syncer import __version__, shutdown
 from syncer.config import Settings, load_settings, settings_without_file
 from syncer.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, SyncerError
 from syncer.pipeline import SyncResult, shared_limiter_for, sync_source
-from syncer.sources.moco import STREAMS as MOCO_STREAMS
+from syncer.sources.moco.api import STREAMS as MOCO_STREAMS
+from syncer.sources.moco.sweep import SweepResult, sweep_source, sweepable
 from syncer.store import database
-from syncer.sweep import SweepResult, sweep_source, sweepable
 
 if TYPE_CHECKING:
-    from syncer.backfill import BackfillResult
-    from syncer.destinations.moengage import LoadResult
+    from syncer.destinations.moengage.load import LoadResult
     from syncer.http.client import RequestStats
     from syncer.scheduler import Daemon
+    from syncer.sources.moco.backfill import BackfillResult
     from syncer.store.status import Freshness, StreamStatus
 
 log = logging.getLogger("syncer")
@@ -128,7 +128,7 @@ async def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
-    from syncer.destinations.moengage import load_destination
+    from syncer.destinations.moengage.load import load_destination
 
     destination = settings.destination(args.destination)
     # The lock, the rows' cursor, the lease held while a body is in flight, and one to write.
@@ -218,8 +218,8 @@ async def backfill_with_progress(
     show: bool = True,
 ) -> BackfillResult:
     """Run the backfill ``args`` name; with ``show``, its progress on the terminal."""
-    from syncer.backfill import BackfillProgress, run_backfill
     from syncer.config import MocoSourceSettings
+    from syncer.sources.moco.backfill import BackfillProgress, run_backfill
 
     source = settings.source(args.source)
     if not isinstance(source, MocoSourceSettings):
@@ -313,7 +313,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
-    from syncer.webhooks import serve_webhooks, webhook_config
+    from syncer.sources.moco.webhooks import serve_webhooks, webhook_config
 
     config = webhook_config(settings, os.environ)  # before migrating: a missing key is exit 2
     async with runtime(settings, pool_size=10) as rt:

@@ -30,14 +30,14 @@ from syncer.config import (
     Secret,
     Settings,
 )
-from syncer.destinations import models
-from syncer.destinations.moengage import LoadResult, load_destination
+from syncer.destinations.moengage import models
+from syncer.destinations.moengage.load import LoadResult, load_destination
 from syncer.errors import EXIT_FAILED, EXIT_OK
 from syncer.pipeline import SyncResult, sync_source
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.server import running_sandbox
-from syncer.sources import moca as moca_streams
-from syncer.sources import moco as moco_source
+from syncer.sources.moca import api as moca_streams
+from syncer.sources.moco import api as moco_source
 from syncer.store import database
 
 # The default events, and each activity of a customer's project as "Time Logged" with its hours

@@ -32,7 +32,7 @@ from syncer.logs import configure_logging
 from syncer.metrics import Registry
 
 if TYPE_CHECKING:
-    from syncer.destinations.moengage import LoadResult
+    from syncer.destinations.moengage.load import LoadResult
     from syncer.pipeline import SyncResult
 
 __all__ = [

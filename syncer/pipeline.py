@@ -5,8 +5,8 @@ at a time per stream, see ``runframe.py``; bookkeeping, streams in parallel unde
 limit, errors per stream) is shared; how a stream is read depends on the source. MOCO streams
 are walked incrementally, each page stored with the stream's new position in one
 transaction, so a run killed at any moment resumes where it stopped and the watermark never
-passes a record that was not stored (see ``sources/walk.py``). MOCA streams are scanned (see
-``scan.py``).
+passes a record that was not stored (see ``sources/moco/walk.py``). MOCA streams are scanned (see
+``sources/moca/scan.py``).
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ from syncer.config import MocaSourceSettings, SourceSettings
 from syncer.errors import SyncerError
 from syncer.http.client import ApiClient, RequestStats
 from syncer.http.pacing import Limiter, SlidingWindowLimiter
-from syncer.moco_walk import finish_stream, log_ids, walk_stream
 from syncer.runframe import Frame, exclusive_run
-from syncer.scan import ScanContext
-from syncer.scan import sync_stream as sync_scanned
-from syncer.sources import moca, moco
+from syncer.sources.moca import api as moca
+from syncer.sources.moca.scan import ScanContext
+from syncer.sources.moca.scan import sync_stream as sync_scanned
+from syncer.sources.moco import api as moco
+from syncer.sources.moco.stream import finish_stream, log_ids, walk_stream
 from syncer.store import locks, runs
 
 log = logging.getLogger(__name__)

@@ -274,7 +274,7 @@ class Daemon:
                 job.id, "succeeded" if result.ok else "failed", "; ".join(result.errors) or None
             )
         if args.command == "load":
-            from syncer.destinations.moengage import load_destination
+            from syncer.destinations.moengage.load import load_destination
 
             loaded = await load_destination(
                 self.pool,
@@ -293,7 +293,7 @@ class Daemon:
 
     async def _sweep(self, job: JobSettings, args: argparse.Namespace, command: str) -> JobOutcome:
         from syncer.pipeline import shared_limiter_for
-        from syncer.sweep import sweep_source, sweepable
+        from syncer.sources.moco.sweep import sweep_source, sweepable
 
         source = sweepable(self.settings, args.source, args.stream)
         result = await sweep_source(
@@ -356,7 +356,7 @@ def check_jobs(settings: Settings) -> None:
         try:
             args = parse_job(job)
             if args.command == "sweep":
-                from syncer.sweep import sweepable
+                from syncer.sources.moco.sweep import sweepable
 
                 sweepable(settings, args.source, args.stream)
             elif args.command in ("sync", "backfill"):

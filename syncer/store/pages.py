@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from syncer.sources.base import Rejected, Row
-from syncer.sources.walk import Walk
+from syncer.sources.moco.walk import Walk
 from syncer.store import leases
 
 STAGE = "_syncer_stage"
@@ -66,7 +66,7 @@ class PageCommit:
     walk: Walk | None  # the walk to resume from; None once the walk is complete
     watermark: datetime | None  # the stream's watermark after this page
     requested_at: datetime | None = None  # when the page's request began
-    pages: int = 1  # pages of one sprint may be stored together (``sources/sprint.py``)
+    pages: int = 1  # pages of one sprint may be stored together (``sources/moco/sprint.py``)
 
 
 async def commit_page(conn: Any, page: PageCommit) -> int:

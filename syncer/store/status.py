@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from syncer.config import DEFAULT_STALE_AFTER_S, MoengageSettings
-from syncer.sources import moca, moco
+from syncer.sources.moca import api as moca
+from syncer.sources.moco import api as moco
 from syncer.store.tables import MOCA_SCHEMA, MOCO_SCHEMA
 
 
@@ -224,7 +225,7 @@ class ModelStatus:
 
 async def destination_status(conn: Any, settings: MoengageSettings) -> list[ModelStatus]:
     """Per model of the destination: pending, sent and dead letters by reason."""
-    from syncer.destinations import models
+    from syncer.destinations.moengage import models
     from syncer.store import loads
 
     counts = await loads.model_counts(conn, settings.name)

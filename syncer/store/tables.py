@@ -25,7 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 
-from syncer.sources import moca, moco
+from syncer.sources.moca import api as moca
+from syncer.sources.moco import api as moco
 
 BOOKKEEPING_SCHEMA = "syncer"
 MOCO_SCHEMA = "moco"

@@ -15,20 +15,20 @@ import aiohttp
 import orjson
 import pytest
 
-from syncer.backfill import (
+from syncer.errors import ConfigError, FatalError
+from syncer.pipeline import RUN_LOCK_CLASS, limiter_for, sync_source
+from syncer.sandbox.moco import MocoSandbox, MocoSandboxSettings
+from syncer.sandbox.moco_data import format_ts, parse_ts
+from syncer.sandbox.server import RunningSandbox
+from syncer.sources.moco.api import format_updated_after
+from syncer.sources.moco.backfill import (
     BACKFILL_LOCK_CLASS,
     BackfillProgress,
     BackfillResult,
     plan_windows,
     run_backfill,
 )
-from syncer.errors import ConfigError, FatalError
-from syncer.pipeline import RUN_LOCK_CLASS, limiter_for, sync_source
-from syncer.sandbox.moco import MocoSandbox, MocoSandboxSettings
-from syncer.sandbox.moco_data import format_ts, parse_ts
-from syncer.sandbox.server import RunningSandbox
-from syncer.sources.moco import format_updated_after
-from syncer.sources.walk import Walk
+from syncer.sources.moco.walk import Walk
 from tests.conftest import SANDBOX_KEY, moco_source, wait_for_dead_sessions
 from tests.integration.test_moco_sync import source_contents, table_contents
 
@@ -207,7 +207,7 @@ CHILD = """
 import asyncio, os, signal, sys
 from datetime import date
 import aiohttp
-from syncer.backfill import run_backfill
+from syncer.sources.moco.backfill import run_backfill
 from syncer.config import MocoSourceSettings, RateLimit, Secret
 from syncer.store.database import open_pool
 

@@ -16,8 +16,8 @@ import pytest
 from syncer.pipeline import sync_source
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.server import RunningSandbox
-from syncer.sources.moco import format_updated_after
-from syncer.sources.walk import Walk
+from syncer.sources.moco.api import format_updated_after
+from syncer.sources.moco.walk import Walk
 from tests.conftest import SANDBOX_KEY, moco_source, wait_for_dead_sessions
 from tests.integration.test_moco_sync import assert_tables_equal_source
 
@@ -124,6 +124,6 @@ async def test_a_sync_killed_mid_run_resumes_and_converges_exactly(
 
 
 def _path(stream: str) -> str:
-    from syncer.sources.moco import STREAMS
+    from syncer.sources.moco.api import STREAMS
 
     return STREAMS[stream].path

@@ -21,7 +21,7 @@ from syncer.pipeline import SyncResult, sync_source
 from syncer.sandbox.moca import MocaSandbox
 from syncer.sandbox.moca_data import ID_FIELDS, MocaData
 from syncer.sandbox.server import RunningSandbox
-from syncer.sources import moca
+from syncer.sources.moca import api as moca
 from tests.conftest import sandbox_in_thread, wait_for_dead_sessions
 
 TOKEN = "sandbox-moca-token"

@@ -113,7 +113,7 @@ async def test_an_api_that_ignores_sort_by_still_converges(
     pool: Any, sandbox: RunningSandbox, moco: MocoSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Asking for an unknown sort field would be rejected, so ask for id order instead.
-    monkeypatch.setattr("syncer.sources.moco.SORT", "id asc")
+    monkeypatch.setattr("syncer.sources.moco.api.SORT", "id asc")
     moco.faults.change_between_pages = 2
     assert (await sync(pool, sandbox)).ok
     moco.faults.change_between_pages = 0

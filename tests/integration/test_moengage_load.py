@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from syncer.config import ModelSettings, MoengageRateLimit, MoengageSettings, Secret
-from syncer.destinations.moengage import BODY_MARGIN_S, LoadResult, load_destination
+from syncer.destinations.moengage.load import BODY_MARGIN_S, LoadResult, load_destination
 from syncer.errors import ConfigError
 from syncer.http.pacing import margin_for
 from syncer.pipeline import sync_source

@@ -27,7 +27,7 @@ from syncer.sandbox.moca_data import MocaData
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.moco_data import MocoData
 from syncer.sandbox.server import RunningSandbox
-from syncer.sources import moca
+from syncer.sources.moca import api as moca
 from tests.conftest import SANDBOX_KEY, sandbox_in_thread
 
 MOCA_TOKEN = "sandbox-moca-token"

@@ -20,10 +20,10 @@ from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.moco_data import MOCO_STREAM_PATHS, MocoData, format_ts
 from syncer.sandbox.moco_records import Record
 from syncer.sandbox.server import RunningSandbox
-from syncer.sources import moco as moco_source_module
 from syncer.sources.base import split_records
+from syncer.sources.moco import api as moco_source_module
+from syncer.sources.moco.sweep import CHUNK, SWEEP_LOCK_CLASS, SweepResult, sweep_source
 from syncer.store.pages import upsert_rows
-from syncer.sweep import CHUNK, SWEEP_LOCK_CLASS, SweepResult, sweep_source
 from tests.conftest import moco_source
 from tests.integration.test_cli import syncer
 from tests.integration.test_daemon import config, environment
@@ -242,7 +242,9 @@ async def test_a_server_ignoring_the_ids_filter_fails_the_stream_and_marks_nothi
     await sync(pool, sandbox, streams=["activities"])
     # A server without the filter answers the whole stream, as a request without ids gets.
     plain = moco_source_module.STREAMS["activities"].params
-    monkeypatch.setattr("syncer.sweep.ids_params", lambda spec, chunk: {**plain, "page": "1"})
+    monkeypatch.setattr(
+        "syncer.sources.moco.sweep.ids_params", lambda spec, chunk: {**plain, "page": "1"}
+    )
     result = await sweep(pool, sandbox, streams=["activities"])
     assert not result.ok
     assert "does not honour the ids filter" in result.errors[0]

@@ -30,7 +30,8 @@ from syncer.sandbox.moca import MocaSandbox
 from syncer.sandbox.moca_data import MocaData
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.server import RunningSandbox
-from syncer.sources import moca, moco
+from syncer.sources.moca import api as moca
+from syncer.sources.moco import api as moco
 from syncer.store.database import migrate, migrations_dir
 from tests.conftest import moco_source, sandbox_in_thread
 

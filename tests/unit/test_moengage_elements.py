@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from syncer.destinations.moengage_elements import (
+from syncer.destinations.moengage.elements import (
     FORBIDDEN_CUSTOMER_IDS,
     FUTURE_TOLERANCE,
     MAX_EVENT_ATTRIBUTES,
@@ -27,7 +27,7 @@ from syncer.destinations.moengage_elements import (
     payload_hash,
     user_element,
 )
-from syncer.destinations.moengage_values import MAX_ARRAY_ITEMS, MAX_NAME_CHARS, MAX_VALUE_CHARS
+from syncer.destinations.moengage.values import MAX_ARRAY_ITEMS, MAX_NAME_CHARS, MAX_VALUE_CHARS
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 FLAT = Options()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from syncer.destinations.moengage import LoadResult
+from syncer.destinations.moengage.load import LoadResult
 from syncer.http.client import RequestStats
 from syncer.logs import configure_logging
 from syncer.metrics import Registry

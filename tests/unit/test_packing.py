@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from syncer.destinations.moengage_elements import (
+from syncer.destinations.moengage.elements import (
     DeviceRow,
     EventRow,
     Options,
@@ -20,7 +20,7 @@ from syncer.destinations.moengage_elements import (
     event_element,
     user_element,
 )
-from syncer.destinations.packing import (
+from syncer.destinations.moengage.packing import (
     EMPTY_BODY_BYTES,
     Batch,
     Item,

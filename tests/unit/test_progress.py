@@ -11,11 +11,11 @@ import pytest
 from rich.console import Console
 
 from syncer import progress
-from syncer.destinations.moengage import LoadResult
+from syncer.destinations.moengage.load import LoadResult
 from syncer.errors import ConfigError
 from syncer.pipeline import StreamResult
 from syncer.progress import Board, Figures, figures_of, records_left, stream_text, time_left
-from syncer.sweep import StreamSweep
+from syncer.sources.moco.sweep import StreamSweep
 
 
 def stream(name: str, *, pages: int, records: int, left: int | None, requests: int) -> Any:

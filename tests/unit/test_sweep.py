@@ -9,8 +9,8 @@ import pytest
 from syncer.config import load_settings
 from syncer.deletions import guard_warning
 from syncer.errors import ConfigError
-from syncer.sources.moco import STREAMS
-from syncer.sweep import decide, ids_params, sweepable
+from syncer.sources.moco.api import STREAMS
+from syncer.sources.moco.sweep import decide, ids_params, sweepable
 
 MOCO = """
 [sources.moco]

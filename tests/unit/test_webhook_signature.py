@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from syncer.config import MOCO_STREAMS
-from syncer.store.webhooks import Change, RowState, merge
-from syncer.webhooks import (
+from syncer.sources.moco.webhook_store import Change, RowState, merge
+from syncer.sources.moco.webhooks import (
     Ignored,
     Malformed,
     WebhookCounts,

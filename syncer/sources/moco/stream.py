@@ -1,10 +1,10 @@
 """Walking one MOCO stream into its table: pages fetched ahead, committed in order.
 
 The walk's rules (what to request next, how far the watermark may move) are pure, in
-``sources/walk.py``; this module does the I/O. The next page is requested while the current
+``sources/moco/walk.py``; this module does the I/O. The next page is requested while the current
 one commits, since the walk knows its next request as soon as a page is parsed. Where the
 rate limit allows far more than one request at a time can use, a walk *sprints*: several
-pages of one query at once, trusted only under the conditions of ``sources/sprint.py``.
+pages of one query at once, trusted only under the conditions of ``sources/moco/sprint.py``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from syncer.errors import MalformedResponseError, SyncerError
 from syncer.http.client import ApiClient, RequestStats
 from syncer.http.pacing import Slot
 from syncer.progress import records_left
-from syncer.sources import moco, sprint
 from syncer.sources.base import Rejected, Row, StreamSpec, parse_http_date, split_records
-from syncer.sources.walk import Walk
+from syncer.sources.moco import api as moco
+from syncer.sources.moco import sprint
+from syncer.sources.moco.walk import Walk
 from syncer.store import leases, pages, runs
 from syncer.store.tables import MOCO_SCHEMA
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from syncer.destinations.moengage_values import (
+from syncer.destinations.moengage.values import (
     MAX_NAME_CHARS,
     SYSTEM_PREFIX,
     as_utc,
@@ -38,7 +38,7 @@ from syncer.destinations.moengage_values import (
 )
 
 # Rows that break a rule raise Invalid; it is part of this module's API, so it is re-exported.
-from syncer.destinations.moengage_values import Invalid as Invalid
+from syncer.destinations.moengage.values import Invalid as Invalid
 
 # The full list from MoEngage's SDK docs (docs/vendors/moengage.md). Case rules are undocumented:
 # compared lowercased and trimmed.

@@ -32,8 +32,8 @@ from syncer.config import MocaSourceSettings
 from syncer.deletions import guard_warning
 from syncer.errors import FatalError
 from syncer.http.client import ApiClient, RequestStats
-from syncer.sources import moca
-from syncer.store import scans
+from syncer.sources.moca import api as moca
+from syncer.sources.moca import scan_store as scans
 
 log = logging.getLogger(__name__)
 

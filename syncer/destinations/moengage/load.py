@@ -47,8 +47,8 @@ import orjson
 
 from syncer import progress, shutdown
 from syncer.config import MoengageSettings
-from syncer.destinations import models
-from syncer.destinations.moengage_elements import (
+from syncer.destinations.moengage import models
+from syncer.destinations.moengage.elements import (
     DeviceRow,
     EventRow,
     Invalid,
@@ -58,7 +58,7 @@ from syncer.destinations.moengage_elements import (
     event_action,
     user_element,
 )
-from syncer.destinations.packing import Batch, Item, Oversized, pack
+from syncer.destinations.moengage.packing import Batch, Item, Oversized, pack
 from syncer.errors import (
     AuthError,
     ConfigError,

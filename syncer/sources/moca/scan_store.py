@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from syncer.sources.base import Rejected
-from syncer.sources.moca import AnalyticsPage, Bucket, MocaRow, MocaStream, RangeAggregate
+from syncer.sources.moca.api import AnalyticsPage, Bucket, MocaRow, MocaStream, RangeAggregate
 from syncer.store import leases
 from syncer.store.tables import MOCA_SCHEMA
 

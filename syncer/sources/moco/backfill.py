@@ -4,7 +4,7 @@
 range ``[since 00:00 UTC, until + 1 day 00:00 UTC)`` (``until`` defaults to today, UTC) into
 windows over the records' ``updated_at`` and reads them oldest first. MOCO has
 ``updated_after`` but no ``updated_before``: a window ``[start, end)`` is read as a walk (see
-``sources/walk.py``: keyset steps over ``sort_by=updated_at asc``, offset paging only in
+``sources/moco/walk.py``: keyset steps over ``sort_by=updated_at asc``, offset paging only in
 pockets of one second) that begins at ``updated_after = start - 1 s`` and ends once a page
 whose records pass ``end`` is confirmed by the next keyset step (whose ``X-Total`` shows that
 the order was honoured, so nothing before ``end`` was left unserved). Records past ``end`` are
@@ -54,9 +54,9 @@ from syncer.http.client import ApiClient, RequestStats, Response
 from syncer.http.pacing import Limiter
 from syncer.pipeline import client_for
 from syncer.runframe import Frame, exclusive_run
-from syncer.sources import moco
 from syncer.sources.base import Rejected, Row, StreamSpec, parse_http_date, split_records
-from syncer.sources.walk import STEP_OVERLAP, Walk
+from syncer.sources.moco import api as moco
+from syncer.sources.moco.walk import STEP_OVERLAP, Walk
 from syncer.store import leases, locks
 from syncer.store.pages import upsert_rows
 from syncer.store.tables import MOCO_SCHEMA

@@ -58,9 +58,10 @@ from syncer.http.client import ApiClient, RequestStats
 from syncer.http.pacing import Limiter
 from syncer.pipeline import client_for
 from syncer.runframe import Frame, exclusive_run
-from syncer.sources import moco
 from syncer.sources.base import Row, StreamSpec, split_records
-from syncer.store import leases, locks, runs, sweeps
+from syncer.sources.moco import api as moco
+from syncer.sources.moco import sweep_store as sweeps
+from syncer.store import leases, locks, runs
 
 log = logging.getLogger(__name__)
 

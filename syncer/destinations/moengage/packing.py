@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import orjson
 
-from syncer.destinations.moengage_elements import split_device
+from syncer.destinations.moengage.elements import split_device
 
 _OPEN = b'{"type":"transition","elements":['
 _CLOSE = b"]}"

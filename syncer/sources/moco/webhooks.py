@@ -12,8 +12,8 @@ keyed by the account's signature key as an ASCII string. What the receiver answe
 - 400 for a signed body that is not a JSON object with an integer ``id``, or a missing
   ``X-Moco-Timestamp``: nothing is written, and MOCO retries it.
 - 503 when the database did not answer in time: MOCO retries it.
-- 200 once the row is written by the rule in ``syncer.store.webhooks``, which makes late,
-  early and repeated deliveries converge. Each delivery is one short transaction, well within
+- 200 once the row is written by the rule in ``syncer.sources.moco.webhook_store``, which makes
+  late, early and repeated deliveries converge. Each delivery is one short transaction, well within
   the 10 seconds MOCO waits.
 
 Polling stays the safety net: a missed delivery is picked up by the next ``syncer sync``.
@@ -40,8 +40,8 @@ from syncer.config import MocoSourceSettings, Secret, Settings
 from syncer.errors import EXIT_OK, ConfigError, FatalError
 from syncer.observability import METRICS
 from syncer.sources.base import parse_timestamp
-from syncer.sources.moco import STREAMS
-from syncer.store.webhooks import Change, apply_change
+from syncer.sources.moco.api import STREAMS
+from syncer.sources.moco.webhook_store import Change, apply_change
 from syncer.tomlspec import Invalid, secret_from_env
 
 log = logging.getLogger(__name__)
