@@ -13,7 +13,7 @@ from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from syncer.store.tables import metadata
+from syncer.warehouse import target_metadata
 
 # A second guard for callers that pass a connection without holding the migration lock: taken
 # before anything else in the transaction (even `create schema if not exists`, which two
@@ -24,7 +24,7 @@ MIGRATION_LOCK = 7_233_911_001
 def run_migrations(connection: Connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=metadata,
+        target_metadata=target_metadata(),
         include_schemas=True,
         version_table_schema="syncer",
         transaction_per_migration=False,

@@ -25,11 +25,10 @@ from typing import Any, Literal
 import aiohttp
 import asyncpg
 
-from syncer.config import MocaSourceSettings, MoengageSettings, Settings, SourceSettings
+from syncer import registry
+from syncer.config import DestinationSettings, Settings, SourceSettings
 from syncer.errors import SyncerError
 from syncer.pipeline import client_for
-from syncer.sources.moca import api as moca
-from syncer.sources.moco import api as moco
 from syncer.store import database
 
 Status = Literal["ok", "failed", "not_checked"]
@@ -164,15 +163,18 @@ def _secret_rows(name: str, secrets: Sequence[Any]) -> CheckRow | None:
 
 async def _source(session: aiohttp.ClientSession, source: SourceSettings) -> CheckRow:
     name = f"source {source.name}"
-    secret = source.token if isinstance(source, MocaSourceSettings) else source.api_key
+    secret = source.secret
     unset = _secret_rows(name, [secret])
     if unset is not None:
         return unset
-    once = dataclasses.replace(
-        source, max_attempts=1, timeout_s=min(source.timeout_s, CHECK_TIMEOUT_S)
+    kind = registry.source_type(source.type)
+    client = client_for(
+        session,
+        source,
+        timeout_s=min(source.timeout_s, CHECK_TIMEOUT_S),
+        max_attempts=1,
     )
-    client = client_for(session, once)
-    url, params = _probe(source)
+    url, params = kind.probe(source)
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S * 2):
             response = await client.get(url, params)
@@ -181,33 +183,15 @@ async def _source(session: aiohttp.ClientSession, source: SourceSettings) -> Che
         return CheckRow(name, "failed", cause, fix or f"check base_url and {secret.env}")
     except TimeoutError:
         return CheckRow(name, "failed", f"{url} did not answer", "check base_url and the network")
-    vendor = "MOCA" if isinstance(source, MocaSourceSettings) else "MOCO"
     return CheckRow(
-        name, "ok", f"{vendor} accepted ${secret.env}: HTTP {response.status} from {url}"
+        name, "ok", f"{kind.vendor} accepted ${secret.env}: HTTP {response.status} from {url}"
     )
 
 
-def _probe(source: SourceSettings) -> tuple[str, dict[str, str]]:
-    """The cheapest authenticated read of a source: one record of a list."""
-    if isinstance(source, MocaSourceSettings):
-        top = [s for s in source.streams if s in moca.STREAMS and moca.STREAMS[s].parent is None]
-        stream = top[0] if top else "apps"
-        path = source.paths.get(stream, moca.STREAMS[stream].path)
-        return f"{source.base_url}{path}", {"offset": "0", "limit": "1"}
-    spec = moco.STREAMS[source.streams[0]]
-    params = moco.page_params(spec, page=1, per_page=1, updated_after=None)
-    return f"{source.base_url}{spec.path}", params
-
-
-def _destination(destination: MoengageSettings) -> CheckRow:
+def _destination(destination: DestinationSettings) -> CheckRow:
     name = f"destination {destination.name}"
-    unset = _secret_rows(name, [destination.workspace_id, destination.api_key])
+    unset = _secret_rows(name, list(destination.secrets))
     if unset is not None:
         return unset
-    return CheckRow(
-        name,
-        "not_checked",
-        f"${destination.workspace_id.env} and ${destination.api_key.env} are set; MoEngage's "
-        "Data API has no read call to try them on: the first `syncer load` (a small "
-        "`--only users` run) shows whether they are accepted",
-    )
+    detail = registry.destination_type(destination.type).check_detail(destination)
+    return CheckRow(name, "not_checked", detail)

@@ -15,22 +15,21 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-import aiohttp
 import asyncpg
 import orjson
 
 from syncer import __version__, shutdown
+from syncer import commands as commands_grammar
+from syncer.commands import execute, runtime
 from syncer.config import Settings, load_settings, settings_without_file
 from syncer.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, SyncerError
-from syncer.pipeline import SyncResult, shared_limiter_for, sync_source
-from syncer.sources.moco.api import STREAMS as MOCO_STREAMS
-from syncer.sources.moco.sweep import SweepResult, sweep_source, sweepable
+from syncer.results import SyncResult
+from syncer.sources.moco.settings import MOCO_STREAMS
 from syncer.store import database
 
 if TYPE_CHECKING:
@@ -38,63 +37,28 @@ if TYPE_CHECKING:
     from syncer.http.client import RequestStats
     from syncer.scheduler import Daemon
     from syncer.sources.moco.backfill import BackfillResult
+    from syncer.sources.moco.sweep import SweepResult
     from syncer.store.status import Freshness, StreamStatus
 
 log = logging.getLogger("syncer")
-
-
-@dataclass
-class Runtime:
-    """What a command that touches the database and the network gets: opened once, at the top."""
-
-    settings: Settings
-    pool: Any
-    session: aiohttp.ClientSession
-    url: str  # the database's, resolved once (the embedded server is found or started once)
-
-
-@contextlib.asynccontextmanager
-async def runtime(settings: Settings, *, pool_size: int = 10) -> AsyncIterator[Runtime]:
-    from syncer.observability import http_trace_config
-
-    url = await database.resolve_url(settings)
-    await database.migrate(url)
-    apis = {
-        s.base_url: s.name for s in (*settings.sources.values(), *settings.destinations.values())
-    }
-    async with (
-        database.open_pool(url, max_size=pool_size) as pool,
-        aiohttp.ClientSession(trace_configs=[http_trace_config(apis)]) as session,
-    ):
-        yield Runtime(settings, pool, session, url)
 
 
 # --- commands ----------------------------------------------------------------------------------
 
 
 async def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
-    source = settings.source(args.source)
-    unknown = [s for s in args.stream if s not in source.streams]
-    if unknown:
-        raise ConfigError(
-            f"--stream {unknown[0]}: not a stream of source {source.name!r}; "
-            f"choose from {', '.join(source.streams)}"
-        )
+    command = commands_grammar.from_args(args)
+    assert isinstance(command, commands_grammar.Sync)
+    commands_grammar.check(settings, command)
+    source = settings.source(command.source)
     rate = source.rate_limit.requests / source.rate_limit.per_seconds
     async with (
-        runtime(settings, pool_size=source.concurrency + 2) as rt,
+        runtime(settings, pool_size=commands_grammar.pool_size(settings, command)) as rt,
         _progress(args, "sync", source.name, rate),
     ):
-        result = await sync_source(
-            rt.pool,
-            rt.session,
-            source,
-            streams=args.stream,
-            full_refresh=args.full_refresh,
-            command=args.command_line,
-            limiter=shared_limiter_for(rt.pool, source),
-        )
-    outcome = _outcome(result.ok, result.outcome_interrupted)
+        result = await execute(rt, command, command_line=args.command_line)
+    assert isinstance(result, SyncResult)
+    outcome = result.outcome
     code = _exit_code(outcome)
     if args.json:
         _print_json(sync_json(result, outcome, code))
@@ -104,21 +68,19 @@ async def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
-    source = sweepable(settings, args.source, args.stream)
+    from syncer.sources.moco.sweep import SweepResult
+
+    command = commands_grammar.from_args(args)
+    commands_grammar.check(settings, command)
+    source = settings.source(args.source)
     rate = source.rate_limit.requests / source.rate_limit.per_seconds
     async with (
-        runtime(settings, pool_size=source.concurrency + 2) as rt,
+        runtime(settings, pool_size=commands_grammar.pool_size(settings, command)) as rt,
         _progress(args, "sweep", source.name, rate),
     ):
-        result = await sweep_source(
-            rt.pool,
-            rt.session,
-            source,
-            streams=args.stream,
-            command=args.command_line,
-            limiter=shared_limiter_for(rt.pool, source),
-        )
-    outcome = _outcome(result.ok, result.outcome_interrupted)
+        result = await execute(rt, command, command_line=args.command_line)
+    assert isinstance(result, SweepResult)
+    outcome = result.outcome
     code = _exit_code(outcome)
     if args.json:
         _print_json(sweep_json(result, outcome, code))
@@ -128,33 +90,29 @@ async def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
-    from syncer.destinations.moengage.load import load_destination
-
-    destination = settings.destination(args.destination)
-    # The lock, the rows' cursor, the lease held while a body is in flight, and one to write.
-    async with runtime(settings, pool_size=5) as rt, _progress(args, "load", destination.name):
-        if args.release_held and args.dry_run is None:  # a dry run changes nothing
+    command = commands_grammar.from_args(args)
+    assert isinstance(command, commands_grammar.Load)
+    commands_grammar.check(settings, command)
+    destination = settings.destination(command.destination)
+    async with (
+        runtime(settings, pool_size=commands_grammar.pool_size(settings, command)) as rt,
+        _progress(args, "load", destination.name),
+    ):
+        if command.release_held and command.dry_run is None:  # a dry run changes nothing
             from syncer.store.loads import release_held
 
             async with rt.pool.acquire() as conn:
                 released = await release_held(conn, destination.name)
             if not args.json:  # stdout carries the one JSON document alone
                 _console().print(f"released {released} held events; this load sends them")
-        result = await load_destination(
-            rt.pool,
-            rt.session,
-            destination,
-            only=args.only,
-            dry_run_dir=args.dry_run,
-            command=args.command_line,
-        )
+        result = await execute(rt, command, command_line=args.command_line)
     outcome = result.outcome if result.outcome in ("succeeded", "interrupted") else "failed"
     code = _exit_code(outcome)
     if args.json:
-        _print_json(load_json(result, outcome, code))
+        _print_json(load_json(cast("LoadResult", result), outcome, code))
     else:
-        print_load_result(result, args.dry_run)
-    return _report(code, [result.error] if result.error else [])
+        print_load_result(result, command.dry_run)
+    return _report(code, result.errors)
 
 
 def _progress(
@@ -169,120 +127,72 @@ def _progress(
 
 
 async def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
-    source = settings.source(args.source)
-    async with runtime(settings, pool_size=source.concurrency + 2) as rt:
-        result = await backfill_with_progress(
-            rt.pool, rt.session, settings, args, args.command_line, show=not args.json
-        )
+    from syncer.sources.moco.backfill import BackfillResult, summary
+
+    command = commands_grammar.from_args(args)
+    assert isinstance(command, commands_grammar.Backfill)
+    commands_grammar.check(settings, command)
+    async with runtime(settings, pool_size=commands_grammar.pool_size(settings, command)) as rt:
+        with _backfill_progress(command, show=not args.json) as progress:
+            result = await execute(
+                rt, command, command_line=args.command_line, on_progress=progress
+            )
+    assert isinstance(result, BackfillResult)
     outcome = result.outcome if result.outcome in ("succeeded", "interrupted") else "failed"
     code = _exit_code(outcome)
     if args.json:
         _print_json(backfill_json(result, outcome, code))
     else:
-        print(_backfill_summary(result))
-    return _report(code, [result.error] if result.error else [])
+        print(summary(result))
+    return _report(code, result.errors)
 
 
-async def run_backfill_command(
-    pool: Any,
-    session: aiohttp.ClientSession,
-    settings: Settings,
-    args: argparse.Namespace,
-    command: str,
-) -> int:
-    """A backfill as the daemon runs it: progress lines, the summary, an exit code."""
-    result = await backfill_with_progress(pool, session, settings, args, command)
-    print(_backfill_summary(result))
-    if result.outcome != "succeeded":
-        print(f"error: {result.error}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+@contextlib.contextmanager
+def _backfill_progress(
+    command: commands_grammar.Backfill, *, show: bool
+) -> Iterator[Callable[[Any], None] | None]:
+    """A backfill's progress: a bar on a terminal, else a line per window, none unless
+    ``show``."""
+    from syncer.sources.moco.backfill import BackfillProgress, progress_lines
 
+    if not show:
+        yield None
+        return
+    if not sys.stdout.isatty():
+        yield progress_lines(command.source, command.stream)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-def _backfill_summary(result: BackfillResult) -> str:
-    return (
-        f"backfill {result.source}.{result.stream}: {result.outcome}; windows "
-        f"{result.windows_done} done, {result.windows_skipped} already done before, of "
-        f"{result.windows_total}; {result.records} records, {result.upserted} changed, "
-        f"{result.elapsed_s:.1f}s"
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[records]} records, {task.fields[rate]}/s"),
+    )
+    bar.start()
+    task = bar.add_task(
+        f"backfill {command.source}.{command.stream}", total=None, records=0, rate=0
     )
 
-
-async def backfill_with_progress(
-    pool: Any,
-    session: aiohttp.ClientSession,
-    settings: Settings,
-    args: argparse.Namespace,
-    command: str,
-    *,
-    show: bool = True,
-) -> BackfillResult:
-    """Run the backfill ``args`` name; with ``show``, its progress on the terminal."""
-    from syncer.config import MocoSourceSettings
-    from syncer.sources.moco.backfill import BackfillProgress, run_backfill
-
-    source = settings.source(args.source)
-    if not isinstance(source, MocoSourceSettings):
-        raise ConfigError(
-            f"backfill: {args.source!r} is a {source.type} source; MOCA streams are scanned in "
-            "full on every sync, so they need no backfill"
-        )
-    interactive = show and sys.stdout.isatty()
-    bar: Any = None
-    if interactive:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[records]} records, {task.fields[rate]}/s"),
-        )
-        bar.start()
-        task = bar.add_task(f"backfill {source.name}.{args.stream}", total=None, records=0, rate=0)
-    last_line = [0]
-
     def progress(p: BackfillProgress) -> None:
-        done = p.windows_done + p.windows_skipped
-        if bar is not None:
-            bar.update(
-                task,
-                total=p.windows_total,
-                completed=done,
-                records=p.records,
-                rate=f"{p.records_per_s:.0f}",
-            )
-        elif show and (done != last_line[0] or p.window is None):
-            last_line[0] = done
-            print(
-                f"backfill {source.name}.{args.stream}: window {done}/{p.windows_total}, "
-                f"{p.records} records, {p.records_per_s:.0f}/s",
-                flush=True,
-            )
+        bar.update(
+            task,
+            total=p.windows_total,
+            completed=p.windows_done + p.windows_skipped,
+            records=p.records,
+            rate=f"{p.records_per_s:.0f}",
+        )
 
     try:
-        result = await run_backfill(
-            pool,
-            session,
-            source,
-            args.stream,
-            since=args.since,
-            until=args.until,
-            window_s=args.window,
-            command=command,
-            progress=progress,
-            limiter=shared_limiter_for(pool, source),
-        )
+        yield progress
     finally:
-        if bar is not None:
-            bar.stop()
-    return result
+        bar.stop()
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from syncer.scheduler import Daemon, check_jobs, run_daemon
+    from syncer.scheduler import Daemon, run_daemon
 
-    check_jobs(settings)
+    commands_grammar.check_jobs(settings)
     if args.json and not args.once:
         raise ConfigError("--json needs --once: the daemon logs each job instead of a summary")
     # Jobs of different streams run side by side, each holding two lock connections (the
@@ -373,18 +283,27 @@ async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from syncer.store.status import destination_status, stream_statuses
+    from syncer import registry
+    from syncer.store.status import stream_statuses
 
     async with runtime(settings, pool_size=2) as rt, rt.pool.acquire() as conn:
         statuses = []
         for src in settings.sources.values():
+            kind = registry.source_type(src.type)
             statuses += await stream_statuses(
-                conn, src.name, src.type, stale_after_s=src.stale_after_s, configured=src.streams
+                conn,
+                src.name,
+                src.schema,
+                kind.streams,
+                count_rows=kind.count_rows,
+                stale_after_s=src.stale_after_s,
+                configured=src.streams,
             )
         if not settings.sources:  # show the MOCO tables (what the demo fills)
-            statuses = await stream_statuses(conn)
+            moco = registry.source_type("moco")
+            statuses = await stream_statuses(conn, "moco", "moco", moco.streams)
         destinations = {
-            name: await destination_status(conn, dest)
+            name: await registry.destination_type(dest.type).status(conn, dest)
             for name, dest in settings.destinations.items()
         }
         jobs = await job_statuses(conn, settings)
@@ -940,163 +859,29 @@ def print_sweep_result(result: SweepResult) -> None:
 # --- parsing -----------------------------------------------------------------------------------
 
 
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-01-31") from None
-
-
-def _duration(text: str) -> float:
-    from syncer.durations import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _env_int(name: str) -> int | None:
     value = os.environ.get(name, "")
     return int(value) if value.isdigit() else None
 
 
-def _common_options(*, defaults: bool) -> argparse.ArgumentParser:
-    """The options every command takes, before or after its name. Only the top level sets
-    defaults: a command's own copy must not overwrite what was given before its name."""
-
-    def default(value: Any) -> Any:
-        return value if defaults else argparse.SUPPRESS
-
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config",
-        type=Path,
-        default=default(None),
-        help="configuration file (env: SYNCER_CONFIG; default: ./schedules.toml)",
-    )
-    common.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        default=default(False),
-        help="log progress to stderr",
-    )
-    common.add_argument(
-        "--log-format",
-        choices=["text", "json"],
-        default=default(os.environ.get("SYNCER_LOG_FORMAT") or "text"),
-        help="log lines as text or as JSON objects (env: SYNCER_LOG_FORMAT)",
-    )
-    return common
-
-
-def _json_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help="print one JSON document with the outcome and figures, nothing else, on stdout",
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
-    common = _common_options(defaults=False)
+    common = commands_grammar.common_options(defaults=False)
     parser = argparse.ArgumentParser(
         prog="syncer",
         description="Incremental MOCO extraction into Postgres, reverse ETL into MoEngage. "
         "Database: $SYNCER_DATABASE_URL (else $DATABASE_URL), else an embedded PostgreSQL under "
         "$SYNCER_HOME "
         "(default ~/.local/share/syncer).",
-        parents=[_common_options(defaults=True)],
+        parents=[commands_grammar.common_options(defaults=True)],
     )
     parser.add_argument("--version", action="version", version=f"syncer {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sync = commands.add_parser(
-        "sync", parents=[common], help="one incremental extraction run of a source"
-    )
-    sync.add_argument("source", help="a source configured under [sources], e.g. moco")
-    sync.add_argument(
-        "--stream",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="only this stream (repeatable)",
-    )
-    sync.add_argument(
-        "--full-refresh",
-        action="store_true",
-        help="re-read every record, not only those changed since the watermark",
-    )
-    _json_option(sync)
-    sync.set_defaults(handler=cmd_sync)
-
-    load = commands.add_parser(
-        "load", parents=[common], help="one reverse-ETL run into a destination (MoEngage)"
-    )
-    load.add_argument("destination", help="a destination configured under [destinations]")
-    load.add_argument(
-        "--dry-run",
-        nargs="?",
-        type=Path,
-        const=Path("moengage-dry-run"),
-        default=None,
-        metavar="DIR",
-        help="send nothing; write the exact bodies to DIR (default ./moengage-dry-run)",
-    )
-    load.add_argument(
-        "--only",
-        action="append",
-        choices=["users", "devices", "events"],
-        default=[],
-        help="only this model (repeatable)",
-    )
-    load.add_argument(
-        "--release-held",
-        action="store_true",
-        help='first release the events held after unanswered requests (on_lost_answer = "hold")',
-    )
-    _json_option(load)
-    load.set_defaults(handler=cmd_load)
-
-    backfill = commands.add_parser(
-        "backfill",
-        parents=[common],
-        help="re-extract a stream's history in resumable windows (the watermark stays put)",
-    )
-    backfill.add_argument("source", help="a MOCO source configured under [sources]")
-    backfill.add_argument("--stream", required=True, metavar="NAME", help="the stream")
-    backfill.add_argument(
-        "--since", required=True, type=_date, metavar="DATE", help="first day, YYYY-MM-DD"
-    )
-    backfill.add_argument(
-        "--until", type=_date, default=None, metavar="DATE", help="last day (default: today)"
-    )
-    backfill.add_argument(
-        "--window",
-        type=_duration,
-        default=30 * 86400.0,
-        metavar="DURATION",
-        help="window length, e.g. 7d or 30d (default 30d)",
-    )
-    _json_option(backfill)
-    backfill.set_defaults(handler=cmd_backfill)
-
-    sweep = commands.add_parser(
-        "sweep",
-        parents=[common],
-        help="mark records deleted at a MOCO source (MOCO lists no deletions)",
-    )
-    sweep.add_argument("source", help="a MOCO source configured under [sources]")
-    sweep.add_argument(
-        "--stream",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="only this stream (repeatable)",
-    )
-    _json_option(sweep)
-    sweep.set_defaults(handler=cmd_sweep)
+    work = commands_grammar.add_subcommands(commands, [common])
+    work["sync"].set_defaults(handler=cmd_sync)
+    work["load"].set_defaults(handler=cmd_load)
+    work["backfill"].set_defaults(handler=cmd_backfill)
+    work["sweep"].set_defaults(handler=cmd_sweep)
 
     run = commands.add_parser(
         "run", parents=[common], help="the daemon: run the jobs of schedules.toml on schedule"
@@ -1116,7 +901,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="address /healthz and /metrics listen on, e.g. 0.0.0.0 for a Prometheus in "
         "another container (env: SYNCER_METRICS_HOST; default 127.0.0.1)",
     )
-    _json_option(run)
+    commands_grammar.json_option(run)
     run.set_defaults(handler=cmd_run)
 
     webhooks = commands.add_parser(
@@ -1159,7 +944,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="is it ready? configuration, database, and one authenticated read per source",
     )
-    _json_option(check)
+    commands_grammar.json_option(check)
     check.set_defaults(handler=cmd_check)
 
     migrate = commands.add_parser(
@@ -1213,11 +998,12 @@ def _secrets(settings: Settings) -> list[str]:
     """Every secret value the settings hold (those set), for the log filter to redact."""
     values = [settings.database.url.value] if settings.database.url else []
     for source in settings.sources.values():
-        values.append(source.token.value if source.type == "moca" else source.api_key.value)
-        if source.type == "moco" and source.webhook_secret_env:  # read only when serving hooks
-            values.append(os.environ.get(source.webhook_secret_env, ""))
+        values.append(source.secret.value)
+        webhook_env = getattr(source, "webhook_secret_env", None)
+        if webhook_env:  # read only when serving webhooks
+            values.append(os.environ.get(webhook_env, ""))
     for destination in settings.destinations.values():
-        values += [destination.api_key.value, destination.workspace_id.value]
+        values += [secret.value for secret in destination.secrets]
     return [v for v in values if v]
 
 
@@ -1225,24 +1011,11 @@ def require_secrets(args: argparse.Namespace, settings: Settings) -> None:
     """ConfigError (exit 2) naming every unset credential variable of what this command touches,
     before anything runs: a source's for sync, sweep and backfill, a destination's for load, the
     jobs' for the daemon. ``status``, ``migrate``, ``check`` and ``webhooks`` need none."""
-    command = args.command
-    if command in ("sync", "sweep", "backfill"):
-        settings.require_secrets(sources=[args.source])
-    elif command == "load":
-        settings.require_secrets(destinations=[args.destination])
-    elif command == "run":
-        from syncer.scheduler import check_jobs, parse_job
-
-        check_jobs(settings)  # a job that is wrong is reported as such, not as a missing key
-        sources: list[str] = []
-        destinations: list[str] = []
-        for job in settings.jobs:
-            job_args = parse_job(job)
-            if job_args.command == "load":
-                destinations.append(job_args.destination)
-            else:
-                sources.append(job_args.source)
-        settings.require_secrets(sources=sources, destinations=destinations)
+    if args.command in commands_grammar.JOB_COMMANDS:
+        commands_grammar.require_secrets(settings, [commands_grammar.from_args(args)])
+    elif args.command == "run":
+        # A job that is wrong is reported as such, not as a missing key.
+        commands_grammar.require_secrets(settings, commands_grammar.check_jobs(settings))
 
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]

@@ -19,26 +19,12 @@ Keys (required unless a default is given; durations are strings like ``"90s"``, 
                                     # Postgres under $SYNCER_HOME (default ~/.local/share/syncer)
 
     [sources.NAME]                  # NAME: lowercase identifier, becomes a Postgres schema
-    type = "moco"                   # the only source type supported so far
-    base_url = "https://acme.mocoapp.com/api/v1"   # http(s), trailing slash dropped
-    api_key_env = "MOCO_API_KEY"    # variable holding the API key
-    streams = ["activities", ...]   # default all: activities, projects, companies,
-                                    # contacts, users, invoices, offers, deals
-    rate_limit = { requests = 120, per_seconds = 120 }   # default as shown; both required
-    overlap = "5m"                  # re-read window behind the watermark, >= 0 (default 5m)
-    per_page = 100                  # 1..1000 (default 100)
-    timeout = "30s"                 # per request, > 0 (default 30s)
-    max_attempts = 8                # per request, >= 1 (default 8)
-    concurrency = 4                 # streams in flight at once, 1..16 (default 4)
-    page_concurrency = 8            # pages of one query at once when the rate limit leaves
-                                    # room, 1..32; 1: one page at a time (default 8)
-    deletion_guard = 0.2            # `syncer sweep`: a sweep finding more than this share of
-                                    # a stream missing marks none deleted, 0 < x <= 1 (0.2)
-    webhook_secret_env = "MOCO_WEBHOOK_SECRET"   # optional: variable holding MOCO's webhook
-                                    # signature key; read only by `syncer webhooks serve`
+    type = "moco"                   # a registered source type: moco, moca, or a plugin's
+    ...                             # the type's own keys: syncer/sources/moco/settings.py,
+                                    # syncer/sources/moca/settings.py
     stale_after = "24h"             # `syncer status` flags a stream STALE when its last
                                     # successful sync is older than this, or it never had one
-                                    # (default 24h; any source type)
+                                    # (default 24h; every source type has this key)
 
     [[jobs]]                        # for `syncer run`
     id = "moco-every-15-min"        # unique, [A-Za-z0-9_.-]+; the job's identity in the database
@@ -49,22 +35,12 @@ Keys (required unless a default is given; durations are strings like ``"90s"``, 
     timezone = "Europe/Berlin"      # for cron (default "UTC")
     timeout = "1h"                  # a run still going after this is cancelled (default 1h)
 
-    [destinations.moengage]
-    type = "moengage"
-    base_url = "https://api-01.moengage.com/v1"   # your data center's API host
-    workspace_id_env = "MOENGAGE_WORKSPACE_ID"    # variable holding the workspace (APP) id
-    api_key_env = "MOENGAGE_API_KEY"              # variable holding the data API key
-    max_request_bytes = 100000                    # 1024..131072 (default 100000)
-    rate_limit = { users = 1000, events = 10000, per_seconds = 60 }   # default as shown
-    flatten = true                  # nested objects → dot keys (default true)
-    timeout = "30s"                 # per request (default 30s)
-    max_attempts = 6                # per batch, for 429/5xx/timeouts (default 6)
-    [destinations.moengage.users]   # optional SQL models; defaults ship with syncer
-    sql = "select ... as customer_id, ... as attributes from moco.contacts"
-    [destinations.moengage.devices]
-    sql = "select ... as customer_id, ... as device_id, ... as attributes from ..."
-    [destinations.moengage.events]
-    sql = "select ... as event_key, ... as customer_id, ... as action, ..."
+    [destinations.NAME]
+    type = "moengage"               # a registered destination type: moengage, or a plugin's
+    ...                             # the type's own keys: syncer/destinations/moengage/settings.py
+
+Source and destination types are registered by their packages (``syncer.registry``); which
+keys a table takes depends on its ``type``.
 """
 
 from __future__ import annotations
@@ -78,40 +54,35 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Protocol
 
+from syncer import registry
 from syncer.errors import ConfigError
 from syncer.tomlspec import (
     Ctx,
     Invalid,
     Key,
-    boolean,
-    choice,
     comma_list,
     describe,
     duration,
     env_name,
-    http_url,
     integer,
-    names,
-    nested,
     number,
     read_table,
     report_unknown,
     secret_from_env,
-    share,
-    streams,
     string,
 )
 
 __all__ = [
-    "MOCO_STREAMS",
     "DatabaseSettings",
+    "DestinationSettings",
     "JobSettings",
-    "MocoSourceSettings",
     "RateLimit",
     "Secret",
     "Settings",
+    "SourceSettings",
+    "env_secret",
     "load_settings",
 ]
 
@@ -126,38 +97,6 @@ POSTGRES_URL_SCHEME = re.compile(r"^postgres(?:ql)?(?:\+[A-Za-z0-9_]+)?://", re.
 # `syncer status` flags a stream STALE after this long without a successful sync: a day, so
 # that a once-a-day schedule is not flagged; set it to a few of your job intervals.
 DEFAULT_STALE_AFTER_S = 86400.0
-
-MOCO_STREAMS: tuple[str, ...] = (
-    "activities",
-    "projects",
-    "companies",
-    "contacts",
-    "users",
-    "invoices",
-    "offers",
-    "deals",
-)
-
-MOCA_STREAMS: tuple[str, ...] = (
-    "apps",
-    "beacons",
-    "places",
-    "zones",
-    "geofences",
-    "segments",
-    "campaigns",
-    "experiences",
-    "notifications",
-    "analytics",
-)
-MOCA_METRICS: tuple[str, ...] = (
-    "new_users",
-    "returning_users",
-    "active_users",
-    "sessions",
-    "visitors",
-    "geolocations",
-)
 
 JOB_COMMANDS: tuple[str, ...] = ("sync", "backfill", "load", "sweep")
 
@@ -202,81 +141,60 @@ class DatabaseSettings:
     url_env: str = DEFAULT_DATABASE_URL_ENV
 
 
-@dataclass(frozen=True)
-class MocoSourceSettings:
-    name: str
-    base_url: str
-    api_key: Secret
-    streams: tuple[str, ...] = MOCO_STREAMS
-    rate_limit: RateLimit = RateLimit(120, 120.0)
-    overlap_s: float = 300.0
-    per_page: int = 100
-    timeout_s: float = 30.0
-    max_attempts: int = 8
-    concurrency: int = 4
-    page_concurrency: int = 8  # pages of one query fetched at once when the limit allows it
-    deletion_guard: float = 0.2  # a sweep missing more than this share of a stream deletes nothing
-    webhook_secret_env: str | None = None  # resolved by `syncer webhooks serve` only
-    stale_after_s: float = DEFAULT_STALE_AFTER_S  # `syncer status`: STALE beyond this
-    type: Literal["moco"] = "moco"
+class SourceSettings(Protocol):
+    """What every source's settings have, whatever its type (each type adds its own keys)."""
+
+    @property
+    def name(self) -> str: ...  # [sources.NAME]
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def streams(self) -> tuple[str, ...]: ...
+
+    @property
+    def rate_limit(self) -> RateLimit: ...
+
+    @property
+    def timeout_s(self) -> float: ...
+
+    @property
+    def max_attempts(self) -> int: ...
+
+    @property
+    def concurrency(self) -> int: ...
+
+    @property
+    def stale_after_s(self) -> float: ...
+
+    @property
+    def secret(self) -> Secret: ...  # its credential
+
+    @property
+    def schema(self) -> str: ...  # the Postgres schema its tables are in
 
 
-@dataclass(frozen=True)
-class MocaSourceSettings:
-    name: str
-    base_url: str  # https, or http on loopback (the sandbox)
-    token: Secret
-    streams: tuple[str, ...] = MOCA_STREAMS
-    rate_limit: RateLimit = RateLimit(10, 1.0)  # MOCA documents none: polite by default
-    page_size: int = 100  # `limit` asked for; the server may cap it
-    timeout_s: float = 30.0
-    max_attempts: int = 8
-    concurrency: int = 4
-    deletion_guard: float = 0.2  # a scan missing more than this share of a stream deletes nothing
-    full_scan_every_s: float = 3600.0  # when the server honours updatedSince
-    overlap_s: float = 300.0  # re-read window behind the updatedSince watermark
-    analytics_metrics: tuple[str, ...] = MOCA_METRICS
-    analytics_interval: str = "day"
-    analytics_since_s: float = 30 * 86400.0  # how far back the first analytics pull goes
-    analytics_restated_s: float = 2 * 86400.0  # trailing window re-pulled every run
-    paths: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    stale_after_s: float = DEFAULT_STALE_AFTER_S  # `syncer status`: STALE beyond this
-    type: Literal["moca"] = "moca"
+class DestinationSettings(Protocol):
+    """What every destination's settings have, whatever its type."""
 
+    @property
+    def name(self) -> str: ...
 
-SourceSettings = MocoSourceSettings | MocaSourceSettings
+    @property
+    def type(self) -> str: ...
 
+    @property
+    def base_url(self) -> str: ...
 
-@dataclass(frozen=True)
-class MoengageRateLimit:
-    users: int = 1000  # customer and device elements ...
-    events: int = 10000  # ... and event actions ...
-    per_seconds: float = 60.0  # ... per window, for the workspace
+    @property
+    def timeout_s(self) -> float: ...
 
-
-@dataclass(frozen=True)
-class ModelSettings:
-    sql: str
-
-
-@dataclass(frozen=True)
-class MoengageSettings:
-    name: str
-    base_url: str
-    workspace_id: Secret
-    api_key: Secret
-    max_request_bytes: int = 100_000
-    rate_limit: MoengageRateLimit = MoengageRateLimit()
-    flatten: bool = True
-    timeout_s: float = 30.0
-    max_attempts: int = 6
-    # A request left unanswered may have arrived: send its events again ("resend", at least
-    # once) or hold them until `syncer load <name> --release-held` ("hold", at most once).
-    on_lost_answer: Literal["resend", "hold"] = "resend"
-    users: ModelSettings | None = None  # None: the model that ships with syncer
-    devices: ModelSettings | None = None
-    events: ModelSettings | None = None
-    type: Literal["moengage"] = "moengage"
+    @property
+    def secrets(self) -> tuple[Secret, ...]: ...  # its credentials
 
 
 @dataclass(frozen=True)
@@ -296,7 +214,7 @@ class Settings:
     database: DatabaseSettings
     sources: Mapping[str, SourceSettings]
     jobs: tuple[JobSettings, ...]
-    destinations: Mapping[str, MoengageSettings] = field(
+    destinations: Mapping[str, DestinationSettings] = field(
         default_factory=lambda: MappingProxyType({})
     )
 
@@ -309,11 +227,11 @@ class Settings:
         for name in sources:
             source = self.sources.get(name)
             if source is not None:
-                found.append(source.token if source.type == "moca" else source.api_key)
+                found.append(source.secret)
         for name in destinations:
             destination = self.destinations.get(name)
             if destination is not None:
-                found += [destination.workspace_id, destination.api_key]
+                found += destination.secrets
         return found
 
     def require_secrets(
@@ -329,7 +247,7 @@ class Settings:
         if problems:
             raise ConfigError(list(dict.fromkeys(problems)))
 
-    def destination(self, name: str) -> MoengageSettings:
+    def destination(self, name: str) -> DestinationSettings:
         """The destination configured as ``[destinations.<name>]``; ConfigError when none."""
         try:
             return self.destinations[name]
@@ -434,7 +352,7 @@ def _expand_user(text: str, environ: Mapping[str, str]) -> Path:
 _TOP_LEVEL_KEYS = ("database", "sources", "destinations", "jobs")
 
 
-def _env_secret(what: str) -> Callable[[object, Ctx], Secret]:
+def env_secret(what: str) -> Callable[[object, Ctx], Secret]:
     """An `*_env` key of a credential: the variable's name is checked now; an unset or blank
     variable becomes a :class:`Secret` with its ``problem``, an error only for the commands
     that use it. ``what`` names the content for the user ({NAME}: the table's name)."""
@@ -449,10 +367,26 @@ def _env_secret(what: str) -> Callable[[object, Ctx], Secret]:
     return convert
 
 
-_RATE_LIMIT_KEYS = (
+RATE_LIMIT_KEYS = (
     Key("requests", integer(1), example="requests = 120"),
     Key("per_seconds", number(above=0), example="per_seconds = 120"),
 )
+
+
+def _schema_name(value: object, ctx: Ctx) -> str:
+    name = string()(value, ctx)
+    assert isinstance(name, str)
+    if not _SOURCE_NAME.fullmatch(name) or len(name) > 63:
+        raise Invalid(
+            f'"{name}" is not a schema name; use a lowercase identifier ([a-z_][a-z0-9_]*)'
+        )
+    if name in _RESERVED_SCHEMAS or name.startswith("pg_"):
+        raise Invalid(f'"{name}" is reserved (syncer, public, information_schema, pg_*)')
+    return name
+
+
+# Every source type's optional `schema` key: where its tables are (default: the source's name).
+SCHEMA_KEY = Key("schema", _schema_name, default=None, attr="schema_name")
 
 _DATABASE_KEYS = (
     Key(
@@ -462,150 +396,6 @@ _DATABASE_KEYS = (
         secret_hint=(DEFAULT_DATABASE_URL_ENV, "URL"),
     ),
 )
-
-_MOCO_KEYS = (
-    Key("base_url", http_url, example='base_url = "https://acme.mocoapp.com/api/v1"'),
-    Key(
-        "api_key_env",
-        _env_secret("{NAME} API key"),
-        attr="api_key",
-        secret_hint=("{NAME}_API_KEY", "key"),
-        example='api_key_env = "{NAME}_API_KEY"',
-    ),
-    Key("streams", streams(MOCO_STREAMS), default=MOCO_STREAMS),
-    Key("rate_limit", nested(_RATE_LIMIT_KEYS, RateLimit), default=RateLimit(120, 120.0)),
-    Key("overlap", duration(positive=False), default=300.0, attr="overlap_s"),
-    Key("per_page", integer(1, 1000), default=100),
-    Key("timeout", duration(positive=True), default=30.0, attr="timeout_s"),
-    Key("max_attempts", integer(1), default=8),
-    Key("concurrency", integer(1, 16), default=4),
-    Key("page_concurrency", integer(1, 32), default=8),
-    Key("deletion_guard", share, default=0.2),
-    Key(
-        "webhook_secret_env",
-        env_name,
-        default=None,
-        secret_hint=("{NAME}_WEBHOOK_SECRET", "webhook signature key"),
-    ),
-    Key(
-        "stale_after", duration(positive=True), default=DEFAULT_STALE_AFTER_S, attr="stale_after_s"
-    ),
-)
-
-
-_MODEL_KEYS = (Key("sql", string(), example='sql = "select ... from moco.contacts"'),)
-
-_MOENGAGE_RATE_LIMIT_KEYS = (
-    Key("users", integer(1), default=1000),
-    Key("events", integer(1), default=10000),
-    Key("per_seconds", number(above=0), default=60.0),
-)
-
-_MOENGAGE_KEYS = (
-    Key("base_url", http_url, example='base_url = "https://api-01.moengage.com/v1"'),
-    Key(
-        "workspace_id_env",
-        _env_secret("MoEngage workspace id (APP ID)"),
-        attr="workspace_id",
-        secret_hint=("MOENGAGE_WORKSPACE_ID", "workspace id"),
-        example='workspace_id_env = "MOENGAGE_WORKSPACE_ID"',
-    ),
-    Key(
-        "api_key_env",
-        _env_secret("MoEngage data API key"),
-        attr="api_key",
-        secret_hint=("MOENGAGE_API_KEY", "key"),
-        example='api_key_env = "MOENGAGE_API_KEY"',
-    ),
-    Key("max_request_bytes", integer(1024, 131_072), default=100_000),
-    Key(
-        "rate_limit",
-        nested(_MOENGAGE_RATE_LIMIT_KEYS, MoengageRateLimit),
-        default=MoengageRateLimit(),
-    ),
-    Key("flatten", boolean, default=True),
-    Key("timeout", duration(positive=True), default=30.0, attr="timeout_s"),
-    Key("max_attempts", integer(1), default=6),
-    Key("on_lost_answer", choice(("resend", "hold")), default="resend"),
-    Key("users", nested(_MODEL_KEYS, ModelSettings), default=None),
-    Key("devices", nested(_MODEL_KEYS, ModelSettings), default=None),
-    Key("events", nested(_MODEL_KEYS, ModelSettings), default=None),
-)
-
-
-_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
-
-
-def _ssl_url(value: object, ctx: Ctx) -> str:
-    """MOCA's API is SSL only: https, except plain http to this machine (the sandbox)."""
-    url = http_url(value, ctx)
-    host = re.sub(r"(?i)^https?://", "", url).split("/", 1)[0].rsplit(":", 1)[0]
-    if url.lower().startswith("http://") and host not in _LOOPBACK:
-        raise Invalid(
-            f'"{url}" is plain http; MOCA\'s API is SSL only: use https:// '
-            "(plain http is accepted only for a sandbox on this machine)"
-        )
-    return url
-
-
-def _paths(value: object, ctx: Ctx) -> Mapping[str, str]:
-    """Overrides of the inferred MOCA paths, e.g. { beacons = "/fleet/beacons" }."""
-    if not isinstance(value, dict):
-        raise Invalid(f"expected a table of stream = path, got {describe(value)}")
-    bad = [k for k, v in value.items() if k not in MOCA_STREAMS or not isinstance(v, str)]
-    if bad:
-        raise Invalid(
-            f"unknown streams or non-string paths: {bad}; streams: {comma_list(MOCA_STREAMS)}"
-        )
-    return MappingProxyType(dict(value))
-
-
-_MOCA_KEYS = (
-    Key("base_url", _ssl_url, example='base_url = "https://api.mocaplatform.com/v2"'),
-    Key(
-        "token_env",
-        _env_secret("MOCA API token"),
-        attr="token",
-        secret_hint=("{NAME}_API_TOKEN", "token"),
-        example='token_env = "MOCA_API_TOKEN"',
-    ),
-    Key("streams", streams(MOCA_STREAMS), default=MOCA_STREAMS),
-    Key("rate_limit", nested(_RATE_LIMIT_KEYS, RateLimit), default=RateLimit(10, 1.0)),
-    Key("page_size", integer(1, 1000), default=100),
-    Key("timeout", duration(positive=True), default=30.0, attr="timeout_s"),
-    Key("max_attempts", integer(1), default=8),
-    Key("concurrency", integer(1, 16), default=4),
-    Key("deletion_guard", share, default=0.2),
-    Key("full_scan_every", duration(positive=False), default=3600.0, attr="full_scan_every_s"),
-    Key("overlap", duration(positive=False), default=300.0, attr="overlap_s"),
-    Key("analytics_metrics", names(MOCA_METRICS, "metrics"), default=MOCA_METRICS),
-    Key("analytics_interval", choice(("hour", "day", "month")), default="day"),
-    Key("analytics_since", duration(positive=True), default=30 * 86400.0, attr="analytics_since_s"),
-    Key(
-        "analytics_restated",
-        duration(positive=False),
-        default=2 * 86400.0,
-        attr="analytics_restated_s",
-    ),
-    Key("paths", _paths, default=MappingProxyType({})),
-    Key(
-        "stale_after", duration(positive=True), default=DEFAULT_STALE_AFTER_S, attr="stale_after_s"
-    ),
-)
-
-
-@dataclass(frozen=True)
-class _SourceType:
-    keys: tuple[Key, ...]
-    build: Callable[..., SourceSettings]
-
-
-# A new source type is one entry here plus its keys and settings class.
-_SOURCE_TYPES: dict[str, _SourceType] = {
-    "moco": _SourceType(_MOCO_KEYS, MocoSourceSettings),
-    "moca": _SourceType(_MOCA_KEYS, MocaSourceSettings),
-}
-_PLANNED_SOURCE_TYPES: tuple[str, ...] = ()
 
 _SOURCE_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 _RESERVED_SCHEMAS = ("syncer", "public", "information_schema")
@@ -724,6 +514,7 @@ def _read_sources(ctx: Ctx, value: object) -> dict[str, SourceSettings]:
     if not isinstance(value, dict):
         ctx.problems.append(f"sources: expected a table of [sources.NAME], got {describe(value)}")
         return sources
+    kinds = registry.source_types()
     for name, body in value.items():
         sub = Ctx(ctx.problems, ctx.environ, table.at(name).path, name)
         _check_source_name(sub, name)
@@ -734,33 +525,36 @@ def _read_sources(ctx: Ctx, value: object) -> dict[str, SourceSettings]:
         if source_type is None:
             ctx.problems.append(
                 f'{sub.path}.type: required key is missing; set type = "moco" '
-                f"(supported: {comma_list(_SOURCE_TYPES)})"
+                f"(supported: {comma_list(kinds)})"
             )
             continue
-        spec = _SOURCE_TYPES.get(source_type) if isinstance(source_type, str) else None
-        if spec is None:
-            if source_type in _PLANNED_SOURCE_TYPES:
-                reason = f'"{source_type}" sources are not supported yet'
-            elif isinstance(source_type, str):
-                reason = (
-                    f'unknown source type "{source_type}"; supported: {comma_list(_SOURCE_TYPES)}'
-                )
+        kind = kinds.get(source_type) if isinstance(source_type, str) else None
+        if kind is None:
+            if isinstance(source_type, str):
+                reason = f'unknown source type "{source_type}"; supported: {comma_list(kinds)}'
             else:
                 reason = f"expected a string, got {describe(source_type)}"
             ctx.problems.append(f"{sub.path}.type: {reason}")
             continue
         rest = {k: v for k, v in body.items() if k != "type"}
-        fields = read_table(sub, rest, spec.keys)
+        fields = read_table(sub, rest, kind.keys)
         if fields is not None and _SOURCE_NAME.fullmatch(name):
-            twin = next((s.name for s in sources.values() if s.type == source_type), None)
-            if twin is not None:
-                # Each source type owns one warehouse schema (moco, moca).
+            source = kind.build(name=name, **fields)
+            owner = next((k for k in kinds.values() if k.migrated_schema == source.schema), None)
+            twin = next((s.name for s in sources.values() if s.schema == source.schema), None)
+            if owner is not None and owner.name != source_type:
                 ctx.problems.append(
-                    f'{sub.path}: a second "{source_type}" source; [sources.{twin}] is one '
-                    f'already and both would write schema "{source_type}": keep one'
+                    f'{sub.path}: schema "{source.schema}" holds the tables of the built-in '
+                    f'"{owner.name}" sources; name this {source_type} source otherwise, or set '
+                    "schema to another name"
                 )
-                continue
-            sources[name] = spec.build(name=name, **fields)
+            elif twin is not None:
+                ctx.problems.append(
+                    f'{sub.path}: [sources.{twin}] writes schema "{source.schema}" already; '
+                    "give each source its own schema"
+                )
+            else:
+                sources[name] = source
     return sources
 
 
@@ -781,27 +575,33 @@ def _check_source_name(ctx: Ctx, name: str) -> None:
         )
 
 
-def _read_destinations(ctx: Ctx, value: object) -> dict[str, MoengageSettings]:
-    destinations: dict[str, MoengageSettings] = {}
+def _read_destinations(ctx: Ctx, value: object) -> dict[str, DestinationSettings]:
+    destinations: dict[str, DestinationSettings] = {}
     if not isinstance(value, dict):
         ctx.problems.append(f"destinations: expected a table, got {describe(value)}")
         return destinations
+    kinds = registry.destination_types()
     for name, body in value.items():
         sub = Ctx(ctx.problems, ctx.environ, ctx.at("destinations").at(name).path, name)
         if not isinstance(body, dict):
             ctx.problems.append(f"{sub.path}: expected a table, got {describe(body)}")
             continue
-        kind = body.get("type")
-        if kind != "moengage":
-            got = f'"{kind}"' if isinstance(kind, str) else "nothing"
-            ctx.problems.append(
-                f'{sub.path}.type: set type = "moengage" (the only destination type), got {got}'
+        given = body.get("type")
+        kind = kinds.get(given) if isinstance(given, str) else None
+        if kind is None:
+            got = f'"{given}"' if isinstance(given, str) else "nothing"
+            first = next(iter(kinds), "moengage")
+            which = (
+                "the only destination type"
+                if len(kinds) == 1
+                else f"or one of: {comma_list(kinds)}"
             )
+            ctx.problems.append(f'{sub.path}.type: set type = "{first}" ({which}), got {got}')
             continue
         rest = {k: v for k, v in body.items() if k != "type"}
-        fields = read_table(sub, rest, _MOENGAGE_KEYS)
+        fields = read_table(sub, rest, kind.keys)
         if fields is not None:
-            destinations[name] = MoengageSettings(name=name, **fields)
+            destinations[name] = kind.build(name=name, **fields)
     return destinations
 
 

@@ -20,24 +20,19 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from syncer.config import (
-    MocaSourceSettings,
-    MocoSourceSettings,
-    ModelSettings,
-    MoengageRateLimit,
-    MoengageSettings,
-    RateLimit,
-    Secret,
-    Settings,
-)
+from syncer.config import RateLimit, Secret, Settings
 from syncer.destinations.moengage import models
 from syncer.destinations.moengage.load import LoadResult, load_destination
+from syncer.destinations.moengage.settings import ModelSettings, MoengageRateLimit, MoengageSettings
 from syncer.errors import EXIT_FAILED, EXIT_OK
-from syncer.pipeline import SyncResult, sync_source
+from syncer.pipeline import sync_source
+from syncer.results import SyncResult
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.server import running_sandbox
 from syncer.sources.moca import api as moca_streams
+from syncer.sources.moca.settings import MocaSourceSettings
 from syncer.sources.moco import api as moco_source
+from syncer.sources.moco.settings import MocoSourceSettings
 from syncer.store import database
 
 # The default events, and each activity of a customer's project as "Time Logged" with its hours

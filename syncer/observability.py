@@ -33,7 +33,7 @@ from syncer.metrics import Registry
 
 if TYPE_CHECKING:
     from syncer.destinations.moengage.load import LoadResult
-    from syncer.pipeline import SyncResult
+    from syncer.results import SyncResult
 
 __all__ = [
     "METRICS",

@@ -1,12 +1,13 @@
-"""One extraction run of a source: its streams read page by page into the warehouse.
+"""One extraction run of a source, whatever its type: its streams read into the warehouse.
 
-No scheduling here: the CLI and the daemon call :func:`sync_source`. The run's frame (one run
-at a time per stream, see ``runframe.py``; bookkeeping, streams in parallel under one rate
-limit, errors per stream) is shared; how a stream is read depends on the source. MOCO streams
-are walked incrementally, each page stored with the stream's new position in one
-transaction, so a run killed at any moment resumes where it stopped and the watermark never
-passes a record that was not stored (see ``sources/moco/walk.py``). MOCA streams are scanned (see
-``sources/moca/scan.py``).
+No scheduling here: commands (``syncer.commands``) call :func:`sync_source`, for the CLI and
+the daemon alike. The run's frame (one run at a time per stream, see ``runframe.py``;
+bookkeeping, streams in parallel under one rate limit, errors per stream) is shared; how a
+stream is read is its source type's ``sync_stream`` (``syncer.registry``). MOCO streams are
+walked incrementally, each page stored with the stream's new position in one transaction, so a
+run killed at any moment resumes where it stopped and the watermark never passes a record that
+was not stored (``sources/moco/walk.py``). MOCA streams are scanned
+(``sources/moca/scan.py``).
 """
 
 from __future__ import annotations
@@ -15,86 +16,21 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import aiohttp
 
-from syncer import progress, shutdown
-from syncer.config import MocaSourceSettings, SourceSettings
-from syncer.errors import SyncerError
-from syncer.http.client import ApiClient, RequestStats
+from syncer import progress, registry
+from syncer.config import SourceSettings
+from syncer.http.client import ApiClient
 from syncer.http.pacing import Limiter, SlidingWindowLimiter
+from syncer.results import StreamResult, SyncContext, SyncResult
 from syncer.runframe import Frame, exclusive_run
-from syncer.sources.moca import api as moca
-from syncer.sources.moca.scan import ScanContext
-from syncer.sources.moca.scan import sync_stream as sync_scanned
-from syncer.sources.moco import api as moco
-from syncer.sources.moco.stream import finish_stream, log_ids, walk_stream
-from syncer.store import locks, runs
+from syncer.store import leases, locks, runs
 
 log = logging.getLogger(__name__)
 
 RUN_LOCK_CLASS = locks.SYNC  # name: "source.stream"; one run of a stream at a time
-
-
-@dataclass
-class StreamResult:
-    stream: str
-    outcome: str = "running"
-    error: str | None = None
-    error_kind: str | None = None  # the error's class: streams failing alike are reported once
-    pages: int = 0
-    records: int = 0
-    upserted: int = 0
-    rejected: int = 0
-    resumed_after_pages: int | None = None
-    watermark: datetime | None = None
-    http: RequestStats = field(default_factory=RequestStats)
-    committed_requests: int = 0  # requests already counted in stream_runs with their page
-    deleted: int = 0  # rows marked deleted (MOCA scans)
-    warning: str | None = None  # something the user should know, though the stream succeeded
-    left: int | None = None  # records still to read after the last page stored (X-Total)
-
-
-@dataclass
-class SyncResult:
-    run_id: int
-    source: str
-    streams: list[StreamResult]
-    elapsed_s: float
-    http: RequestStats
-
-    @property
-    def ok(self) -> bool:
-        return all(s.outcome == "succeeded" for s in self.streams)
-
-    @property
-    def errors(self) -> list[str]:
-        """One line per kind of failure, in stream order, saying how many streams it hit.
-
-        A dead host or a wrong key fails every stream alike: that is one problem, not eight.
-        """
-        kinds: dict[str, list[StreamResult]] = {}
-        for s in self.streams:
-            if s.error:
-                kinds.setdefault(s.error_kind or s.error, []).append(s)
-        lines = []
-        for failed in kinds.values():
-            first = failed[0]
-            more = f" (and {len(failed) - 1} more streams alike)" if len(failed) > 1 else ""
-            lines.append(f"{self.source}.{first.stream}: {first.error}{more}")
-        return lines
-
-    @property
-    def outcome_interrupted(self) -> bool:
-        """A signal stopped it; what was committed stays, and the next run resumes."""
-        return any(s.outcome == "interrupted" for s in self.streams)
-
-    @property
-    def warnings(self) -> list[str]:
-        return [f"{self.source}.{s.stream}: {s.warning}" for s in self.streams if s.warning]
 
 
 def limiter_for(source: SourceSettings) -> SlidingWindowLimiter:
@@ -106,8 +42,7 @@ def shared_limiter_for(pool: Any, source: SourceSettings) -> Limiter:
     """The credential's limit as every process using it keeps to it (``syncer.rate_log``)."""
     from syncer.store.rate import SharedRequestLimiter, credential_scope
 
-    secret = source.token if isinstance(source, MocaSourceSettings) else source.api_key
-    scope = credential_scope(source.type, source.base_url, secret.value)
+    scope = credential_scope(source.type, source.base_url, source.secret.value)
     return SharedRequestLimiter(
         pool,
         scope,
@@ -123,18 +58,17 @@ def client_for(
     limiter: Limiter | None = None,
     *,
     backoff_base_s: float = 1.0,
+    timeout_s: float | None = None,
+    max_attempts: int | None = None,
 ) -> ApiClient:
-    """The HTTP client of one run against ``source``: its credential, limit and retries."""
-    if isinstance(source, MocaSourceSettings):
-        credential = moca.credential(source.token.value, source.token.env)
-    else:
-        credential = moco.credential(source.api_key.value, source.api_key.env)
+    """The HTTP client of one run against ``source``: its credential, limit and retries
+    (``timeout_s`` and ``max_attempts`` override the source's)."""
     return ApiClient(
         session,
-        credential,
+        registry.source_type(source.type).credential(source),
         limiter or limiter_for(source),
-        timeout_s=source.timeout_s,
-        max_attempts=source.max_attempts,
+        timeout_s=source.timeout_s if timeout_s is None else timeout_s,
+        max_attempts=source.max_attempts if max_attempts is None else max_attempts,
         backoff_base_s=backoff_base_s,
     )
 
@@ -151,6 +85,7 @@ async def sync_source(
     backoff_base_s: float = 1.0,
 ) -> SyncResult:
     """Run one incremental extraction of ``source`` (all its streams unless ``streams``)."""
+    kind = registry.source_type(source.type)
     names = list(streams) or list(source.streams)
     client = client_for(session, source, limiter, backoff_base_s=backoff_base_s)
     started = time.monotonic()
@@ -188,30 +123,18 @@ async def sync_source(
         run_id = frame.run_id
         try:
             gate = asyncio.Semaphore(source.concurrency)
+            context = SyncContext(pool, client, source, run_id, full_refresh)
 
             async def one(result: StreamResult) -> None:
                 async with gate:
-                    if isinstance(source, MocaSourceSettings):
-                        context = ScanContext(pool, client, source, run_id, full_refresh)
-                        await _scan_stream(pool, context, run_id, result)
-                    else:
-                        await walk_stream(
-                            pool,
-                            client,
-                            source,
-                            moco.STREAMS[result.stream],
-                            run_id,
-                            result,
-                            full_refresh=full_refresh,
-                        )
+                    await kind.sync_stream(context, result)
 
-            # Parents before children (MOCA lists campaigns per app); MOCO has one level.
+            # Parents before children (MOCA lists campaigns per app); most types have one level.
             by_name = {r.stream: r for r in results}
-            levels = moca.LEVELS if isinstance(source, MocaSourceSettings) else (names,)
-            for level in levels:
+            for level in kind.levels(names):
                 runnable = []
                 for name in (n for n in level if n in by_name):
-                    parent = by_name.get(moca.parent_of(name) or "")
+                    parent = by_name.get(kind.parent_of(name) or "")
                     if parent is not None and parent.outcome != "succeeded":
                         await _skip(pool, run_id, by_name[name], parent)
                     else:
@@ -249,26 +172,21 @@ async def _skip(pool: Any, run_id: int, result: StreamResult, parent: StreamResu
     await finish_stream(pool, run_id, result)
 
 
-async def _scan_stream(pool: Any, context: ScanContext, run_id: int, result: StreamResult) -> None:
-    async with pool.acquire() as conn:
-        await runs.start_stream_run(conn, run_id, result.stream, None)
-    try:
-        await sync_scanned(context, result.stream, result)
-        result.outcome = "succeeded"
-    except shutdown.Interrupted:
-        result.outcome, result.error = "interrupted", "stopped by a signal; scans again next run"
-    except SyncerError as exc:
-        result.outcome, result.error = "failed", exc.message
-        result.error_kind = type(exc).__name__
-        log.info(
-            "%s.%s failed: %s",
-            context.source.name,
+async def finish_stream(pool: Any, run_id: int, result: StreamResult) -> None:
+    async def write(conn: Any) -> None:
+        await runs.finish_stream_run(
+            conn,
+            run_id,
             result.stream,
-            exc.message,
-            extra=log_ids(run_id, context.source.name, result.stream),
+            result.outcome,
+            result.error,
+            result.http.requests - result.committed_requests,
+            warning=result.warning,
         )
-    except asyncio.CancelledError:
-        result.outcome, result.error = "interrupted", "cancelled"
-        raise
-    finally:
-        await asyncio.shield(finish_stream(pool, run_id, result))
+
+    await leases.bookkeeping(pool, write, f"the end of {result.stream}'s stream run")
+
+
+def log_ids(run_id: int, source: str, stream: str) -> dict[str, Any]:
+    """Fields a structured log line carries (``--log-format json``)."""
+    return {"run_id": run_id, "source": source, "stream": stream}

@@ -30,27 +30,31 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
 import os
-import shlex
 import signal
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 import asyncpg
 
-from syncer import observability, shutdown
+from syncer import commands, observability, shutdown
 from syncer.config import JobSettings, Settings
 from syncer.durations import format_duration
 from syncer.errors import EXIT_FAILED, EXIT_OK, BusyError, ConfigError, SyncerError
+from syncer.results import Outcome
 from syncer.store import locks
+
+if TYPE_CHECKING:
+    from syncer.destinations.moengage.load import LoadResult
+    from syncer.results import SyncResult
 
 log = logging.getLogger(__name__)
 
@@ -252,123 +256,31 @@ class Daemon:
         return outcome
 
     async def _execute(self, job: JobSettings) -> JobOutcome:
-        args = parse_job(job)
-        command = f"job {job.id}: {job.run}"
-        if args.command == "sync":
-            from syncer.pipeline import shared_limiter_for, sync_source
+        command = commands.parse_job(job)
+        rt = commands.Runtime(self.settings, self.pool, self.session, "")
+        on_progress = None
+        if isinstance(command, commands.Backfill):
+            from syncer.sources.moco.backfill import progress_lines
 
-            source = self.settings.source(args.source)
-            result = await sync_source(
-                self.pool,
-                self.session,
-                source,
-                streams=args.stream,
-                full_refresh=args.full_refresh,
-                command=command,
-                limiter=shared_limiter_for(self.pool, source),
-            )
-            _metrics_sync(result, job.id)
-            if result.outcome_interrupted:
-                raise shutdown.Interrupted()
-            return JobOutcome(
-                job.id, "succeeded" if result.ok else "failed", "; ".join(result.errors) or None
-            )
-        if args.command == "load":
-            from syncer.destinations.moengage.load import load_destination
-
-            loaded = await load_destination(
-                self.pool,
-                self.session,
-                self.settings.destination(args.destination),
-                only=args.only,
-                command=command,
-            )
-            _metrics_load(loaded, job.id)
-            if loaded.outcome == "interrupted":
-                raise shutdown.Interrupted()
-            return JobOutcome(job.id, loaded.outcome, loaded.error)
-        if args.command == "sweep":
-            return await self._sweep(job, args, command)
-        return await self._backfill(job, args, command)
-
-    async def _sweep(self, job: JobSettings, args: argparse.Namespace, command: str) -> JobOutcome:
-        from syncer.pipeline import shared_limiter_for
-        from syncer.sources.moco.sweep import sweep_source, sweepable
-
-        source = sweepable(self.settings, args.source, args.stream)
-        result = await sweep_source(
-            self.pool,
-            self.session,
-            source,
-            streams=args.stream,
-            command=command,
-            limiter=shared_limiter_for(self.pool, source),
+            on_progress = progress_lines(command.source, command.stream)
+        result = await commands.execute(
+            rt, command, command_line=f"job {job.id}: {job.run}", on_progress=on_progress
         )
-        _metrics_sync(result, job.id)  # a stream's deletions count as its rows changed
-        if result.outcome_interrupted:
+        if isinstance(command, commands.Load):
+            observability.record_load(cast("LoadResult", result), job.id)
+        elif isinstance(command, commands.Sync | commands.Sweep):
+            # A sweep's deletions count as its streams' rows changed.
+            observability.record_sync(cast("SyncResult", result), job.id)
+        else:
+            from syncer.sources.moco.backfill import summary
+
+            print(summary(result))  # type: ignore[arg-type]
+            if result.outcome != Outcome.SUCCEEDED:
+                print(f"error: {'; '.join(result.errors)}", file=sys.stderr)
+        if result.outcome == Outcome.INTERRUPTED:
             raise shutdown.Interrupted()
-        return JobOutcome(
-            job.id, "succeeded" if result.ok else "failed", "; ".join(result.errors) or None
-        )
-
-    async def _backfill(
-        self, job: JobSettings, args: argparse.Namespace, command: str
-    ) -> JobOutcome:
-        from syncer.cli import run_backfill_command
-
-        code = await run_backfill_command(self.pool, self.session, self.settings, args, command)
-        return JobOutcome(job.id, "succeeded" if code == EXIT_OK else "failed")
-
-
-def parse_job(job: JobSettings) -> argparse.Namespace:
-    """The job's command line, parsed as the CLI parses it; ConfigError naming the job."""
-    from syncer.cli import build_parser
-
-    words = shlex.split(job.run)
-    parser = build_parser()
-    try:
-        with contextlib.redirect_stderr(_Discard()):
-            args = parser.parse_args(words)
-    except SystemExit:
-        raise ConfigError(
-            f'jobs ({job.id}).run: "{job.run}" is not a valid syncer command line; '
-            "try it by hand as `syncer " + job.run + "`"
-        ) from None
-    if args.command not in ("sync", "load", "backfill", "sweep"):
-        raise ConfigError(
-            f'jobs ({job.id}).run: "{job.run}" must be a sync, load, backfill or sweep'
-        )
-    return args
-
-
-class _Discard:
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-
-def check_jobs(settings: Settings) -> None:
-    """Every job's command line and its source or destination, checked before anything runs."""
-    problems: list[str] = []
-    for job in settings.jobs:
-        try:
-            args = parse_job(job)
-            if args.command == "sweep":
-                from syncer.sources.moco.sweep import sweepable
-
-                sweepable(settings, args.source, args.stream)
-            elif args.command in ("sync", "backfill"):
-                settings.source(args.source)
-            else:
-                settings.destination(args.destination)
-        except ConfigError as exc:
-            problems += [
-                f"jobs ({job.id}): {p}" if not p.startswith("jobs (") else p for p in exc.problems
-            ]
-    if problems:
-        raise ConfigError(problems)
+        outcome = Outcome.SUCCEEDED if result.outcome == Outcome.SUCCEEDED else Outcome.FAILED
+        return JobOutcome(job.id, outcome, "; ".join(result.errors) or None)
 
 
 def trigger_for(job: JobSettings) -> Any:
@@ -542,11 +454,3 @@ async def run_daemon(daemon: Daemon, *, once: bool) -> int:
 
 def _metrics_run(outcome: JobOutcome) -> None:
     observability.record_run(outcome.job, outcome.outcome, outcome.duration_s)
-
-
-def _metrics_sync(result: Any, job: str) -> None:
-    observability.record_sync(result, job)
-
-
-def _metrics_load(result: Any, job: str) -> None:
-    observability.record_load(result, job)

@@ -21,9 +21,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from syncer.config import MocoSourceSettings, RateLimit, Secret
+from syncer.config import RateLimit, Secret
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.server import RunningSandbox, running_sandbox
+from syncer.sources.moco.settings import MocoSourceSettings
 from syncer.store.database import migrate, start_embedded, with_database
 
 SANDBOX_KEY = "sandbox-moco-key"

@@ -8,15 +8,13 @@ newest record's age is shown beside it, for the reader to judge.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from syncer.config import DEFAULT_STALE_AFTER_S, MoengageSettings
-from syncer.sources.moca import api as moca
-from syncer.sources.moco import api as moco
-from syncer.store.tables import MOCA_SCHEMA, MOCO_SCHEMA
+from syncer.config import DEFAULT_STALE_AFTER_S
+from syncer.store.types import Connection
 
 
 @dataclass(frozen=True)
@@ -112,48 +110,41 @@ def _seconds(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def _newest_column(table: str) -> str:
-    """What dates a table's newest record: ``updated_at``; analytics rows by their bucket."""
-    return "bucket_start" if table == "analytics" else "updated_at"
+CountRows = Callable[[Connection, str, str], Awaitable[tuple[int, datetime | None]]]
 
 
-def warehouse_tables(source_type: str) -> tuple[str, list[str]]:
-    """The schema of a source type and its tables, one per stream."""
-    if source_type == "moca":
-        return MOCA_SCHEMA, [*moca.STREAMS, "analytics"]
-    return MOCO_SCHEMA, list(moco.STREAMS)
+async def record_counts(conn: Connection, schema: str, stream: str) -> tuple[int, datetime | None]:
+    """A record table's live rows and its newest record's ``updated_at``."""
+    row = await conn.fetchrow(
+        f'select count(*) as n, max(updated_at) as newest from "{schema}"."{stream}"'
+        " where _deleted_at is null"
+    )
+    assert row is not None
+    return row["n"], row["newest"]
 
 
 async def stream_statuses(
-    conn: Any,
-    source: str = "moco",
-    source_type: str = "moco",
+    conn: Connection,
+    source: str,
+    schema: str,
+    tables: Sequence[str],
     *,
+    count_rows: CountRows | None = None,
     stale_after_s: float = DEFAULT_STALE_AFTER_S,
     configured: Collection[str] | None = None,
     now: datetime | None = None,
 ) -> list[StreamStatus]:
-    """Every table of the source type; only ``configured`` streams (None: all) can be stale.
+    """Every table of the source (``tables`` in ``schema``); only ``configured`` streams (None:
+    all) can be stale. ``count_rows`` counts a table's rows (default: :func:`record_counts`).
 
     ``now`` defaults to the database's clock, the one ``last_success_at`` was written with.
     """
-    schema, tables = warehouse_tables(source_type)
+    count = count_rows or record_counts
     if now is None:
         now = await conn.fetchval("select now()")
     counts, newest = {}, {}
     for name in tables:
-        live = "true" if name == "analytics" else "_deleted_at is null"
-        row = await conn.fetchrow(
-            f"select count(*) as n, max({_newest_column(name)}) as newest"
-            f' from "{schema}"."{name}" where {live}'
-        )
-        counts[name], newest[name] = row["n"], row["newest"]
-        if name == "analytics":  # and the aggregates over a range (migration 0010)
-            ranges = await conn.fetchrow(
-                f'select count(*) as n, max(range_end) as newest from "{schema}".analytics_ranges'
-            )
-            counts[name] += ranges["n"]
-            newest[name] = max((t for t in (newest[name], ranges["newest"]) if t), default=None)
+        counts[name], newest[name] = await count(conn, schema, name)
     rows = await conn.fetch(
         """
         select n.stream, s.watermark, s.walk is not null as in_progress, s.last_success_at,
@@ -170,7 +161,7 @@ async def stream_statuses(
         order by n.stream
         """,
         source,
-        tables,
+        list(tables),
     )
     return [
         StreamStatus(
@@ -223,66 +214,7 @@ class ModelStatus:
         }
 
 
-async def destination_status(conn: Any, settings: MoengageSettings) -> list[ModelStatus]:
-    """Per model of the destination: pending, sent and dead letters by reason."""
-    from syncer.destinations.moengage import models
-    from syncer.store import loads
-
-    counts = await loads.model_counts(conn, settings.name)
-    hold = settings.on_lost_answer == "hold"
-    last = await conn.fetchrow(
-        "select counts from syncer.runs where kind = 'load' and source = $1"
-        " and counts is not null order by id desc limit 1",
-        settings.name,
-    )
-    last_counts = _json_object(last["counts"]) if last else {}
-    truncated = last_counts.get("truncated") or {}
-    duplicated = await conn.fetchval(
-        "select coalesce(sum((counts->>'possibly_duplicated_events')::bigint), 0)"
-        " from syncer.runs where kind = 'load' and source = $1",
-        settings.name,
-    )
-    out = []
-    for model in ("users", "devices", "events"):
-        configured = getattr(settings, model)
-        sql = models.model_sql(model, configured.sql if configured else None)
-        try:
-            pending = await conn.fetchval(
-                f"select count(*) from ({loads.pending_query(model, sql, hold=hold)}) p",
-                settings.name,
-            )
-        except Exception:  # a broken model is reported by `syncer load`, not here
-            pending = -1
-        examples = [
-            f"{r['rule']}: {r['reason']}"
-            for r in await conn.fetch(
-                "select distinct on (rule) rule, reason from syncer.dead_letters"
-                " where destination = $1 and model = $2 order by rule, last_at desc",
-                settings.name,
-                model,
-            )
-        ]
-        out.append(
-            ModelStatus(
-                model,
-                pending,
-                counts[model]["sent"],
-                counts[model]["dead_letters"],
-                examples,
-                unanswered=counts[model]["unanswered"],
-                held=counts[model]["held"] if hold else 0,
-                possibly_duplicated=int(duplicated) if model == "events" else 0,
-                truncated={
-                    label.split(".", 1)[1]: int(n)
-                    for label, n in truncated.items()
-                    if label.startswith(f"{model}.")
-                },
-            )
-        )
-    return out
-
-
-def _json_object(value: Any) -> dict[str, Any]:
+def json_object(value: Any) -> dict[str, Any]:
     import orjson
 
     parsed = orjson.loads(value) if isinstance(value, str | bytes) else value

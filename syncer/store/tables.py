@@ -11,12 +11,10 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
-    Double,
     ForeignKey,
     Index,
     Integer,
     MetaData,
-    Numeric,
     PrimaryKeyConstraint,
     Table,
     Text,
@@ -25,24 +23,20 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 
-from syncer.sources.moca import api as moca
-from syncer.sources.moco import api as moco
-
 BOOKKEEPING_SCHEMA = "syncer"
-MOCO_SCHEMA = "moco"
-MOCA_SCHEMA = "moca"
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_name)s",
-        "pk": "pk_%(table_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-    }
-)
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+}
+# The bookkeeping tables (schema syncer). The warehouse's tables are declared by each source
+# type (``syncer.warehouse`` gathers Alembic's target metadata).
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def _ts(name: str, *, nullable: bool = True, now: bool = False) -> Column[object]:
+def timestamp(name: str, *, nullable: bool = True, now: bool = False) -> Column[object]:
     return Column(
         name,
         TIMESTAMP(timezone=True),
@@ -58,8 +52,8 @@ runs = Table(
     Column("kind", Text, nullable=False),  # sync
     Column("source", Text, nullable=False),
     Column("command", Text, nullable=False),
-    _ts("started_at", nullable=False, now=True),
-    _ts("finished_at"),
+    timestamp("started_at", nullable=False, now=True),
+    timestamp("finished_at"),
     Column("outcome", Text, nullable=False, server_default="running"),
     Column("error", Text),
     Column("pid", Integer),
@@ -79,8 +73,8 @@ stream_runs = Table(
         primary_key=True,
     ),
     Column("stream", Text, primary_key=True),
-    _ts("started_at", nullable=False, now=True),
-    _ts("finished_at"),
+    timestamp("started_at", nullable=False, now=True),
+    timestamp("finished_at"),
     Column("outcome", Text, nullable=False, server_default="running"),
     Column("error", Text),
     Column("resumed_after_pages", Integer),
@@ -100,11 +94,11 @@ streams = Table(
     metadata,
     Column("source", Text, primary_key=True),
     Column("stream", Text, primary_key=True),
-    _ts("watermark"),
+    timestamp("watermark"),
     Column("walk", JSONB),  # the walk in progress, resumed after a crash; null when none
     Column("state", JSONB),  # a source's own position (MOCA: last full scan, analytics)
-    _ts("last_success_at"),
-    _ts("updated_at", nullable=False, now=True),
+    timestamp("last_success_at"),
+    timestamp("updated_at", nullable=False, now=True),
     schema=BOOKKEEPING_SCHEMA,
 )
 
@@ -117,7 +111,7 @@ rejected_records = Table(
     Column("stream", Text, nullable=False),
     Column("reason", Text, nullable=False),
     Column("record", Text, nullable=False),
-    _ts("rejected_at", nullable=False, now=True),
+    timestamp("rejected_at", nullable=False, now=True),
     Index(None, "source", "stream"),
     schema=BOOKKEEPING_SCHEMA,
 )
@@ -130,7 +124,7 @@ rate_log = Table(
     Column("scope", Text, nullable=False),
     Column("unit", Text, nullable=False),
     Column("amount", Integer, nullable=False),
-    _ts("at", nullable=False),
+    timestamp("at", nullable=False),
     Index(None, "scope", "at"),
     schema=BOOKKEEPING_SCHEMA,
 )
@@ -139,7 +133,7 @@ rate_holds = Table(
     "rate_holds",
     metadata,
     Column("scope", Text, primary_key=True),
-    _ts("until", nullable=False),
+    timestamp("until", nullable=False),
     schema=BOOKKEEPING_SCHEMA,
 )
 
@@ -159,7 +153,7 @@ acks = Table(
     *_key_columns(),
     Column("hash", Text, nullable=False),
     Column("run_id", BigInteger),
-    _ts("acked_at", nullable=False, now=True),
+    timestamp("acked_at", nullable=False, now=True),
     schema=BOOKKEEPING_SCHEMA,
 )
 
@@ -173,8 +167,8 @@ dead_letters = Table(
     Column("reason", Text, nullable=False),
     Column("row", JSONB, nullable=False),
     Column("run_id", BigInteger),
-    _ts("first_at", nullable=False, now=True),
-    _ts("last_at", nullable=False, now=True),
+    timestamp("first_at", nullable=False, now=True),
+    timestamp("last_at", nullable=False, now=True),
     schema=BOOKKEEPING_SCHEMA,
 )
 
@@ -187,7 +181,7 @@ inflight = Table(
     Column("model", Text, primary_key=True),
     Column("key", Text, primary_key=True),
     Column("run_id", BigInteger),
-    _ts("sent_at", nullable=False, now=True),
+    timestamp("sent_at", nullable=False, now=True),
     schema=BOOKKEEPING_SCHEMA,
 )
 
@@ -199,7 +193,7 @@ lost_answers = Table(
     Column("sends", Integer, nullable=False),
     Column("released", Boolean, nullable=False, server_default=false()),
     Column("run_id", BigInteger),
-    _ts("last_at", nullable=False, now=True),
+    timestamp("last_at", nullable=False, now=True),
     schema=BOOKKEEPING_SCHEMA,
 )
 
@@ -222,98 +216,41 @@ load_batches = Table(
     Column("ambiguous", Boolean, nullable=False, server_default=false()),
     Column("request_id", Text),
     Column("error", Text),
-    _ts("at", nullable=False, now=True),
+    timestamp("at", nullable=False, now=True),
     Index(None, "run_id"),
     schema=BOOKKEEPING_SCHEMA,
 )
 
 
-def record_table(name: str, schema: str, id_type: type[BigInteger] | type[Text]) -> Table:
+def record_table(
+    name: str, schema: str, id_type: type[BigInteger] | type[Text], on: MetaData
+) -> Table:
     """A warehouse table: one row per record, ``data`` as the API sent it."""
     return Table(
         name,
-        metadata,
+        on,
         Column("id", id_type, primary_key=True, autoincrement=False),
-        _ts("updated_at"),
+        timestamp("updated_at"),
         Column("data", JSONB, nullable=False),
-        _ts("_synced_at", nullable=False, now=True),
-        _ts("_deleted_at"),
+        timestamp("_synced_at", nullable=False, now=True),
+        timestamp("_deleted_at"),
         Index(None, "updated_at"),
         schema=schema,
     )
 
 
-moco_tables = {name: record_table(name, MOCO_SCHEMA, BigInteger) for name in moco.STREAMS}
-
-
-def moca_table(spec: moca.MocaStream) -> Table:
-    """A MOCA table: text ids, ms timestamps as timestamptz, extracted columns, raw ``data``."""
-    return Table(
-        spec.name,
-        metadata,
-        Column("id", Text, primary_key=True, autoincrement=False),
-        _ts("updated_at"),
-        _ts("created_at"),
-        *(Column(c, JSONB if t == "jsonb" else Text) for c, (t, _) in spec.columns.items()),
-        Column("data", JSONB, nullable=False),
-        _ts("_synced_at", nullable=False, now=True),
-        _ts("_deleted_at"),
-        Index(None, "updated_at"),
-        schema=MOCA_SCHEMA,
-    )
-
-
-moca_tables = {name: moca_table(spec) for name, spec in moca.STREAMS.items()}
-
-moca_analytics = Table(
-    "analytics",
-    metadata,
-    Column("app_id", Text, nullable=False),
-    Column("metric", Text, nullable=False),
-    Column("interval", Text, nullable=False),
-    _ts("bucket_start", nullable=False),
-    Column("key", Text, nullable=False, server_default=""),  # geohash for geolocations
-    Column("value", Numeric),
-    Column("data", JSONB, nullable=False),
-    _ts("_synced_at", nullable=False, now=True),
-    PrimaryKeyConstraint("app_id", "metric", "interval", "bucket_start", "key"),
-    schema=MOCA_SCHEMA,
-)
-
-# Analytics that come as one value over the whole requested range (no per-bucket ``t``), e.g.
-# geolocations aggregated over [range_start, range_end): keyed by the range, so pulling the
-# same range again replaces its rows, and ranges are never summed with each other.
-moca_analytics_ranges = Table(
-    "analytics_ranges",
-    metadata,
-    Column("app_id", Text, nullable=False),
-    Column("metric", Text, nullable=False),
-    Column("interval", Text, nullable=False),
-    _ts("range_start", nullable=False),
-    _ts("range_end", nullable=False),
-    Column("key", Text, nullable=False, server_default=""),  # geohash or "lat,lon"
-    Column("latitude", Double),
-    Column("longitude", Double),
-    Column("value", Numeric),
-    Column("data", JSONB, nullable=False),
-    _ts("_synced_at", nullable=False, now=True),
-    PrimaryKeyConstraint("app_id", "metric", "interval", "range_start", "range_end", "key"),
-    schema=MOCA_SCHEMA,
-)
-
-# One invocation of `syncer backfill`: what it was asked, how it ended, what it did.
 backfills = Table(
     "backfills",
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("source", Text, nullable=False),
     Column("stream", Text, nullable=False),
-    _ts("range_start", nullable=False),
-    _ts("range_end", nullable=False),
+    timestamp("range_start", nullable=False),
+    timestamp("range_end", nullable=False),
     Column("window_s", BigInteger, nullable=False),
     Column("command", Text, nullable=False),
-    _ts("started_at", nullable=False, now=True),
-    _ts("finished_at"),
+    timestamp("started_at", nullable=False, now=True),
+    timestamp("finished_at"),
     Column("outcome", Text, nullable=False, server_default="running"),
     Column("error", Text),
     Column("pid", Integer),
@@ -336,8 +273,8 @@ backfill_windows = Table(
     metadata,
     Column("source", Text, nullable=False),
     Column("stream", Text, nullable=False),
-    _ts("window_start", nullable=False),
-    _ts("window_end", nullable=False),
+    timestamp("window_start", nullable=False),
+    timestamp("window_end", nullable=False),
     Column("status", Text, nullable=False, server_default="pending"),
     Column("walk", JSONB),  # where an unfinished window resumes; null once done
     Column("pages", Integer, nullable=False, server_default="0"),
@@ -350,8 +287,8 @@ backfill_windows = Table(
         BigInteger,
         ForeignKey(f"{BOOKKEEPING_SCHEMA}.backfills.id", ondelete="SET NULL"),
     ),
-    _ts("created_at", nullable=False, now=True),
-    _ts("finished_at"),
+    timestamp("created_at", nullable=False, now=True),
+    timestamp("finished_at"),
     PrimaryKeyConstraint("source", "stream", "window_start", "window_end"),
     CheckConstraint("status in ('pending', 'done')", name="status"),
     CheckConstraint("window_start < window_end", name="span"),
@@ -367,7 +304,7 @@ leases = Table(
     Column("resource", Text, primary_key=True),
     Column("token", BigInteger, nullable=False),
     Column("run_id", BigInteger),
-    _ts("acquired_at", nullable=False, now=True),
+    timestamp("acquired_at", nullable=False, now=True),
     schema=BOOKKEEPING_SCHEMA,
 )
 
@@ -377,10 +314,10 @@ job_fires = Table(
     "job_fires",
     metadata,
     Column("job_id", Text, nullable=False),
-    _ts("fire_time", nullable=False),
+    timestamp("fire_time", nullable=False),
     Column("replica", Text, nullable=False),  # host:pid of the claiming daemon
-    _ts("claimed_at", nullable=False, now=True),
-    _ts("finished_at"),
+    timestamp("claimed_at", nullable=False, now=True),
+    timestamp("finished_at"),
     Column("outcome", Text, nullable=False, server_default="running"),
     Column("error", Text),
     Column("attempts", Integer, nullable=False, server_default="0"),  # tries while busy

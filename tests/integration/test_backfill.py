@@ -208,7 +208,8 @@ import asyncio, os, signal, sys
 from datetime import date
 import aiohttp
 from syncer.sources.moco.backfill import run_backfill
-from syncer.config import MocoSourceSettings, RateLimit, Secret
+from syncer.config import RateLimit, Secret
+from syncer.sources.moco.settings import MocoSourceSettings
 from syncer.store.database import open_pool
 
 url, base_url, since, until, window_s, kill_at_window = sys.argv[1:]

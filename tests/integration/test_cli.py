@@ -19,9 +19,9 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 import pytest
 
-from syncer.config import MOCO_STREAMS
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.server import RunningSandbox
+from syncer.sources.moco.settings import MOCO_STREAMS
 from tests.conftest import SANDBOX_KEY
 
 WRONG_KEY = "wrong-key-5d1c9e"  # distinctive, so that finding it in the output means a leak

@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 import pytest
 
-from syncer.config import MOCO_STREAMS
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.server import RunningSandbox
+from syncer.sources.moco.settings import MOCO_STREAMS
 from tests.conftest import SANDBOX_KEY
 from tests.integration.test_cli import Env, Ran, syncer
 

@@ -1,4 +1,4 @@
-"""The migrations produce exactly the schema that syncer.store.tables declares."""
+"""The migrations produce exactly the schema that syncer.warehouse declares."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from syncer.store.database import migrate
-from syncer.store.tables import metadata
+from syncer.warehouse import target_metadata
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,7 +36,7 @@ async def test_migrations_produce_exactly_the_declared_tables(db_url: str) -> No
                 ),
             },
         )
-        return list(compare_metadata(context, metadata))
+        return list(compare_metadata(context, target_metadata()))
 
     try:
         async with engine.connect() as conn:

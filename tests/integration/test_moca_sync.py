@@ -16,12 +16,13 @@ import aiohttp
 import orjson
 import pytest
 
-from syncer.config import MocaSourceSettings, RateLimit, Secret
+from syncer.config import RateLimit, Secret
 from syncer.pipeline import SyncResult, sync_source
 from syncer.sandbox.moca import MocaSandbox
 from syncer.sandbox.moca_data import ID_FIELDS, MocaData
 from syncer.sandbox.server import RunningSandbox
 from syncer.sources.moca import api as moca
+from syncer.sources.moca.settings import MocaSourceSettings
 from tests.conftest import sandbox_in_thread, wait_for_dead_sessions
 
 TOKEN = "sandbox-moca-token"

@@ -10,10 +10,11 @@ import aiohttp
 import orjson
 import pytest
 
-from syncer.config import MOCO_STREAMS, RateLimit
+from syncer.config import RateLimit
 from syncer.pipeline import sync_source
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.server import RunningSandbox
+from syncer.sources.moco.settings import MOCO_STREAMS
 from tests.conftest import moco_source
 
 FAST = {"backoff_base_s": 0.01}

@@ -17,7 +17,7 @@ from alembic.config import Config
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from syncer.config import ModelSettings, MoengageRateLimit
+from syncer.destinations.moengage.settings import ModelSettings, MoengageRateLimit
 from syncer.destinations.moengage.values import MAX_VALUE_CHARS
 from syncer.errors import ConfigError
 from syncer.sandbox.server import RunningSandbox

@@ -15,8 +15,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from syncer.config import ModelSettings, MoengageRateLimit, MoengageSettings, Secret
+from syncer.config import Secret
 from syncer.destinations.moengage.load import BODY_MARGIN_S, LoadResult, load_destination
+from syncer.destinations.moengage.settings import ModelSettings, MoengageRateLimit, MoengageSettings
 from syncer.errors import ConfigError
 from syncer.http.pacing import margin_for
 from syncer.pipeline import sync_source

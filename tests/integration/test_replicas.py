@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from syncer.config import MOCO_STREAMS
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.server import running_sandbox
+from syncer.sources.moco.settings import MOCO_STREAMS
 from tests.integration.test_cli import syncer
 from tests.integration.test_daemon import environment, start
 from tests.integration.test_moco_sync import assert_tables_equal_source

@@ -13,7 +13,6 @@ import aiohttp
 import orjson
 import pytest
 
-from syncer.config import MOCO_STREAMS
 from syncer.errors import FatalError
 from syncer.pipeline import sync_source
 from syncer.sandbox.moco import MocoSandbox
@@ -22,6 +21,7 @@ from syncer.sandbox.moco_records import Record
 from syncer.sandbox.server import RunningSandbox
 from syncer.sources.base import split_records
 from syncer.sources.moco import api as moco_source_module
+from syncer.sources.moco.settings import MOCO_STREAMS
 from syncer.sources.moco.sweep import CHUNK, SWEEP_LOCK_CLASS, SweepResult, sweep_source
 from syncer.store.pages import upsert_rows
 from tests.conftest import moco_source

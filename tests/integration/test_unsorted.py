@@ -19,12 +19,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from syncer.config import MOCO_STREAMS
 from syncer.pipeline import sync_source
 from syncer.sandbox.moco import ALL_STREAMS, MocoSandbox, MocoSandboxSettings
 from syncer.sandbox.moco_data import MOCO_STREAM_PATHS, MocoData, parse_ts
 from syncer.sandbox.server import RunningSandbox
 from syncer.sources.moco.backfill import run_backfill
+from syncer.sources.moco.settings import MOCO_STREAMS
 from syncer.sources.moco.sweep import sweep_source
 from tests.conftest import SANDBOX_KEY, moco_source
 from tests.integration.test_crash import kill_sync_after, write_config

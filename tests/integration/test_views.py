@@ -24,13 +24,14 @@ from alembic.config import Config
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from syncer.config import MocaSourceSettings, RateLimit, Secret
+from syncer.config import RateLimit, Secret
 from syncer.pipeline import sync_source
 from syncer.sandbox.moca import MocaSandbox
 from syncer.sandbox.moca_data import MocaData
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.server import RunningSandbox
 from syncer.sources.moca import api as moca
+from syncer.sources.moca.settings import MocaSourceSettings
 from syncer.sources.moco import api as moco
 from syncer.store.database import migrate, migrations_dir
 from tests.conftest import moco_source, sandbox_in_thread

@@ -24,11 +24,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from syncer.config import MOCO_STREAMS, Secret, load_settings
+from syncer.config import Secret, load_settings
 from syncer.errors import ConfigError
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.moco_data import MocoData, parse_ts
 from syncer.sandbox.server import RunningSandbox, running_sandbox
+from syncer.sources.moco.settings import MOCO_STREAMS
 from syncer.sources.moco.webhooks import DELIVERIES, WebhookConfig, WebhookReceiver, sign
 from tests.conftest import SANDBOX_KEY
 from tests.integration.test_cli import assert_one_error_line, closed_port, syncer

@@ -6,17 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from syncer.config import (
-    MOCO_STREAMS,
-    DatabaseSettings,
-    JobSettings,
-    MocoSourceSettings,
-    RateLimit,
-    Secret,
-    Settings,
-    load_settings,
-)
+from syncer.config import DatabaseSettings, JobSettings, RateLimit, Secret, Settings, load_settings
 from syncer.errors import ConfigError
+from syncer.sources.moco.settings import MOCO_STREAMS, MocoSourceSettings
 
 API_KEY = "sk-live-7f3a9c-DO-NOT-PRINT"
 DB_URL = "postgresql://syncer:hunter2-DO-NOT-PRINT@db.internal:5432/warehouse"
@@ -667,7 +659,26 @@ def test_moca_options_are_checked(tmp_path: Path) -> None:
     ]
 
 
-def test_two_sources_of_one_type_would_share_a_schema_and_are_refused(tmp_path: Path) -> None:
+def test_two_sources_of_one_type_each_get_a_schema_named_after_them(tmp_path: Path) -> None:
     text = MOCO + MOCO.replace("[sources.moco]", "[sources.moco_two]")
+    settings = load(tmp_path, text)
+    assert [(s.name, s.type, s.schema) for s in settings.sources.values()] == [
+        ("moco", "moco", "moco"),
+        ("moco_two", "moco", "moco_two"),
+    ]
+
+
+def test_two_sources_sharing_one_schema_are_refused(tmp_path: Path) -> None:
+    text = MOCO + MOCO.replace("[sources.moco]", '[sources.moco_two]\nschema = "moco"')
     found = problems(tmp_path, text)
-    assert any('a second "moco" source' in p for p in found)
+    assert found == [
+        'sources.moco_two: [sources.moco] writes schema "moco" already; give each source its '
+        "own schema"
+    ]
+
+
+def test_a_source_cannot_take_the_schema_of_another_built_in_type(tmp_path: Path) -> None:
+    text = MOCO.replace("[sources.moco]", "[sources.moca]")
+    found = problems(tmp_path, text)
+    assert len(found) == 1
+    assert found[0].startswith('sources.moca: schema "moca" holds the tables of the built-in')

@@ -24,8 +24,8 @@ import yaml
 
 import syncer
 from syncer.cli import build_parser
+from syncer.commands import check_jobs
 from syncer.config import load_settings
-from syncer.scheduler import check_jobs
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

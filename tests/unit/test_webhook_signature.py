@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from syncer.config import MOCO_STREAMS
+from syncer.sources.moco.settings import MOCO_STREAMS
 from syncer.sources.moco.webhook_store import Change, RowState, merge
 from syncer.sources.moco.webhooks import (
     Ignored,

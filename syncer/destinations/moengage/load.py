@@ -46,7 +46,6 @@ import asyncpg
 import orjson
 
 from syncer import progress, shutdown
-from syncer.config import MoengageSettings
 from syncer.destinations.moengage import models
 from syncer.destinations.moengage.elements import (
     DeviceRow,
@@ -59,6 +58,7 @@ from syncer.destinations.moengage.elements import (
     user_element,
 )
 from syncer.destinations.moengage.packing import Batch, Item, Oversized, pack
+from syncer.destinations.moengage.settings import MoengageSettings
 from syncer.errors import (
     AuthError,
     ConfigError,
@@ -104,6 +104,10 @@ class LoadResult:
     splits: int = 0
     waited_s: float = 0.0
     elapsed_s: float = 0.0
+
+    @property
+    def errors(self) -> list[str]:
+        return [self.error] if self.error else []
 
     @property
     def ok(self) -> bool:

@@ -22,18 +22,21 @@ range again replaces it. A response or point that fits neither shape is kept in
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from syncer import shutdown
-from syncer.config import MocaSourceSettings
 from syncer.deletions import guard_warning
-from syncer.errors import FatalError
-from syncer.http.client import ApiClient, RequestStats
+from syncer.errors import FatalError, SyncerError
+from syncer.http.client import RequestStats
+from syncer.pipeline import finish_stream, log_ids
+from syncer.results import Outcome, StreamResult, SyncContext
 from syncer.sources.moca import api as moca
 from syncer.sources.moca import scan_store as scans
+from syncer.sources.moca.settings import MocaSourceSettings
+from syncer.store import runs
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +47,7 @@ ANALYTICS_CHUNK = {
 }
 
 
-@dataclass
-class ScanContext:
-    pool: Any
-    client: ApiClient
-    source: MocaSourceSettings
-    run_id: int
-    full_refresh: bool
+ScanContext = SyncContext[MocaSourceSettings]
 
 
 def _url(source: MocaSourceSettings, stream: str, default: str, **parts: str) -> str:
@@ -60,8 +57,36 @@ def _url(source: MocaSourceSettings, stream: str, default: str, **parts: str) ->
     return f"{source.base_url}{path}"
 
 
-async def sync_stream(ctx: ScanContext, name: str, result: Any) -> None:
-    """Sync one MOCA stream; counts go to ``result`` (a pipeline.StreamResult)."""
+async def sync_stream(ctx: ScanContext, result: StreamResult) -> None:
+    """The MOCA source type's ``sync_stream``: one stream's run, begun and ended."""
+    pool, run_id = ctx.pool, ctx.run_id
+    async with pool.acquire() as conn:
+        await runs.start_stream_run(conn, run_id, result.stream, None)
+    try:
+        await scan_stream(ctx, result.stream, result)
+        result.outcome = Outcome.SUCCEEDED
+    except shutdown.Interrupted:
+        result.outcome = Outcome.INTERRUPTED
+        result.error = "stopped by a signal; scans again next run"
+    except SyncerError as exc:
+        result.outcome, result.error = Outcome.FAILED, exc.message
+        result.error_kind = type(exc).__name__
+        log.info(
+            "%s.%s failed: %s",
+            ctx.source.name,
+            result.stream,
+            exc.message,
+            extra=log_ids(run_id, ctx.source.name, result.stream),
+        )
+    except asyncio.CancelledError:
+        result.outcome, result.error = Outcome.INTERRUPTED, "cancelled"
+        raise
+    finally:
+        await asyncio.shield(finish_stream(pool, run_id, result))
+
+
+async def scan_stream(ctx: ScanContext, name: str, result: StreamResult) -> None:
+    """Sync one MOCA stream; counts go to ``result``."""
     if name == "analytics":
         await _sync_analytics(ctx, result)
         return

@@ -12,8 +12,8 @@ import orjson
 
 from syncer.sources.base import Rejected
 from syncer.sources.moca.api import AnalyticsPage, Bucket, MocaRow, MocaStream, RangeAggregate
+from syncer.sources.moca.tables import SCHEMA as MOCA_SCHEMA
 from syncer.store import leases
-from syncer.store.tables import MOCA_SCHEMA
 
 
 async def upsert_rows(

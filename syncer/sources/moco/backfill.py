@@ -43,7 +43,6 @@ import asyncpg
 import orjson
 
 from syncer import shutdown
-from syncer.config import MocoSourceSettings
 from syncer.errors import (
     ConfigError,
     FatalError,
@@ -56,10 +55,11 @@ from syncer.pipeline import client_for
 from syncer.runframe import Frame, exclusive_run
 from syncer.sources.base import Rejected, Row, StreamSpec, parse_http_date, split_records
 from syncer.sources.moco import api as moco
+from syncer.sources.moco.settings import MocoSourceSettings
+from syncer.sources.moco.tables import SCHEMA as MOCO_SCHEMA
 from syncer.sources.moco.walk import STEP_OVERLAP, Walk
 from syncer.store import leases, locks
 from syncer.store.pages import upsert_rows
-from syncer.store.tables import MOCO_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,10 @@ class BackfillResult:
     @property
     def requests(self) -> int:
         return self.http.requests
+
+    @property
+    def errors(self) -> list[str]:
+        return [self.error] if self.error else []
 
     @property
     def ok(self) -> bool:
@@ -643,3 +647,30 @@ def _again(walk: Walk) -> Walk:
 
 def _int_header(value: str | None) -> int | None:
     return int(value) if value is not None and value.strip().isdigit() else None
+
+
+def summary(result: BackfillResult) -> str:
+    """The one line a finished backfill is reported with."""
+    return (
+        f"backfill {result.source}.{result.stream}: {result.outcome}; windows "
+        f"{result.windows_done} done, {result.windows_skipped} already done before, of "
+        f"{result.windows_total}; {result.records} records, {result.upserted} changed, "
+        f"{result.elapsed_s:.1f}s"
+    )
+
+
+def progress_lines(source: str, stream: str) -> Callable[[BackfillProgress], None]:
+    """A progress callback printing a line each time a window is done (and at the end)."""
+    last = [0]
+
+    def show(p: BackfillProgress) -> None:
+        done = p.windows_done + p.windows_skipped
+        if done != last[0] or p.window is None:
+            last[0] = done
+            print(
+                f"backfill {source}.{stream}: window {done}/{p.windows_total}, "
+                f"{p.records} records, {p.records_per_s:.0f}/s",
+                flush=True,
+            )
+
+    return show

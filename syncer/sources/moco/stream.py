@@ -14,23 +14,22 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from syncer import shutdown
-from syncer.config import MocoSourceSettings
 from syncer.errors import MalformedResponseError, SyncerError
 from syncer.http.client import ApiClient, RequestStats
 from syncer.http.pacing import Slot
+from syncer.pipeline import finish_stream, log_ids
 from syncer.progress import records_left
+from syncer.results import StreamResult
 from syncer.sources.base import Rejected, Row, StreamSpec, parse_http_date, split_records
 from syncer.sources.moco import api as moco
 from syncer.sources.moco import sprint
+from syncer.sources.moco.settings import MocoSourceSettings
+from syncer.sources.moco.tables import SCHEMA as MOCO_SCHEMA
 from syncer.sources.moco.walk import Walk
-from syncer.store import leases, pages, runs
-from syncer.store.tables import MOCO_SCHEMA
-
-if TYPE_CHECKING:
-    from syncer.pipeline import StreamResult
+from syncer.store import pages, runs
 
 log = logging.getLogger("syncer.pipeline")
 
@@ -143,21 +142,6 @@ def _merge(total: RequestStats, part: RequestStats) -> None:
     total.waited_s += part.waited_s
     part.requests = part.retries = part.rate_limited = 0
     part.waited_s = 0.0
-
-
-async def finish_stream(pool: Any, run_id: int, result: StreamResult) -> None:
-    async def write(conn: Any) -> None:
-        await runs.finish_stream_run(
-            conn,
-            run_id,
-            result.stream,
-            result.outcome,
-            result.error,
-            result.http.requests - result.committed_requests,
-            warning=result.warning,
-        )
-
-    await leases.bookkeeping(pool, write, f"the end of {result.stream}'s stream run")
 
 
 @dataclass(frozen=True)
@@ -458,11 +442,6 @@ async def _commit(
             extra=log_ids(run_id, source.name, spec.name),
         )
     return watermark
-
-
-def log_ids(run_id: int, source: str, stream: str) -> dict[str, Any]:
-    """Fields a structured log line carries (``--log-format json``)."""
-    return {"run_id": run_id, "source": source, "stream": stream}
 
 
 def _int_header(value: str | None) -> int | None:

@@ -46,7 +46,7 @@ from typing import Any
 import aiohttp
 
 from syncer import progress, shutdown
-from syncer.config import MocoSourceSettings, Settings
+from syncer.config import Settings
 from syncer.deletions import guard_warning
 from syncer.errors import (
     ConfigError,
@@ -57,10 +57,12 @@ from syncer.errors import (
 from syncer.http.client import ApiClient, RequestStats
 from syncer.http.pacing import Limiter
 from syncer.pipeline import client_for
+from syncer.results import StreamsReport
 from syncer.runframe import Frame, exclusive_run
 from syncer.sources.base import Row, StreamSpec, split_records
 from syncer.sources.moco import api as moco
 from syncer.sources.moco import sweep_store as sweeps
+from syncer.sources.moco.settings import MocoSourceSettings
 from syncer.store import leases, locks, runs
 
 log = logging.getLogger(__name__)
@@ -100,37 +102,12 @@ class StreamSweep:
 
 
 @dataclass
-class SweepResult:
+class SweepResult(StreamsReport):
     run_id: int
     source: str
     streams: list[StreamSweep]
     elapsed_s: float
     http: RequestStats
-
-    @property
-    def ok(self) -> bool:
-        return all(s.outcome == "succeeded" for s in self.streams)
-
-    @property
-    def outcome_interrupted(self) -> bool:
-        return any(s.outcome == "interrupted" for s in self.streams)
-
-    @property
-    def errors(self) -> list[str]:
-        """One line per kind of failure: a wrong key fails every stream alike."""
-        kinds: dict[str, list[StreamSweep]] = {}
-        for s in self.streams:
-            if s.error:
-                kinds.setdefault(s.error_kind or s.error, []).append(s)
-        lines = []
-        for failed in kinds.values():
-            more = f" (and {len(failed) - 1} more streams alike)" if len(failed) > 1 else ""
-            lines.append(f"{self.source}.{failed[0].stream}: {failed[0].error}{more}")
-        return lines
-
-    @property
-    def warnings(self) -> list[str]:
-        return [f"{self.source}.{s.stream}: {s.warning}" for s in self.streams if s.warning]
 
 
 # --- the pure part -----------------------------------------------------------------------------

@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from syncer.sources.base import Row
+from syncer.sources.moco.tables import SCHEMA as MOCO_SCHEMA
 from syncer.store import leases, pages
-from syncer.store.tables import MOCO_SCHEMA
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-MOCO_SCHEMA = "moco"
+from syncer.sources.moco.tables import SCHEMA as MOCO_SCHEMA
 
 
 @dataclass(frozen=True)

@@ -36,11 +36,12 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from syncer.config import MocoSourceSettings, Secret, Settings
+from syncer.config import Secret, Settings
 from syncer.errors import EXIT_OK, ConfigError, FatalError
 from syncer.observability import METRICS
 from syncer.sources.base import parse_timestamp
 from syncer.sources.moco.api import STREAMS
+from syncer.sources.moco.settings import MocoSourceSettings
 from syncer.sources.moco.webhook_store import Change, apply_change
 from syncer.tomlspec import Invalid, secret_from_env
 

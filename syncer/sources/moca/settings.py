@@ -1,0 +1,176 @@
+"""``[sources.NAME]`` with ``type = "moca"``: its keys and settings.
+
+Keys (required unless a default is given)::
+
+    type = "moca"
+    base_url = "https://api.mocaplatform.com/v2"   # https, or http to this machine (a sandbox)
+    token_env = "MOCA_API_TOKEN"    # variable holding the API token
+    streams = ["apps", ...]         # default all: apps, beacons, places, zones, geofences,
+                                    # segments, campaigns, experiences, notifications, analytics
+    rate_limit = { requests = 10, per_seconds = 1 }   # MOCA documents none: polite by default
+    page_size = 100                 # `limit` asked for, 1..1000; the server may cap it
+    timeout = "30s"                 # per request (default 30s)
+    max_attempts = 8                # per request (default 8)
+    concurrency = 4                 # streams in flight at once, 1..16 (default 4)
+    deletion_guard = 0.2            # a scan missing more than this share deletes nothing
+    full_scan_every = "1h"          # when the server honours updatedSince (default 1h)
+    overlap = "5m"                  # re-read window behind the updatedSince watermark
+    analytics_metrics = ["new_users", ...]   # default all six
+    analytics_interval = "day"      # hour, day or month (default day)
+    analytics_since = "30d"         # how far back the first analytics pull goes
+    analytics_restated = "2d"       # trailing window re-pulled every run
+    paths = { beacons = "/fleet/beacons" }   # overrides of the inferred paths (default none)
+    stale_after = "24h"             # `syncer status`: STALE after this long without success
+    schema = "NAME"                 # the Postgres schema of its tables (default: NAME)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+from syncer.config import (
+    DEFAULT_STALE_AFTER_S,
+    RATE_LIMIT_KEYS,
+    SCHEMA_KEY,
+    RateLimit,
+    Secret,
+    env_secret,
+)
+from syncer.tomlspec import (
+    Ctx,
+    Invalid,
+    Key,
+    choice,
+    comma_list,
+    describe,
+    duration,
+    http_url,
+    integer,
+    names,
+    nested,
+    share,
+    streams,
+)
+
+__all__ = ["KEYS", "MOCA_METRICS", "MOCA_STREAMS", "MocaSourceSettings"]
+
+MOCA_STREAMS: tuple[str, ...] = (
+    "apps",
+    "beacons",
+    "places",
+    "zones",
+    "geofences",
+    "segments",
+    "campaigns",
+    "experiences",
+    "notifications",
+    "analytics",
+)
+MOCA_METRICS: tuple[str, ...] = (
+    "new_users",
+    "returning_users",
+    "active_users",
+    "sessions",
+    "visitors",
+    "geolocations",
+)
+
+
+@dataclass(frozen=True)
+class MocaSourceSettings:
+    name: str
+    base_url: str  # https, or http on loopback (the sandbox)
+    token: Secret
+    streams: tuple[str, ...] = MOCA_STREAMS
+    rate_limit: RateLimit = RateLimit(10, 1.0)  # MOCA documents none: polite by default
+    page_size: int = 100  # `limit` asked for; the server may cap it
+    timeout_s: float = 30.0
+    max_attempts: int = 8
+    concurrency: int = 4
+    deletion_guard: float = 0.2  # a scan missing more than this share of a stream deletes nothing
+    full_scan_every_s: float = 3600.0  # when the server honours updatedSince
+    overlap_s: float = 300.0  # re-read window behind the updatedSince watermark
+    analytics_metrics: tuple[str, ...] = MOCA_METRICS
+    analytics_interval: str = "day"
+    analytics_since_s: float = 30 * 86400.0  # how far back the first analytics pull goes
+    analytics_restated_s: float = 2 * 86400.0  # trailing window re-pulled every run
+    paths: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    stale_after_s: float = DEFAULT_STALE_AFTER_S  # `syncer status`: STALE beyond this
+    schema_name: str | None = None  # key `schema`; None: the source's name
+    type: Literal["moca"] = "moca"
+
+    @property
+    def schema(self) -> str:
+        """Where its tables are: a schema named after the source, unless `schema` says."""
+        return self.schema_name or self.name
+
+    @property
+    def secret(self) -> Secret:
+        """The credential: what the rate ledger is shared by."""
+        return self.token
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def _ssl_url(value: object, ctx: Ctx) -> str:
+    """MOCA's API is SSL only: https, except plain http to this machine (the sandbox)."""
+    url = http_url(value, ctx)
+    host = re.sub(r"(?i)^https?://", "", url).split("/", 1)[0].rsplit(":", 1)[0]
+    if url.lower().startswith("http://") and host not in _LOOPBACK:
+        raise Invalid(
+            f'"{url}" is plain http; MOCA\'s API is SSL only: use https:// '
+            "(plain http is accepted only for a sandbox on this machine)"
+        )
+    return url
+
+
+def _paths(value: object, ctx: Ctx) -> Mapping[str, str]:
+    """Overrides of the inferred MOCA paths, e.g. { beacons = "/fleet/beacons" }."""
+    if not isinstance(value, dict):
+        raise Invalid(f"expected a table of stream = path, got {describe(value)}")
+    bad = [k for k, v in value.items() if k not in MOCA_STREAMS or not isinstance(v, str)]
+    if bad:
+        raise Invalid(
+            f"unknown streams or non-string paths: {bad}; streams: {comma_list(MOCA_STREAMS)}"
+        )
+    return MappingProxyType(dict(value))
+
+
+KEYS = (
+    Key("base_url", _ssl_url, example='base_url = "https://api.mocaplatform.com/v2"'),
+    Key(
+        "token_env",
+        env_secret("MOCA API token"),
+        attr="token",
+        secret_hint=("{NAME}_API_TOKEN", "token"),
+        example='token_env = "MOCA_API_TOKEN"',
+    ),
+    Key("streams", streams(MOCA_STREAMS), default=MOCA_STREAMS),
+    Key("rate_limit", nested(RATE_LIMIT_KEYS, RateLimit), default=RateLimit(10, 1.0)),
+    Key("page_size", integer(1, 1000), default=100),
+    Key("timeout", duration(positive=True), default=30.0, attr="timeout_s"),
+    Key("max_attempts", integer(1), default=8),
+    Key("concurrency", integer(1, 16), default=4),
+    Key("deletion_guard", share, default=0.2),
+    Key("full_scan_every", duration(positive=False), default=3600.0, attr="full_scan_every_s"),
+    Key("overlap", duration(positive=False), default=300.0, attr="overlap_s"),
+    Key("analytics_metrics", names(MOCA_METRICS, "metrics"), default=MOCA_METRICS),
+    Key("analytics_interval", choice(("hour", "day", "month")), default="day"),
+    Key("analytics_since", duration(positive=True), default=30 * 86400.0, attr="analytics_since_s"),
+    Key(
+        "analytics_restated",
+        duration(positive=False),
+        default=2 * 86400.0,
+        attr="analytics_restated_s",
+    ),
+    Key("paths", _paths, default=MappingProxyType({})),
+    Key(
+        "stale_after", duration(positive=True), default=DEFAULT_STALE_AFTER_S, attr="stale_after_s"
+    ),
+    SCHEMA_KEY,
+)

@@ -1,0 +1,74 @@
+"""The MOCO source type, registered: ``type = "moco"`` under ``[sources.NAME]``.
+
+MOCO (https://www.mocoapp.com/funktionen/api) is an agency ERP. Its API and what syncer relies
+on are described in ``docs/vendors/moco.md``. Streams are walked incrementally by
+``updated_at`` (``stream.py``); ``syncer sweep`` finds deletions (``sweep.py``),
+``syncer backfill`` re-reads history in windows (``backfill.py``), and
+``syncer webhooks serve`` applies MOCO's webhooks (``webhooks.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from syncer import registry
+from syncer.http.client import Credential
+from syncer.results import Report, StreamResult, SyncContext
+from syncer.sources.moco import api, settings, tables
+from syncer.sources.moco.settings import MocoSourceSettings
+
+__all__ = ["TYPE"]
+
+
+def _credential(source: MocoSourceSettings) -> Credential:
+    return api.credential(source.api_key.value, source.api_key.env)
+
+
+async def _sync_stream(context: SyncContext[MocoSourceSettings], result: StreamResult) -> None:
+    from syncer.sources.moco.stream import walk_stream
+
+    await walk_stream(
+        context.pool,
+        context.client,
+        context.source,
+        api.STREAMS[result.stream],
+        context.run_id,
+        result,
+        full_refresh=context.full_refresh,
+    )
+
+
+async def _sweep(*args: Any, **kwargs: Any) -> Report:
+    from syncer.sources.moco.sweep import sweep_source
+
+    return await sweep_source(*args, **kwargs)
+
+
+async def _backfill(*args: Any, **kwargs: Any) -> Report:
+    from syncer.sources.moco.backfill import run_backfill
+
+    return await run_backfill(*args, **kwargs)
+
+
+def _probe(source: MocoSourceSettings) -> tuple[str, dict[str, str]]:
+    """One record of the first configured stream."""
+    spec = api.STREAMS[source.streams[0]]
+    params = api.page_params(spec, page=1, per_page=1, updated_after=None)
+    return f"{source.base_url}{spec.path}", params
+
+
+TYPE = registry.register_source(
+    registry.SourceType(
+        name="moco",
+        vendor="MOCO",
+        streams=settings.MOCO_STREAMS,
+        keys=settings.KEYS,
+        build=MocoSourceSettings,
+        credential=_credential,
+        sync_stream=_sync_stream,
+        tables=tables.tables,
+        probe=_probe,
+        migrated_schema=tables.SCHEMA,
+        commands={"sweep": _sweep, "backfill": _backfill},
+    )
+)

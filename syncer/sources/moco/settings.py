@@ -1,0 +1,113 @@
+"""``[sources.NAME]`` with ``type = "moco"``: its keys and settings.
+
+Keys (required unless a default is given)::
+
+    type = "moco"
+    base_url = "https://acme.mocoapp.com/api/v1"   # http(s), trailing slash dropped
+    api_key_env = "MOCO_API_KEY"    # variable holding the API key
+    streams = ["activities", ...]   # default all: activities, projects, companies,
+                                    # contacts, users, invoices, offers, deals
+    rate_limit = { requests = 120, per_seconds = 120 }   # default as shown; both required
+    overlap = "5m"                  # re-read window behind the watermark, >= 0 (default 5m)
+    per_page = 100                  # 1..1000 (default 100)
+    timeout = "30s"                 # per request, > 0 (default 30s)
+    max_attempts = 8                # per request, >= 1 (default 8)
+    concurrency = 4                 # streams in flight at once, 1..16 (default 4)
+    page_concurrency = 8            # pages of one query at once when the rate limit leaves
+                                    # room, 1..32; 1: one page at a time (default 8)
+    deletion_guard = 0.2            # `syncer sweep`: a sweep finding more than this share of
+                                    # a stream missing marks none deleted, 0 < x <= 1 (0.2)
+    webhook_secret_env = "MOCO_WEBHOOK_SECRET"   # optional: variable holding MOCO's webhook
+                                    # signature key; read only by `syncer webhooks serve`
+    stale_after = "24h"             # `syncer status`: STALE after this long without success
+    schema = "NAME"                 # the Postgres schema of its tables (default: NAME)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from syncer.config import (
+    DEFAULT_STALE_AFTER_S,
+    RATE_LIMIT_KEYS,
+    SCHEMA_KEY,
+    RateLimit,
+    Secret,
+    env_secret,
+)
+from syncer.tomlspec import Key, duration, env_name, http_url, integer, nested, share, streams
+
+__all__ = ["KEYS", "MOCO_STREAMS", "MocoSourceSettings"]
+
+MOCO_STREAMS: tuple[str, ...] = (
+    "activities",
+    "projects",
+    "companies",
+    "contacts",
+    "users",
+    "invoices",
+    "offers",
+    "deals",
+)
+
+
+@dataclass(frozen=True)
+class MocoSourceSettings:
+    name: str
+    base_url: str
+    api_key: Secret
+    streams: tuple[str, ...] = MOCO_STREAMS
+    rate_limit: RateLimit = RateLimit(120, 120.0)
+    overlap_s: float = 300.0
+    per_page: int = 100
+    timeout_s: float = 30.0
+    max_attempts: int = 8
+    concurrency: int = 4
+    page_concurrency: int = 8  # pages of one query fetched at once when the limit allows it
+    deletion_guard: float = 0.2  # a sweep missing more than this share of a stream deletes nothing
+    webhook_secret_env: str | None = None  # resolved by `syncer webhooks serve` only
+    stale_after_s: float = DEFAULT_STALE_AFTER_S  # `syncer status`: STALE beyond this
+    schema_name: str | None = None  # key `schema`; None: the source's name
+    type: Literal["moco"] = "moco"
+
+    @property
+    def schema(self) -> str:
+        """Where its tables are: a schema named after the source, unless `schema` says."""
+        return self.schema_name or self.name
+
+    @property
+    def secret(self) -> Secret:
+        """The credential: what the rate ledger is shared by."""
+        return self.api_key
+
+
+KEYS = (
+    Key("base_url", http_url, example='base_url = "https://acme.mocoapp.com/api/v1"'),
+    Key(
+        "api_key_env",
+        env_secret("{NAME} API key"),
+        attr="api_key",
+        secret_hint=("{NAME}_API_KEY", "key"),
+        example='api_key_env = "{NAME}_API_KEY"',
+    ),
+    Key("streams", streams(MOCO_STREAMS), default=MOCO_STREAMS),
+    Key("rate_limit", nested(RATE_LIMIT_KEYS, RateLimit), default=RateLimit(120, 120.0)),
+    Key("overlap", duration(positive=False), default=300.0, attr="overlap_s"),
+    Key("per_page", integer(1, 1000), default=100),
+    Key("timeout", duration(positive=True), default=30.0, attr="timeout_s"),
+    Key("max_attempts", integer(1), default=8),
+    Key("concurrency", integer(1, 16), default=4),
+    Key("page_concurrency", integer(1, 32), default=8),
+    Key("deletion_guard", share, default=0.2),
+    Key(
+        "webhook_secret_env",
+        env_name,
+        default=None,
+        secret_hint=("{NAME}_WEBHOOK_SECRET", "webhook signature key"),
+    ),
+    Key(
+        "stale_after", duration(positive=True), default=DEFAULT_STALE_AFTER_S, attr="stale_after_s"
+    ),
+    SCHEMA_KEY,
+)
