@@ -101,7 +101,7 @@ async def syncer_pages(url: str, rows: list[Row], page_size: int = PAGE) -> floa
                     pages.PageCommit(
                         schema="moco", table=SPEC.name, volatile=SPEC.volatile, source="moco",
                         stream=SPEC.name, run_id=run_id, rows=page, rejected=[], requests=1,
-                        walk=walk, watermark=None,
+                        walk=walk.to_json(), watermark=None,
                     ),
                 )  # fmt: skip
         return time.perf_counter() - started

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from benchmarks import common
 from benchmarks.sandbox import IndexedMocoSandbox
-from syncer.http.pacing import margin_for
+from syncer.pacing import margin_for
 from syncer.sandbox.moco import MocoSandboxSettings, RequestRecord
 from syncer.sandbox.moco_data import MocoData
 from syncer.sandbox.server import RunningSandbox

@@ -285,11 +285,13 @@ async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from syncer import registry
     from syncer.store.status import stream_statuses
+    from syncer.warehouse import ensure_schema
 
     async with runtime(settings, pool_size=2) as rt, rt.pool.acquire() as conn:
         statuses = []
         for src in settings.sources.values():
             kind = registry.source_type(src.type)
+            await ensure_schema(conn, src)  # a source never synced yet shows empty tables
             statuses += await stream_statuses(
                 conn,
                 src.name,

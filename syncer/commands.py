@@ -30,6 +30,7 @@ from syncer.pipeline import shared_limiter_for, sync_source
 from syncer.results import Report
 from syncer.store import database
 from syncer.store.types import Pool
+from syncer.warehouse import ensure_schema
 
 __all__ = [
     "JOB_COMMANDS",
@@ -396,6 +397,8 @@ async def execute(
         )
         return result
     source = rt.settings.source(command.source)
+    async with rt.pool.acquire() as conn:
+        await ensure_schema(conn, source)
     limiter = shared_limiter_for(rt.pool, source)
     if isinstance(command, Sync):
         return await sync_source(

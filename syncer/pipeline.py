@@ -23,7 +23,7 @@ import aiohttp
 from syncer import progress, registry
 from syncer.config import SourceSettings
 from syncer.http.client import ApiClient
-from syncer.http.pacing import Limiter, SlidingWindowLimiter
+from syncer.pacing import Limiter, SlidingWindowLimiter
 from syncer.results import StreamResult, SyncContext, SyncResult
 from syncer.runframe import Frame, exclusive_run
 from syncer.store import leases, locks, runs

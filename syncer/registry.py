@@ -91,6 +91,9 @@ class SourceType:
     migrated_schema: str | None = None
     levels: Callable[[Sequence[str]], Sequence[Sequence[str]]] = _one_level  # parents first
     parent_of: Callable[[str], str | None] = _no_parent  # a child fails when its parent did
+    # Typed views over one schema's tables: (schema, view schema) -> `create or replace view`
+    # statements; None: no views. The built-in schemas' views are the migrations' business.
+    views: Callable[[str, str], Sequence[str]] | None = None
     # `syncer status`: rows and the newest record's time of one stream's table(s)
     count_rows: Callable[[Connection, str, str], Awaitable[tuple[int, datetime | None]]] | None = (
         None

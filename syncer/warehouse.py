@@ -1,19 +1,28 @@
-"""The warehouse's schemas as a whole: Alembic's target metadata.
+"""The warehouse's schemas: Alembic's target metadata, and the schema of each source.
 
 The bookkeeping tables (schema ``syncer``) are declared in ``syncer.store.tables``; each source
 type declares its own tables (``SourceType.tables``). The built-in types' tables live in the
 schema named after the type (``moco``, ``moca``) and are created by the migrations, so they
-are part of the metadata Alembic compares the database with.
+are part of the metadata Alembic compares the database with (:func:`target_metadata`).
+
+Every other source (a second MOCO account, a plugin's source) has its tables in a schema named
+after it (or its ``schema`` key), created by :func:`ensure_schema` when the source is first
+used, at the layout of this release: the same table definitions the migrations follow.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import MetaData
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from syncer import registry
-from syncer.store import tables
+from syncer.config import SourceSettings
+from syncer.errors import ConfigError
+from syncer.store import locks, tables
+from syncer.store.types import Connection
 
-__all__ = ["target_metadata"]
+__all__ = ["ensure_schema", "schema_ddl", "target_metadata"]
 
 
 def target_metadata() -> MetaData:
@@ -24,3 +33,49 @@ def target_metadata() -> MetaData:
             if not any(key.startswith(declared) for key in tables.metadata.tables):
                 kind.tables(kind.migrated_schema, tables.metadata)
     return tables.metadata
+
+
+def schema_ddl(source: SourceSettings) -> list[str]:
+    """The statements that create ``source``'s schema, tables, indexes and views (each one a
+    no-op where it exists)."""
+    kind = registry.source_type(source.type)
+    schema = source.schema
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    statements = [f'create schema if not exists "{schema}"']
+    for table in kind.tables(schema, MetaData(naming_convention=tables.NAMING_CONVENTION)):
+        statements.append(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            statements.append(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)))
+    if kind.views is not None:
+        views = f"{schema}_views"
+        statements.append(f'create schema if not exists "{views}"')
+        statements += kind.views(schema, views)
+    return statements
+
+
+async def ensure_schema(conn: Connection, source: SourceSettings) -> None:
+    """Create ``source``'s schema and tables unless they exist (the built-in sources' schemas
+    are the migrations' business). ConfigError when the source was synced by an earlier
+    release into its type's schema, which this release would otherwise leave behind."""
+    kind = registry.source_type(source.type)
+    if source.schema == kind.migrated_schema:
+        return
+    async with conn.transaction():
+        await conn.execute(
+            "select pg_advisory_xact_lock($1, hashtext($2))", locks.PROVISION, source.schema
+        )
+        exists = await conn.fetchval(
+            "select exists (select from pg_namespace where nspname = $1)", source.schema
+        )
+        if not exists and kind.migrated_schema is not None:
+            synced = await conn.fetchval(
+                "select exists (select from syncer.streams where source = $1)", source.name
+            )
+            if synced:
+                raise ConfigError(
+                    f'source "{source.name}" was synced by an earlier syncer into schema '
+                    f'"{kind.migrated_schema}"; add schema = "{kind.migrated_schema}" to '
+                    f"[sources.{source.name}] to keep using those tables"
+                )
+        for statement in schema_ddl(source):
+            await conn.execute(statement)

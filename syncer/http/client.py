@@ -28,7 +28,7 @@ from syncer.errors import (
     SyncerError,
     UnreachableError,
 )
-from syncer.http.pacing import Limiter, Slot
+from syncer.pacing import Limiter, Slot
 
 
 @dataclass(frozen=True)

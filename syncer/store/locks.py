@@ -14,3 +14,6 @@ BACKFILL = 7_233_915  # name: "source.stream"; one backfill of a stream at a tim
 # name: "schema"; one migration of a database at a time. Waited for (pg_advisory_lock), not
 # tried: a process that starts while another migrates waits for it and then finds nothing to do.
 MIGRATE = 7_233_916
+# name: the schema; one process at a time creates a source's schema and tables (transaction
+# lock, waited for: a process that starts beside another finds them made and does nothing).
+PROVISION = 7_233_917

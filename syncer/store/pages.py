@@ -24,7 +24,6 @@ from typing import Any
 import orjson
 
 from syncer.sources.base import Rejected, Row
-from syncer.sources.moco.walk import Walk
 from syncer.store import leases
 
 STAGE = "_syncer_stage"
@@ -35,7 +34,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class StreamState:
     watermark: datetime | None
-    walk: Walk | None
+    walk: dict[str, Any] | None  # the source's position in a walk in progress, as JSON
 
 
 async def load_state(conn: Any, source: str, stream: str) -> StreamState:
@@ -46,7 +45,7 @@ async def load_state(conn: Any, source: str, stream: str) -> StreamState:
     )
     if row is None:
         return StreamState(None, None)
-    walk = Walk.from_json(orjson.loads(row["walk"])) if row["walk"] is not None else None
+    walk = orjson.loads(row["walk"]) if row["walk"] is not None else None
     return StreamState(row["watermark"], walk)
 
 
@@ -63,7 +62,8 @@ class PageCommit:
     rows: list[Row]
     rejected: list[Rejected]
     requests: int
-    walk: Walk | None  # the walk to resume from; None once the walk is complete
+    # The position to resume from (a source's own JSON); None once the walk is complete.
+    walk: dict[str, Any] | None
     watermark: datetime | None  # the stream's watermark after this page
     requested_at: datetime | None = None  # when the page's request began
     pages: int = 1  # pages of one sprint may be stored together (``sources/moco/sprint.py``)
@@ -92,7 +92,7 @@ async def commit_page(conn: Any, page: PageCommit) -> int:
                     for r in page.rejected
                 ],
             )
-        walk = orjson.dumps(page.walk.to_json()).decode() if page.walk else None
+        walk = orjson.dumps(page.walk).decode() if page.walk is not None else None
         # The stream's position and the run's counts, in one statement (one round trip).
         await conn.execute(
             """

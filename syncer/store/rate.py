@@ -3,7 +3,7 @@
 Each admitted use is logged (``syncer.rate_log``: scope, unit, amount, time by the database's
 clock). While its request is in flight an entry is stamped in the future (``pending_s`` ahead,
 the request's timeout), so it counts against the limit; when the answer is in it is settled to
-that moment, and frees one window later (see :mod:`syncer.http.pacing` for why).
+that moment, and frees one window later (see :mod:`syncer.pacing` for why).
 
 A process that wants to spend takes the scope's transaction-level advisory lock, sums
 what was spent inside each unit's sliding window, and either logs its spending and goes, or
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from syncer.http.pacing import margin_for
+from syncer.pacing import margin_for
 from syncer.store.leases import CONNECTION_LOST
 
 

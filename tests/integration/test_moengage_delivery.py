@@ -18,12 +18,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from syncer.destinations.moengage.settings import ModelSettings, MoengageRateLimit
+from syncer.destinations.moengage.status import destination_status
 from syncer.destinations.moengage.values import MAX_VALUE_CHARS
 from syncer.errors import ConfigError
 from syncer.sandbox.server import RunningSandbox
 from syncer.store import loads
 from syncer.store.database import connect, migrations_dir, with_database
-from syncer.store.status import destination_status
 from tests.integration.test_cli import Env, assert_one_error_line, syncer
 from tests.integration.test_cli_load import moe_env as moe_env
 from tests.integration.test_moengage_load import (

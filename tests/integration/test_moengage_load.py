@@ -19,7 +19,7 @@ from syncer.config import Secret
 from syncer.destinations.moengage.load import BODY_MARGIN_S, LoadResult, load_destination
 from syncer.destinations.moengage.settings import ModelSettings, MoengageRateLimit, MoengageSettings
 from syncer.errors import ConfigError
-from syncer.http.pacing import margin_for
+from syncer.pacing import margin_for
 from syncer.pipeline import sync_source
 from syncer.sandbox.moengage import MoengageSandbox
 from syncer.sandbox.server import RunningSandbox
@@ -289,7 +289,7 @@ select 'e3', 'good-3', 'Signed Up', now() - interval '1 day', '{}'::jsonb, 3600
 async def test_rows_moengage_would_drop_are_dead_lettered_with_reasons_and_never_sent(
     pool: Any, sandbox: RunningSandbox
 ) -> None:
-    from syncer.store.status import destination_status
+    from syncer.destinations.moengage.status import destination_status
 
     settings = moengage(
         sandbox,

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
+from syncer import registry
 from syncer.sandbox.server import RunningSandbox
 from syncer.store.status import stream_statuses
 from tests.conftest import SANDBOX_KEY
@@ -169,12 +170,19 @@ async def test_moca_tables_are_aged_by_updated_at_and_analytics_by_its_newest_bu
         "insert into syncer.streams (source, stream, last_success_at) values"
         " ('moca', 'beacons', now() - interval '10 minutes')"
     )
+    moca = registry.source_type("moca")
     async with pool.acquire() as conn:
         now = await conn.fetchval("select now()")
         found = {
             s.stream: s
             for s in await stream_statuses(
-                conn, "moca", "moca", stale_after_s=3600.0, configured=("beacons", "analytics")
+                conn,
+                "moca",
+                "moca",
+                moca.streams,
+                count_rows=moca.count_rows,
+                stale_after_s=3600.0,
+                configured=("beacons", "analytics"),
             )
         }
     beacons, analytics = found["beacons"].freshness, found["analytics"].freshness

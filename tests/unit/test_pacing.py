@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from syncer.http.pacing import SlidingWindowLimiter
+from syncer.pacing import SlidingWindowLimiter
 
 
 class Clock:

@@ -66,7 +66,7 @@ from syncer.errors import (
     RequestRejectedError,
     UnreachableError,
 )
-from syncer.http.pacing import margin_for
+from syncer.pacing import margin_for
 from syncer.runframe import Frame, exclusive_run
 from syncer.store import leases, loads, locks, runs
 from syncer.store.rate import Limit, SharedLimiter

@@ -50,7 +50,7 @@ from syncer.errors import (
     SyncerError,
 )
 from syncer.http.client import ApiClient, RequestStats, Response
-from syncer.http.pacing import Limiter
+from syncer.pacing import Limiter
 from syncer.pipeline import client_for
 from syncer.runframe import Frame, exclusive_run
 from syncer.sources.base import Rejected, Row, StreamSpec, parse_http_date, split_records

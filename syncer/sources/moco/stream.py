@@ -19,7 +19,7 @@ from typing import Any
 from syncer import shutdown
 from syncer.errors import MalformedResponseError, SyncerError
 from syncer.http.client import ApiClient, RequestStats
-from syncer.http.pacing import Slot
+from syncer.pacing import Slot
 from syncer.pipeline import finish_stream, log_ids
 from syncer.progress import records_left
 from syncer.results import StreamResult
@@ -48,7 +48,7 @@ async def walk_stream(
 ) -> None:
     async with pool.acquire() as conn:
         state = await pages.load_state(conn, source.name, spec.name)
-        walk = state.walk
+        walk = Walk.from_json(state.walk) if state.walk is not None else None
         if full_refresh and (walk is None or walk.lower_bound is not None):
             walk = Walk(lower_bound=None)
         elif walk is None:
@@ -410,7 +410,7 @@ async def _commit(
                 rows=rows,
                 rejected=rejected,
                 requests=requests,
-                walk=None if last.done else last.walk,
+                walk=None if last.done else last.walk.to_json(),
                 watermark=watermark,
                 requested_at=min(fetched.requested_at for fetched in batch),
                 pages=len(batch),

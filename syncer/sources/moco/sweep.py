@@ -55,7 +55,7 @@ from syncer.errors import (
     SyncerError,
 )
 from syncer.http.client import ApiClient, RequestStats
-from syncer.http.pacing import Limiter
+from syncer.pacing import Limiter
 from syncer.pipeline import client_for
 from syncer.results import StreamsReport
 from syncer.runframe import Frame, exclusive_run
