@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import orjson
@@ -33,8 +33,8 @@ from syncer.sources.moco.settings import MOCO_STREAMS
 from syncer.store import database
 
 if TYPE_CHECKING:
-    from syncer.destinations.moengage.load import LoadResult
     from syncer.http.client import RequestStats
+    from syncer.loading import LoadResult
     from syncer.scheduler import Daemon
     from syncer.sources.moco.backfill import BackfillResult
     from syncer.sources.moco.sweep import SweepResult
@@ -106,10 +106,13 @@ async def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
             if not args.json:  # stdout carries the one JSON document alone
                 _console().print(f"released {released} held events; this load sends them")
         result = await execute(rt, command, command_line=args.command_line)
+    from syncer.loading import LoadResult
+
+    assert isinstance(result, LoadResult), "every destination loads through syncer.loading"
     outcome = result.outcome if result.outcome in ("succeeded", "interrupted") else "failed"
     code = _exit_code(outcome)
     if args.json:
-        _print_json(load_json(cast("LoadResult", result), outcome, code))
+        _print_json(load_json(result, outcome, code))
     else:
         print_load_result(result, command.dry_run)
     return _report(code, result.errors)
@@ -623,6 +626,11 @@ def sweep_json(result: SweepResult, outcome: str, code: int) -> dict[str, Any]:
     }
 
 
+def _models_of(result: LoadResult) -> tuple[str, ...]:
+    """The destination's models in its order; those that sent something if none are known."""
+    return result.models or tuple(sorted(result.sent))
+
+
 def load_json(result: LoadResult, outcome: str, code: int) -> dict[str, Any]:
     summary = result.to_json()
     return {
@@ -632,7 +640,7 @@ def load_json(result: LoadResult, outcome: str, code: int) -> dict[str, Any]:
         "dry_run": result.dry_run,
         "outcome": outcome,
         "exit_code": code,
-        "models": {m: {"sent": result.sent.get(m, 0)} for m in ("users", "devices", "events")},
+        "models": {m: {"sent": result.sent.get(m, 0)} for m in _models_of(result)},
         "requests": summary["batches"],
         **{k: v for k, v in summary.items() if k not in ("sent",)},
         "waited_s": round(result.waited_s, 3),
@@ -735,7 +743,7 @@ def _fresh_text(freshness: Freshness) -> str:
     return "ok" if freshness.expected else "-"
 
 
-def print_load_result(result: Any, dry_run: Path | None) -> None:
+def print_load_result(result: LoadResult, dry_run: Path | None) -> None:
     from rich.table import Table
 
     console = _console()
@@ -743,7 +751,7 @@ def print_load_result(result: Any, dry_run: Path | None) -> None:
     table = Table(title=f"load {result.destination}" + (" (dry run)" if dry_run else ""))
     for column in ("model", verb):
         table.add_column(column, justify="left" if column == "model" else "right")
-    for model in ("users", "devices", "events"):
+    for model in _models_of(result):
         table.add_row(model, str(result.sent.get(model, 0)))
     console.print(table)
     summary = result.to_json()

@@ -22,9 +22,10 @@ from rich.table import Table
 
 from syncer.config import RateLimit, Secret, Settings
 from syncer.destinations.moengage import models
-from syncer.destinations.moengage.load import LoadResult, load_destination
+from syncer.destinations.moengage.load import load_destination
 from syncer.destinations.moengage.settings import ModelSettings, MoengageRateLimit, MoengageSettings
 from syncer.errors import EXIT_FAILED, EXIT_OK
+from syncer.loading import LoadResult
 from syncer.pipeline import sync_source
 from syncer.results import SyncResult
 from syncer.sandbox.moco import MocoSandbox

@@ -32,7 +32,7 @@ from syncer.logs import configure_logging
 from syncer.metrics import Registry
 
 if TYPE_CHECKING:
-    from syncer.destinations.moengage.load import LoadResult
+    from syncer.loading import LoadResult
     from syncer.results import SyncResult
 
 __all__ = [

@@ -53,7 +53,6 @@ from syncer.results import Outcome
 from syncer.store import locks
 
 if TYPE_CHECKING:
-    from syncer.destinations.moengage.load import LoadResult
     from syncer.results import SyncResult
 
 log = logging.getLogger(__name__)
@@ -267,7 +266,10 @@ class Daemon:
             rt, command, command_line=f"job {job.id}: {job.run}", on_progress=on_progress
         )
         if isinstance(command, commands.Load):
-            observability.record_load(cast("LoadResult", result), job.id)
+            from syncer.loading import LoadResult
+
+            assert isinstance(result, LoadResult), "every destination loads via syncer.loading"
+            observability.record_load(result, job.id)
         elif isinstance(command, commands.Sync | commands.Sweep):
             # A sweep's deletions count as its streams' rows changed.
             observability.record_sync(cast("SyncResult", result), job.id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,11 +33,20 @@ from syncer.pacing import Limiter, Slot
 
 @dataclass(frozen=True)
 class Credential:
-    """Who we are to an API: the vendor's name for messages, and the auth headers."""
+    """Who we are to an API: the vendor's name for messages, and the auth headers.
+
+    ``fatal`` maps statuses that end every request of the credential (bad credentials, the
+    wrong account or endpoint) to the vendor's own error, made from the answer's body; it
+    takes the place of the generic message of :func:`classify_status` for those statuses."""
 
     vendor: str  # "MOCO"
     key_env: str  # the environment variable that holds the key, for messages
     headers: Mapping[str, str] = field(repr=False)
+    fatal: Mapping[int, Callable[[bytes], FatalError]] = field(default_factory=dict, repr=False)
+
+
+# Statuses after which no request of the credential can succeed (besides ``Credential.fatal``).
+FATAL_STATUSES = frozenset({401, 403, 404})
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,8 @@ def classify_status(
     vendor, env = credential.vendor, credential.key_env
     if 200 <= status < 300:
         return None
+    if status in credential.fatal:
+        return credential.fatal[status](body)
     if status == 401:
         return AuthError(
             f"{vendor} rejected the credentials (HTTP 401: {_error_text(body)}); "
@@ -122,6 +133,17 @@ def classify_status(
     return RequestRejectedError(
         f"{vendor} rejected the request {url} (HTTP {status}): {_error_text(body)}"
     )
+
+
+def fatal_status(credential: Credential, status: int, body: bytes, url: str) -> FatalError | None:
+    """The error of a status after which no request of ``credential`` can succeed (its
+    credentials, account or endpoint are wrong), as :func:`classify_status` maps it; ``None``
+    for a status that concerns the one request."""
+    if status not in FATAL_STATUSES and status not in credential.fatal:
+        return None
+    error = classify_status(credential, status, body, url)
+    assert isinstance(error, FatalError)
+    return error
 
 
 class ApiClient:

@@ -4,29 +4,27 @@ sends whose answer never came (``syncer.lost_answers``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-KEY_EXPRESSIONS = {
-    "users": "model.customer_id::text",
-    "devices": "model.customer_id::text || chr(31) || model.device_id::text",
-    "events": "model.event_key::text",
-}
 
-
-def pending_query(model: str, sql: str, *, hold: bool = False) -> str:
+def pending_query(
+    model: str, sql: str, *, key: str, order: str, once: bool = False, hold: bool = False
+) -> str:
     """Rows of ``model`` not yet acknowledged as they are now and not dead-lettered as they are
-    now, ordered by customer (byte order, the same as Python's) for merging. $1: destination.
+    now, ordered by ``order`` (byte order, the same as Python's; nulls last) for merging, with
+    that value as ``_order``. $1: destination. ``key`` and ``order`` are SQL expressions over
+    the model's row (``model.<column>``), given by the destination.
 
     A row's hash is that of its whole model output, so any change of it counts as a change.
-    Events are sent until acknowledged and never after, whatever their row becomes. With
-    ``hold``, events with an unanswered send that was not released are left out.
+    Rows of a model sent ``once`` are sent until acknowledged and never after, whatever their
+    row becomes. With ``hold``, such rows with an unanswered send that was not released are
+    left out.
     """
-    key = KEY_EXPRESSIONS[model]
-    acked = "true" if model == "events" else "a.hash = h._hash"
+    acked = "true" if once else "a.hash = h._hash"
     held = ""
-    if hold and model == "events":
+    if hold and once:
         held = f"""
           and not exists (
             select 1 from syncer.lost_answers l
@@ -36,7 +34,8 @@ def pending_query(model: str, sql: str, *, hold: bool = False) -> str:
         with model as ({sql}),
         hashed as (
             select model.*, md5(to_jsonb(model)::text) as _hash,
-                   coalesce({key}, '#' || md5(to_jsonb(model)::text)) as _key
+                   coalesce({key}, '#' || md5(to_jsonb(model)::text)) as _key,
+                   ({order})::text as _order
             from model
         )
         select h.* from hashed h
@@ -47,7 +46,7 @@ def pending_query(model: str, sql: str, *, hold: bool = False) -> str:
             select 1 from syncer.dead_letters d
             where d.destination = $1 and d.model = '{model}' and d.key = h._key
               and d.hash = h._hash){held}
-        order by h.customer_id::text collate "C" nulls last, h._key collate "C",
+        order by h._order collate "C" nulls last, h._key collate "C",
                  h._hash collate "C"
     """
 
@@ -149,68 +148,72 @@ async def forget_inflight(conn: Any, destination: str, batches: Sequence[str]) -
     )
 
 
-async def recover_inflight(conn: Any, destination: str) -> int:
-    """Clear what a killed run left in flight, noting each of its events as sent once without
-    an answer (``syncer.lost_answers``); returns 0.
+async def recover_inflight(conn: Any, destination: str, once: Sequence[str]) -> None:
+    """Clear what a killed run left in flight, noting each of its rows of the models ``once``
+    (those a second send may duplicate) as sent once without an answer
+    (``syncer.lost_answers``).
 
-    Their rows were never acknowledged, so they are sent again: users and devices are upserts
-    (harmless), events may arrive twice (MoEngage does not deduplicate). Each such resend is
-    counted as a possible duplicate when it happens, so nothing is counted here.
+    Their rows were never acknowledged, so they are sent again: for the other models that is
+    harmless (upserts), these may arrive twice. Each such resend is counted as a possible
+    duplicate when it happens, so nothing is counted here.
     """
     async with conn.transaction():
         await conn.execute(
             """
             insert into syncer.lost_answers as l (destination, model, key, sends, run_id)
             select destination, model, key, count(*), max(run_id) from syncer.inflight
-            where destination = $1 and model = 'events'
+            where destination = $1 and model = any($2::text[])
             group by destination, model, key
             on conflict (destination, model, key) do update
                 set sends = l.sends + excluded.sends, released = false, last_at = now()
             """,
             destination,
+            list(once),
         )
         await conn.execute("delete from syncer.inflight where destination = $1", destination)
-    return 0
 
 
 async def note_lost_answer(
-    conn: Any, destination: str, run_id: int, batch: str, keys: Sequence[str]
+    conn: Any, destination: str, run_id: int, batch: str, rows: Sequence[tuple[str, str]]
 ) -> None:
-    """One send of each event key in ``keys`` got no answer: count it, hold it again (until
-    released, if the destination holds such events), and clear the batch from the journal."""
+    """One send of each (model, key) in ``rows`` got no answer: count it, hold it again (until
+    released, if the destination holds such rows), and clear the batch from the journal."""
     async with conn.transaction():
         await conn.execute(
             """
             insert into syncer.lost_answers as l (destination, model, key, sends, run_id)
-            select $1, 'events', k, 1, $3 from unnest($2::text[]) as k
+            select $1, k.model, k.key, 1, $3 from unnest($2::text[], $4::text[]) as k(model, key)
             on conflict (destination, model, key) do update
                 set sends = l.sends + 1, released = false, run_id = excluded.run_id,
                     last_at = now()
             """,
             destination,
-            list(keys),
+            [model for model, _key in rows],
             run_id,
+            [key for _model, key in rows],
         )
         await forget_inflight(conn, destination, [batch])
 
 
-async def unanswered(conn: Any, destination: str, keys: Sequence[str]) -> int:
-    """How many of the event ``keys`` were sent before without an answer: the events a send of
-    them may duplicate."""
+async def unanswered(conn: Any, destination: str, rows: Sequence[tuple[str, str]]) -> int:
+    """How many of the (model, key) ``rows`` were sent before without an answer: the rows a
+    send of them may duplicate."""
     count: int = await conn.fetchval(
-        "select count(*) from syncer.lost_answers"
-        " where destination = $1 and model = 'events' and key = any($2::text[])",
+        "select count(*) from syncer.lost_answers l"
+        " join unnest($2::text[], $3::text[]) as k(model, key)"
+        " on l.model = k.model and l.key = k.key"
+        " where l.destination = $1",
         destination,
-        list(keys),
+        [model for model, _key in rows],
+        [key for _model, key in rows],
     )
     return count
 
 
 async def release_held(conn: Any, destination: str) -> int:
-    """Let the next load send the events held after unanswered sends; how many there were."""
+    """Let the next load send the rows held after unanswered sends; how many there were."""
     status: str = await conn.execute(
-        "update syncer.lost_answers set released = true"
-        " where destination = $1 and model = 'events' and not released",
+        "update syncer.lost_answers set released = true where destination = $1 and not released",
         destination,
     )
     return int(status.rsplit(" ", 1)[-1])
@@ -223,8 +226,7 @@ async def record_batch(
     destination: str,
     outcome: str,
     size: int,
-    users: int,
-    events: int,
+    units: Mapping[str, int],
     attempts: int,
     ambiguous: bool,
     request_id: str | None = None,
@@ -241,8 +243,8 @@ async def record_batch(
         destination,
         outcome,
         size,
-        users,
-        events,
+        units.get("users", 0),  # the columns name MoEngage's units; other units are not kept
+        units.get("events", 0),
         attempts,
         ambiguous,
         request_id,
@@ -250,12 +252,13 @@ async def record_batch(
     )
 
 
-async def model_counts(conn: Any, destination: str) -> dict[str, dict[str, Any]]:
+async def model_counts(
+    conn: Any, destination: str, models: Sequence[str]
+) -> dict[str, dict[str, Any]]:
     """Per model: rows acknowledged, dead letters by rule, keys with unanswered sends (and how
     many of them are held)."""
     out: dict[str, dict[str, Any]] = {
-        m: {"sent": 0, "dead_letters": {}, "unanswered": 0, "held": 0}
-        for m in ("users", "devices", "events")
+        m: {"sent": 0, "dead_letters": {}, "unanswered": 0, "held": 0} for m in models
     }
     for r in await conn.fetch(
         "select model, count(*) as n, count(*) filter (where not released) as held"

@@ -16,9 +16,10 @@ import aiohttp
 import pytest
 
 from syncer.config import Secret
-from syncer.destinations.moengage.load import BODY_MARGIN_S, LoadResult, load_destination
+from syncer.destinations.moengage.load import BODY_MARGIN_S, load_destination
 from syncer.destinations.moengage.settings import ModelSettings, MoengageRateLimit, MoengageSettings
 from syncer.errors import ConfigError
+from syncer.loading import LoadResult
 from syncer.pacing import margin_for
 from syncer.pipeline import sync_source
 from syncer.sandbox.moengage import MoengageSandbox

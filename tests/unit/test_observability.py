@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from syncer.destinations.moengage.load import LoadResult
 from syncer.http.client import RequestStats
+from syncer.loading import LoadResult
 from syncer.logs import configure_logging
 from syncer.metrics import Registry
 from syncer.observability import (

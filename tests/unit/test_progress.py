@@ -11,8 +11,8 @@ import pytest
 from rich.console import Console
 
 from syncer import progress
-from syncer.destinations.moengage.load import LoadResult
 from syncer.errors import ConfigError
+from syncer.loading import LoadResult
 from syncer.pipeline import StreamResult
 from syncer.progress import Board, Figures, figures_of, records_left, stream_text, time_left
 from syncer.sources.moco.sweep import StreamSweep

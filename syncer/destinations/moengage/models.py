@@ -16,10 +16,7 @@ MoEngage"); anything else about it is the user's. The defaults suit a MOCO custo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
-from syncer.errors import ConfigError
+from syncer.loading import INTEGER, JSON, TEXT, TIMESTAMP, Column
 
 USERS = """
 select 'moco-contact-' || c.id as customer_id,
@@ -118,19 +115,6 @@ where e.customer_id like 'moco-contact-%'
 
 DEFAULTS = {"users": USERS, "devices": DEVICES, "events": EVENTS}
 
-TEXT = ("text", "varchar", "bpchar", "int2", "int4", "int8", "numeric", "uuid")
-JSON = ("jsonb", "json")
-TIMESTAMP = ("timestamptz", "timestamp", "date")
-INTEGER = ("int2", "int4", "int8", "numeric")
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    types: tuple[str, ...]
-    required: bool = True
-
-
 COLUMNS: dict[str, tuple[Column, ...]] = {
     "users": (
         Column("customer_id", TEXT),
@@ -159,36 +143,3 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
 def model_sql(model: str, configured: str | None) -> str:
     """The model's SQL: the configured one, or the default; without a trailing ';'."""
     return (configured or DEFAULTS[model]).strip().rstrip(";").strip()
-
-
-async def check_model(conn: Any, destination: str, model: str, sql: str) -> tuple[str, ...]:
-    """The optional columns the model has; ConfigError naming the column or the SQL error."""
-    import asyncpg
-
-    where = f"destinations.{destination}.{model}.sql"
-    try:
-        statement = await conn.prepare(f"select * from ({sql}) as model limit 0")
-    except asyncpg.PostgresError as exc:
-        raise ConfigError(f"{where}: the query fails: {exc}; fix the SQL") from None
-    found = {a.name: a.type.name for a in statement.get_attributes()}
-    problems = []
-    present = []
-    for column in COLUMNS[model]:
-        kind = found.get(column.name)
-        if kind is None:
-            if column.required:
-                problems.append(
-                    f"{where}: no column {column.name!r}; the {model} model needs "
-                    f"{', '.join(c.name for c in COLUMNS[model] if c.required)}"
-                )
-            continue
-        if kind not in column.types:
-            problems.append(
-                f"{where}: column {column.name!r} is {kind}; it must be one of "
-                f"{', '.join(column.types)} (cast it, e.g. ::{column.types[0]})"
-            )
-            continue
-        present.append(column.name)
-    if problems:
-        raise ConfigError(problems)
-    return tuple(c for c in present if not next(x for x in COLUMNS[model] if x.name == c).required)
