@@ -108,9 +108,12 @@ class SourceType:
 class DestinationType:
     """What syncer needs to know of one kind of destination.
 
-    ``load(pool, session, settings, **options)`` runs one load (the generic load run in
-    ``syncer.loading`` does the frame, the pending rows, acknowledgements and dead letters;
-    the destination packs and sends). ``models`` are the names of its SQL models.
+    ``load(pool, session, settings, **options)`` runs one load and ``status(conn, settings)``
+    says per model what is pending, sent and dead-lettered. Both are usually
+    ``syncer.loading.loader(build)`` and ``syncer.loading.statuses(build)``, where ``build``
+    makes the destination's ``syncer.loading.Destination`` from its settings: the generic load
+    run does the frame, the pending rows, acknowledgements and dead letters; the destination
+    turns rows into items, packs and delivers. ``models`` are the names of its SQL models.
     """
 
     name: str
