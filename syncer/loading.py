@@ -172,7 +172,8 @@ class Rejected:
 
 @dataclass(frozen=True)
 class Split:
-    """The body is too large for the destination: sent again in halves."""
+    """The body is too large for the destination: sent again in halves. (A body of one item
+    cannot be split: answer :class:`Rejected` for it; a split of one item is retried.)"""
 
     detail: str
 
