@@ -14,16 +14,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 
+from syncer.config import Secret, load_settings
 from syncer.sandbox.moco import MocoSandbox, MocoSandboxSettings
 from syncer.sandbox.moco_data import MocoData
 from syncer.sandbox.server import RunningSandbox
+from syncer.sources.moca.settings import MocaSourceSettings
 from syncer.sources.moco.settings import MOCO_STREAMS
+from syncer.sources.moco.webhooks import WebhookReceiver, webhook_config
 from syncer.store.rate import credential_scope
-from tests.conftest import sandbox_in_thread
+from syncer.warehouse import ensure_schema
+from tests.conftest import moco_source, sandbox_in_thread
 from tests.integration.test_cli import Env, Ran, syncer
+from tests.integration.test_webhooks import SECRET, Receiver, project
 
 ACME_KEY = "acme-key-1f7c3a"
 GLOBEX_KEY = "globex-key-9e4b2d"
@@ -224,3 +231,113 @@ rate_limit = {{ requests = 1000, per_seconds = 1 }}
     assert await ids(pool, "moco") == sandbox_ids(sandbox.moco)
     live = await pool.fetchval("select count(*) from moco_views.projects")
     assert live == len(sandbox.moco.data.records("projects"))
+
+
+# --- provisioning (syncer.warehouse.ensure_schema) ---------------------------------------------
+
+
+async def relations(pool: Any, schema: str, kind: str) -> int:
+    count: int = await pool.fetchval(
+        "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname = $1 and c.relkind::text = $2",
+        schema,
+        kind,
+    )
+    return count
+
+
+async def test_a_new_source_schema_is_made_once_by_processes_starting_together(
+    pool: Any,
+) -> None:
+    acme = moco_source("http://127.0.0.1:9/api/v1", name="acme")
+    beacons = MocaSourceSettings(
+        name="beacons", base_url="http://127.0.0.1:9/v1", token=Secret("MOCA_TOKEN", "t")
+    )
+    connections = [await pool.acquire() for _ in range(4)]
+    try:
+        await asyncio.gather(
+            *(
+                ensure_schema(c, s)
+                for c, s in zip(connections, (acme, acme, beacons, beacons), strict=True)
+            )
+        )
+        await ensure_schema(connections[0], acme)  # again: nothing to do
+    finally:
+        for conn in connections:
+            await pool.release(conn)
+    assert await schemas(pool) == BUILT_IN_SCHEMAS | {
+        "acme",
+        "acme_views",
+        "beacons",
+        "beacons_views",
+    }
+    # The same tables, indexes and views as the built-in schemas the migrations made.
+    for schema, built_in in (("acme", "moco"), ("beacons", "moca")):
+        for kind in ("r", "i", "v"):
+            assert await relations(pool, schema, kind) == await relations(pool, built_in, kind)
+        views = f"{schema}_views"
+        assert await relations(pool, views, "v") == await relations(pool, f"{built_in}_views", "v")
+        assert await relations(pool, views, "v") > 0
+    assert await pool.fetchval("select count(*) from acme_views.projects") == 0
+    assert await pool.fetchval("select count(*) from beacons_views.analytics_ranges") == 0
+
+
+async def test_a_provisioned_schema_takes_no_lock_when_used_again(pool: Any) -> None:
+    """An analyst's open transaction on a view, and a write in progress, do not hold it up:
+    nothing is created again (``create or replace view`` would wait for the reader)."""
+    acme = moco_source("http://127.0.0.1:9/api/v1", name="acme")
+    async with pool.acquire() as conn:
+        await ensure_schema(conn, acme)
+    async with pool.acquire() as reader, reader.transaction():
+        await reader.fetchval("select count(*) from acme_views.projects")
+        await reader.execute("insert into acme.projects (id, data) values (1, '{}')")
+        async with pool.acquire() as conn:
+            await conn.execute("set lock_timeout = '1ms'")  # any wait for a lock fails
+            await ensure_schema(conn, acme)
+            await conn.execute("reset lock_timeout")
+
+
+async def test_the_built_in_schema_is_left_to_the_migrations(pool: Any) -> None:
+    await pool.execute("drop view moco_views.deals")
+    async with pool.acquire() as conn:
+        await ensure_schema(conn, moco_source("http://127.0.0.1:9/api/v1"))
+    assert await schemas(pool) == BUILT_IN_SCHEMAS
+    assert await pool.fetchval("select to_regclass('moco_views.deals')") is None
+
+
+# --- webhooks for a source of another name -----------------------------------------------------
+
+
+async def test_webhooks_of_a_source_of_another_name_land_in_its_schema(
+    pool: Any, tmp_path: Path
+) -> None:
+    config = tmp_path / "schedules.toml"
+    config.write_text(
+        """
+[sources.acme]
+type = "moco"
+base_url = "http://127.0.0.1:9/api/v1"
+api_key_env = "ACME_MOCO_KEY"
+webhook_secret_env = "ACME_WEBHOOK_SECRET"
+"""
+    )
+    environ = {"ACME_MOCO_KEY": ACME_KEY, "ACME_WEBHOOK_SECRET": SECRET}
+    settings = load_settings(config, environ)
+    hooks = webhook_config(settings, environ)
+    assert (hooks.source, hooks.schema) == ("acme", "acme")
+    async with pool.acquire() as conn:  # as `syncer webhooks serve` does before serving
+        await ensure_schema(conn, settings.source("acme"))
+    served = WebhookReceiver(pool, hooks)
+    runner = web.AppRunner(served.app(), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        async with aiohttp.ClientSession() as session:
+            receiver = Receiver(url, served, session)
+            status, answer = await receiver.post(project(5, 1), event="create")
+    finally:
+        await runner.cleanup()
+    assert (status, answer) == (200, {"status": "applied", "changed": True})
+    assert await pool.fetchval("select data->>'name' from acme.projects where id = 5") == "v1"
+    assert await pool.fetchval("select count(*) from moco.projects") == 0
