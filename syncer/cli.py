@@ -227,9 +227,12 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.sources.moco.webhooks import serve_webhooks, webhook_config
+    from syncer.warehouse import ensure_schema
 
     config = webhook_config(settings, os.environ)  # before migrating: a missing key is exit 2
     async with runtime(settings, pool_size=10) as rt:
+        async with rt.pool.acquire() as conn:  # the tables deliveries are written to
+            await ensure_schema(conn, settings.source(config.source))
         return await serve_webhooks(
             rt.pool,
             config,

@@ -60,6 +60,8 @@ async def ensure_schema(conn: Connection, source: SourceSettings) -> None:
     kind = registry.source_type(source.type)
     if source.schema == kind.migrated_schema:
         return
+    if await _provisioned(conn, source):
+        return
     async with conn.transaction():
         await conn.execute(
             "select pg_advisory_xact_lock($1, hashtext($2))", locks.PROVISION, source.schema
@@ -79,3 +81,27 @@ async def ensure_schema(conn: Connection, source: SourceSettings) -> None:
                 )
         for statement in schema_ddl(source):
             await conn.execute(statement)
+
+
+async def _provisioned(conn: Connection, source: SourceSettings) -> bool:
+    """Whether ``source``'s tables (and view schema) exist already: then nothing is run, so
+    that a command starting beside a write, or an analyst's query on a view, does not wait for
+    the locks that ``create index`` and ``create or replace view`` take even when they change
+    nothing. A schema is provisioned in one transaction, so its tables imply their indexes
+    and views."""
+    kind = registry.source_type(source.type)
+    names = [
+        f'"{source.schema}"."{table.name}"'
+        for table in kind.tables(
+            source.schema, MetaData(naming_convention=tables.NAMING_CONVENTION)
+        )
+    ]
+    views = f"{source.schema}_views" if kind.views is not None else None
+    missing = await conn.fetchval(
+        "select count(*) filter (where to_regclass(n) is null) from unnest($1::text[]) n",
+        names,
+    )
+    views_there = views is None or await conn.fetchval(
+        "select exists (select from pg_namespace where nspname = $1)", views
+    )
+    return missing == 0 and bool(views_there)

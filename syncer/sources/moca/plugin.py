@@ -12,7 +12,7 @@ from datetime import datetime
 
 from syncer import registry
 from syncer.http.client import Credential
-from syncer.sources.moca import api, scan, settings, tables
+from syncer.sources.moca import api, scan, settings, tables, views
 from syncer.sources.moca.settings import MocaSourceSettings
 from syncer.store.types import Connection
 
@@ -68,6 +68,7 @@ TYPE = registry.register_source(
         tables=tables.tables,
         probe=_probe,
         migrated_schema=tables.SCHEMA,
+        views=views.views,
         levels=_levels,
         parent_of=api.parent_of,
         count_rows=_count_rows,

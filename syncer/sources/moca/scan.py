@@ -94,7 +94,7 @@ async def scan_stream(ctx: ScanContext, name: str, result: StreamResult) -> None
     source = ctx.source
     async with ctx.pool.acquire() as conn:
         watermark, state = await scans.load_state(conn, source.name, name)
-        parents = await _parent_ids(conn, stream)
+        parents = await _parent_ids(conn, source.schema, stream)
     last_full = state.get("last_full_scan")
     full_due = (
         ctx.full_refresh
@@ -127,6 +127,7 @@ async def scan_stream(ctx: ScanContext, name: str, result: StreamResult) -> None
                     conn,
                     stream,
                     rows,
+                    schema=source.schema,
                     source=source.name,
                     run_id=ctx.run_id,
                     rejected=rejected,
@@ -160,10 +161,10 @@ async def scan_stream(ctx: ScanContext, name: str, result: StreamResult) -> None
     result.watermark = started_at
 
 
-async def _parent_ids(conn: Any, stream: moca.MocaStream) -> list[str | None]:
+async def _parent_ids(conn: Any, schema: str, stream: moca.MocaStream) -> list[str | None]:
     if stream.parent is None:
         return [None]
-    ids = sorted(await scans.live_ids(conn, stream.parent))
+    ids = sorted(await scans.live_ids(conn, schema, stream.parent))
     return list(ids)
 
 
@@ -188,7 +189,7 @@ async def _deletions(
 ) -> None:
     """Mark what a complete scan no longer found, once each is confirmed gone."""
     async with ctx.pool.acquire() as conn:
-        live = await scans.live_ids(conn, stream.name)
+        live = await scans.live_ids(conn, ctx.source.schema, stream.name)
     missing = sorted(live - seen)
     if not missing:
         return
@@ -220,6 +221,7 @@ async def _deletions(
                 conn,
                 stream,
                 rows,
+                schema=ctx.source.schema,
                 source=ctx.source.name,
                 run_id=ctx.run_id,
                 rejected=rejected,
@@ -229,7 +231,9 @@ async def _deletions(
         result.rejected += len(rejected)
     if gone:
         async with ctx.pool.acquire() as conn:
-            result.deleted += await scans.mark_deleted(conn, stream.name, gone, at, ctx.run_id)
+            result.deleted += await scans.mark_deleted(
+                conn, ctx.source.schema, stream.name, gone, at, ctx.run_id
+            )
 
 
 async def _sync_analytics(ctx: ScanContext, result: Any) -> None:
@@ -237,11 +241,11 @@ async def _sync_analytics(ctx: ScanContext, result: Any) -> None:
     interval = source.analytics_interval
     async with ctx.pool.acquire() as conn:
         _, state = await scans.load_state(conn, source.name, "analytics")
-        apps = sorted(await scans.live_ids(conn, "apps"))
+        apps = sorted(await scans.live_ids(conn, source.schema, "apps"))
     if not apps:
         raise FatalError(
             "analytics are pulled per app and no apps are stored yet; "
-            "sync apps first: syncer sync moca --stream apps"
+            f"sync apps first: syncer sync {source.name} --stream apps"
         )
     now: datetime | None = None
     odd: dict[str, str] = {}  # metric -> the first reason one of its points was rejected
@@ -279,6 +283,7 @@ async def _sync_analytics(ctx: ScanContext, result: Any) -> None:
                     result.upserted += await scans.upsert_analytics(
                         conn,
                         page,
+                        schema=source.schema,
                         run_id=ctx.run_id,
                         source=source.name,
                         state_key=key,

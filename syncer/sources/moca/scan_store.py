@@ -12,7 +12,6 @@ import orjson
 
 from syncer.sources.base import Rejected
 from syncer.sources.moca.api import AnalyticsPage, Bucket, MocaRow, MocaStream, RangeAggregate
-from syncer.sources.moca.tables import SCHEMA as MOCA_SCHEMA
 from syncer.store import leases
 
 
@@ -21,16 +20,18 @@ async def upsert_rows(
     stream: MocaStream,
     rows: Sequence[MocaRow],
     *,
+    schema: str,
     source: str,
     run_id: int,
     rejected: Sequence[Rejected] = (),
     requests: int = 0,
 ) -> int:
-    """Store one page in one transaction; the number of rows inserted or changed."""
+    """Store one page in ``schema`` (the source's) in one transaction; the number of rows
+    inserted or changed."""
     extras = list(stream.columns)
     columns = ["id", "updated_at", "created_at", *extras, "data"]
     stage = f"_syncer_stage_moca_{stream.name}"
-    target = f'"{MOCA_SCHEMA}"."{stream.name}"'
+    target = f'"{schema}"."{stream.name}"'
     changed = 0
     async with conn.transaction():
         await leases.check(conn)  # the run still holds the stream (refused once taken over)
@@ -80,18 +81,18 @@ async def upsert_rows(
     return changed
 
 
-async def live_ids(conn: Any, stream: str) -> set[str]:
-    rows = await conn.fetch(f'select id from "{MOCA_SCHEMA}"."{stream}" where _deleted_at is null')
+async def live_ids(conn: Any, schema: str, stream: str) -> set[str]:
+    rows = await conn.fetch(f'select id from "{schema}"."{stream}" where _deleted_at is null')
     return {r["id"] for r in rows}
 
 
 async def mark_deleted(
-    conn: Any, stream: str, ids: Sequence[str], at: datetime, run_id: int
+    conn: Any, schema: str, stream: str, ids: Sequence[str], at: datetime, run_id: int
 ) -> int:
     async with conn.transaction():
         await leases.check(conn)
         status: str = await conn.execute(
-            f'update "{MOCA_SCHEMA}"."{stream}" set _deleted_at = $2'
+            f'update "{schema}"."{stream}" set _deleted_at = $2'
             " where id = any($1::text[]) and _deleted_at is null",
             list(ids),
             at,
@@ -111,6 +112,7 @@ async def upsert_analytics(
     conn: Any,
     page: AnalyticsPage,
     *,
+    schema: str,
     run_id: int,
     source: str,
     state_key: str,
@@ -125,9 +127,9 @@ async def upsert_analytics(
     """
     async with conn.transaction():
         await leases.check(conn)
-        changed = await _upsert_buckets(conn, page.buckets) if page.buckets else 0
+        changed = await _upsert_buckets(conn, schema, page.buckets) if page.buckets else 0
         if page.aggregates:
-            changed += await _replace_aggregates(conn, page.aggregates)
+            changed += await _replace_aggregates(conn, schema, page.aggregates)
         if page.rejected:
             await conn.executemany(
                 "insert into syncer.rejected_records (run_id, source, stream, reason, record)"
@@ -151,10 +153,10 @@ async def upsert_analytics(
     return changed
 
 
-async def _upsert_buckets(conn: Any, buckets: Sequence[Bucket]) -> int:
+async def _upsert_buckets(conn: Any, schema: str, buckets: Sequence[Bucket]) -> int:
     status: str = await conn.execute(
         f"""
-        insert into "{MOCA_SCHEMA}".analytics as t
+        insert into "{schema}".analytics as t
             (app_id, metric, interval, bucket_start, key, value, data)
         select * from unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
                              $5::text[], $6::numeric[], $7::jsonb[])
@@ -173,11 +175,11 @@ async def _upsert_buckets(conn: Any, buckets: Sequence[Bucket]) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-async def _replace_aggregates(conn: Any, aggregates: Sequence[RangeAggregate]) -> int:
+async def _replace_aggregates(conn: Any, schema: str, aggregates: Sequence[RangeAggregate]) -> int:
     """The aggregates of each range now are exactly these: upserted, the others removed."""
     status: str = await conn.execute(
         f"""
-        insert into "{MOCA_SCHEMA}".analytics_ranges as t
+        insert into "{schema}".analytics_ranges as t
             (app_id, metric, interval, range_start, range_end, key, latitude, longitude,
              value, data)
         select * from unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
@@ -203,7 +205,7 @@ async def _replace_aggregates(conn: Any, aggregates: Sequence[RangeAggregate]) -
     first = aggregates[0]
     status = await conn.execute(
         f"""
-        delete from "{MOCA_SCHEMA}".analytics_ranges
+        delete from "{schema}".analytics_ranges
         where app_id = $1 and metric = $2 and interval = $3 and range_start = $4
           and range_end = $5 and key <> all($6::text[])
         """,

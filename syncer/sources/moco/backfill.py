@@ -56,7 +56,6 @@ from syncer.runframe import Frame, exclusive_run
 from syncer.sources.base import Rejected, Row, StreamSpec, parse_http_date, split_records
 from syncer.sources.moco import api as moco
 from syncer.sources.moco.settings import MocoSourceSettings
-from syncer.sources.moco.tables import SCHEMA as MOCO_SCHEMA
 from syncer.sources.moco.walk import STEP_OVERLAP, Walk
 from syncer.store import leases, locks
 from syncer.store.pages import upsert_rows
@@ -497,7 +496,7 @@ class _WindowReader:
                     if rows:
                         upserted = await upsert_rows(
                             conn,
-                            MOCO_SCHEMA,
+                            self.source.schema,
                             self.spec.name,
                             rows,
                             self.spec.volatile,

@@ -14,7 +14,7 @@ from typing import Any
 from syncer import registry
 from syncer.http.client import Credential
 from syncer.results import Report, StreamResult, SyncContext
-from syncer.sources.moco import api, settings, tables
+from syncer.sources.moco import api, settings, tables, views
 from syncer.sources.moco.settings import MocoSourceSettings
 
 __all__ = ["TYPE"]
@@ -69,6 +69,7 @@ TYPE = registry.register_source(
         tables=tables.tables,
         probe=_probe,
         migrated_schema=tables.SCHEMA,
+        views=views.views,
         commands={"sweep": _sweep, "backfill": _backfill},
     )
 )

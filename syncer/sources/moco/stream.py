@@ -27,7 +27,6 @@ from syncer.sources.base import Rejected, Row, StreamSpec, parse_http_date, spli
 from syncer.sources.moco import api as moco
 from syncer.sources.moco import sprint
 from syncer.sources.moco.settings import MocoSourceSettings
-from syncer.sources.moco.tables import SCHEMA as MOCO_SCHEMA
 from syncer.sources.moco.walk import Walk
 from syncer.store import pages, runs
 
@@ -401,7 +400,7 @@ async def _commit(
         upserted = await pages.commit_page(
             conn,
             pages.PageCommit(
-                schema=MOCO_SCHEMA,
+                schema=source.schema,
                 table=spec.name,
                 volatile=spec.volatile,
                 source=source.name,

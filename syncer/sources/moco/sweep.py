@@ -251,7 +251,7 @@ async def _sweep_stream(
 ) -> None:
     async with pool.acquire() as conn:
         await runs.start_stream_run(conn, run_id, spec.name, None)
-        local = await sweeps.local_ids(conn, spec.name)
+        local = await sweeps.local_ids(conn, source.schema, spec.name)
     try:
         checker = _Checker(client, f"{source.base_url}{spec.path}", spec, result.http)
         present: set[int] = set()
@@ -278,6 +278,7 @@ async def _sweep_stream(
             result.deleted, result.restored = await sweeps.commit(
                 conn,
                 sweeps.SweepCommit(
+                    schema=source.schema,
                     table=spec.name,
                     volatile=spec.volatile,
                     run_id=run_id,

@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from syncer.sources.base import Row
-from syncer.sources.moco.tables import SCHEMA as MOCO_SCHEMA
 from syncer.store import leases, pages
+from syncer.store.types import Connection
 
 
 @dataclass(frozen=True)
@@ -23,9 +22,10 @@ class LocalIds:
     deleted: frozenset[int]  # rows already marked deleted
 
 
-async def local_ids(conn: Any, table: str) -> LocalIds:
+async def local_ids(conn: Connection, schema: str, table: str) -> LocalIds:
+    """The ids of ``schema.table`` (the source's schema), live and marked deleted."""
     rows = await conn.fetch(
-        f'select id, _deleted_at is not null as deleted from "{MOCO_SCHEMA}"."{table}"'
+        f'select id, _deleted_at is not null as deleted from "{schema}"."{table}"'
     )
     return LocalIds(
         frozenset(r["id"] for r in rows if not r["deleted"]),
@@ -37,6 +37,7 @@ async def local_ids(conn: Any, table: str) -> LocalIds:
 class SweepCommit:
     """Everything one stream's sweep changes; written in one transaction by :func:`commit`."""
 
+    schema: str  # the source's
     table: str
     volatile: tuple[str, ...]  # keys ignored when deciding whether a restored row changed
     run_id: int
@@ -49,7 +50,7 @@ class SweepCommit:
     last_answered_at: datetime | None = None
 
 
-async def commit(conn: Any, sweep: SweepCommit) -> tuple[int, int]:
+async def commit(conn: Connection, sweep: SweepCommit) -> tuple[int, int]:
     """Mark ``gone``, restore ``back`` (stored as the source serves them now); (marked, restored).
 
     A row is marked only if it is not marked already; it is restored through the sync's own
@@ -61,7 +62,7 @@ async def commit(conn: Any, sweep: SweepCommit) -> tuple[int, int]:
         if sweep.gone:
             # A page requested before this is no proof of life (see store/pages.py).
             status: str = await conn.execute(
-                f'update "{MOCO_SCHEMA}"."{sweep.table}"'
+                f'update "{sweep.schema}"."{sweep.table}"'
                 " set _deleted_at = coalesce($2::timestamptz, now())"
                 " where id = any($1::bigint[]) and _deleted_at is null",
                 list(sweep.gone),
@@ -72,7 +73,7 @@ async def commit(conn: Any, sweep: SweepCommit) -> tuple[int, int]:
         if sweep.back:
             restored = await pages.upsert_rows(
                 conn,
-                MOCO_SCHEMA,
+                sweep.schema,
                 sweep.table,
                 list(sweep.back),
                 sweep.volatile,

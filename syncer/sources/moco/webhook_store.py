@@ -19,9 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from syncer.sources.moco.tables import SCHEMA as MOCO_SCHEMA
+from syncer.store.types import Connection
 
 
 @dataclass(frozen=True)
@@ -84,14 +83,15 @@ def merge(row: RowState | None, change: Change) -> Merged:
 
 
 async def apply_change(
-    conn: Any, table: str, change: Change, volatile: tuple[str, ...] = ()
+    conn: Connection, schema: str, table: str, change: Change, volatile: tuple[str, ...] = ()
 ) -> bool:
-    """Apply ``change`` to ``moco.<table>`` in one short transaction; True if the row changed.
+    """Apply ``change`` to ``<schema>.<table>`` (the source's schema) in one short transaction;
+    True if the row changed.
 
     The row is locked while the rule decides, so concurrent deliveries for one id serialize.
     ``volatile`` keys (invoices' signed ``file_url``) do not count as a change of data.
     """
-    target = f'"{MOCO_SCHEMA}"."{table}"'
+    target = f'"{schema}"."{table}"'
     async with conn.transaction():
         fresh = merge(None, change)
         inserted = await conn.fetchval(
@@ -107,6 +107,7 @@ async def apply_change(
         row = await conn.fetchrow(
             f"select updated_at, _deleted_at from {target} where id = $1 for update", change.id
         )
+        assert row is not None  # inserted or present: the insert conflicted on it
         merged = merge(RowState(row["updated_at"], row["_deleted_at"]), change)
         status: str = await conn.execute(
             f"""

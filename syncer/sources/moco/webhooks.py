@@ -42,6 +42,7 @@ from syncer.observability import METRICS
 from syncer.sources.base import parse_timestamp
 from syncer.sources.moco.api import STREAMS
 from syncer.sources.moco.settings import MocoSourceSettings
+from syncer.sources.moco.tables import SCHEMA
 from syncer.sources.moco.webhook_store import Change, apply_change
 from syncer.tomlspec import Invalid, secret_from_env
 
@@ -218,6 +219,7 @@ class WebhookConfig:
     source: str
     streams: tuple[str, ...]
     secret: Secret
+    schema: str = SCHEMA  # where the source's tables are (the built-in source's by default)
 
 
 def webhook_config(settings: Settings, environ: Mapping[str, str]) -> WebhookConfig:
@@ -246,7 +248,7 @@ def webhook_config(settings: Settings, environ: Mapping[str, str]) -> WebhookCon
         )
     except Invalid as exc:
         raise ConfigError(f"{key}: {exc.message}") from None
-    return WebhookConfig(source.name, source.streams, secret)
+    return WebhookConfig(source.name, source.streams, secret, source.schema)
 
 
 # --- the server --------------------------------------------------------------------------------
@@ -298,7 +300,9 @@ class WebhookReceiver:
         fields = {"target": target, "event": event, "stream": stream, "record_id": change.id}
         try:
             async with asyncio.timeout(APPLY_TIMEOUT_S), self.pool.acquire() as conn:
-                changed = await apply_change(conn, stream, change, STREAMS[stream].volatile)
+                changed = await apply_change(
+                    conn, self.config.schema, stream, change, STREAMS[stream].volatile
+                )
         except asyncpg.DataError as exc:  # e.g. a \u0000 that jsonb cannot hold
             self.counts.add(target, "rejected")
             log.warning("webhook rejected: the record cannot be stored (%s)", exc, extra=fields)
