@@ -27,6 +27,7 @@ from tests.plugins.toyplug.server import TOKEN, ToyApi, running_toy
 REPO = Path(__file__).resolve().parents[2]
 PLUGINS = REPO / "tests" / "plugins"
 STREAMS = ("widgets", "gadgets")
+WRONG = "tok-wrong-77"  # distinctive, so that finding it in the output means a leak
 
 
 @pytest.fixture
@@ -124,6 +125,10 @@ async def test_sync_stores_every_record_then_reads_only_what_changed(
     assert names[2] == "widget two, renamed"
     assert names[8] == "widget eight"
 
+    table = await syncer("status", "--config", config, env=env, cwd=tmp_path)
+    assert table.code == 0, table
+    assert "toys.widgets" in table.stdout
+    assert "toys.gadgets" in table.stdout
     status = await syncer("status", "--json", "--config", config, env=env, cwd=tmp_path)
     assert status.code == 0, status
     streams = {s["stream"]: s for s in orjson.loads(status.stdout)["streams"]}
@@ -166,14 +171,14 @@ async def test_check_shows_the_toy_sources_probe(
     assert [r.params for r in toy.requests] == [{"limit": "1"}]
 
     wrong = await syncer(
-        "check", "--json", "--config", config, env={**env, "TOY_TOKEN": "wrong"}, cwd=tmp_path
+        "check", "--json", "--config", config, env={**env, "TOY_TOKEN": WRONG}, cwd=tmp_path
     )
     assert wrong.code == 1, wrong
     rows = {r["check"]: r for r in orjson.loads(wrong.stdout)["checks"]}
     assert rows["source toys"]["status"] == "failed"
     assert "401" in rows["source toys"]["detail"]
     assert "TOY_TOKEN" in rows["source toys"]["fix"]
-    assert "wrong" not in wrong.output.replace("wrong.", "")
+    assert WRONG not in wrong.output
 
 
 async def committed_pages(pool: Any) -> int:
@@ -252,11 +257,11 @@ async def test_a_wrong_token_fails_the_sync_naming_the_variable(
 ) -> None:
     config = write_config(tmp_path, toy_url)
     ran = await syncer(
-        "sync", "toys", "--config", config, env={**env, "TOY_TOKEN": "tok-wrong-77"}, cwd=tmp_path
+        "sync", "toys", "--config", config, env={**env, "TOY_TOKEN": WRONG}, cwd=tmp_path
     )
     assert ran.code == 1, ran
     assert "TOY_TOKEN" in ran.stderr
-    assert "tok-wrong-77" not in ran.output
+    assert WRONG not in ran.output
     assert "Traceback" not in ran.output
     assert toy.count(401) >= 1
 
