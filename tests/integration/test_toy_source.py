@@ -159,6 +159,24 @@ async def test_run_once_runs_the_toy_job(
     await assert_exact(pool, toy)
 
 
+async def test_a_full_refresh_reads_every_record_again(
+    pool: Any, toy: ToyApi, toy_url: str, env: Env, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, toy_url, extra="page_size = 3")
+    first = await syncer("sync", "toys", "--config", config, env=env, cwd=tmp_path)
+    assert first.code == 0, first
+    toy.change("gadgets", 1, "gadget one, renamed")
+    before = len(toy.requests)
+    again = await syncer(
+        "sync", "toys", "--full-refresh", "--config", config, env=env, cwd=tmp_path
+    )
+    assert again.code == 0, again
+    await assert_exact(pool, toy)
+    for stream in STREAMS:
+        assert sorted(toy.served_ids(stream, before)) == sorted(toy.records(stream))
+    assert not any("updated_since" in r.params for r in toy.requests[before:])
+
+
 async def test_check_shows_the_toy_sources_probe(
     toy: ToyApi, toy_url: str, env: Env, tmp_path: Path
 ) -> None:
