@@ -58,7 +58,7 @@ from syncer.http.client import ApiClient, RequestStats
 from syncer.pacing import Limiter
 from syncer.pipeline import client_for
 from syncer.results import StreamsReport
-from syncer.runframe import Frame, exclusive_run
+from syncer.runframe import exclusive_run
 from syncer.sources.base import Row, StreamSpec, split_records
 from syncer.sources.moco import api as moco
 from syncer.sources.moco import sweep_store as sweeps
@@ -191,53 +191,34 @@ async def sweep_source(
     started = time.monotonic()
     results = [StreamSweep(name) for name in names]
     progress.watch(results)
-    outcome, error = "failed", "the run was cancelled"
-
-    async def finish(conn: Any, frame: Frame) -> None:
-        if frame.lost and outcome != "succeeded":
-            await runs.fail_unfinished_streams(conn, frame.run_id, frame.lost)
-            await runs.finish_run(conn, frame.run_id, "failed", frame.lost)
-        else:
-            await runs.finish_run(conn, frame.run_id, outcome, error or None)
-
     async with exclusive_run(
         pool,
         lock_class=SWEEP_LOCK_CLASS,
         kind="sweep",
+        source=source.name,
+        command=command,
         keys=[f"{source.name}.{name}" for name in names],
         busy=lambda keys: (
             f"a sweep of {', '.join(keys)} is running against this database; "
             "wait for it to finish (see `syncer status`)"
         ),
-        start=lambda conn: runs.start_run(conn, kind="sweep", source=source.name, command=command),
-        close_dead=lambda conn, run_id, previous: runs.mark_interrupted(
-            conn, kind="sweep", source=source.name, current_run=run_id, previous=previous
-        ),
-        finish=finish,
     ) as frame:
         run_id = frame.run_id
+        gate = asyncio.Semaphore(source.concurrency)
+
+        async def one(result: StreamSweep) -> None:
+            async with gate:
+                spec = moco.STREAMS[result.stream]
+                await _sweep_stream(pool, client, source, spec, run_id, result)
+
+        tasks = [asyncio.ensure_future(one(r)) for r in results]
         try:
-            gate = asyncio.Semaphore(source.concurrency)
-
-            async def one(result: StreamSweep) -> None:
-                async with gate:
-                    spec = moco.STREAMS[result.stream]
-                    await _sweep_stream(pool, client, source, spec, run_id, result)
-
-            tasks = [asyncio.ensure_future(one(r)) for r in results]
-            try:
-                await asyncio.gather(*tasks)
-            finally:  # a database error in one stream stops the others at once
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-            stopped = any(r.outcome == "interrupted" for r in results)
-            ok = all(r.outcome == "succeeded" for r in results)
-            outcome = "succeeded" if ok else "interrupted" if stopped else "failed"
-            error = "; ".join(f"{r.stream}: {r.error}" for r in results if r.error)
-        except asyncio.CancelledError:
-            outcome, error = "interrupted", "stopped by a signal before it finished"
-            raise
+            await asyncio.gather(*tasks)
+        finally:  # a database error in one stream stops the others at once
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        frame.end_as(results)
     return SweepResult(run_id, source.name, results, time.monotonic() - started, client.stats)
 
 
