@@ -17,13 +17,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from syncer import shutdown
-from syncer.errors import MalformedResponseError, SyncerError
+from syncer.errors import SyncerError
 from syncer.http.client import ApiClient, RequestStats
 from syncer.pacing import Slot
 from syncer.pipeline import finish_stream, log_ids
 from syncer.progress import records_left
 from syncer.results import StreamResult
-from syncer.sources.base import Rejected, Row, StreamSpec, parse_http_date, split_records
+from syncer.sources.base import StreamSpec
 from syncer.sources.moco import api as moco
 from syncer.sources.moco import sprint
 from syncer.sources.moco.settings import MocoSourceSettings
@@ -171,18 +171,6 @@ class _Query:
     latency_s: float  # of one request, without waiting for the rate limit
 
 
-@dataclass
-class _Page:
-    """One parsed response."""
-
-    rows: list[Row]
-    rejected: list[Rejected]
-    total: int | None
-    has_next: bool
-    served_at: datetime
-    count: int
-
-
 class _Ahead:
     """Fetches what the walk reads next: one page, or a sprint of several (``sprint.py``)."""
 
@@ -208,22 +196,9 @@ class _Ahead:
 
     async def _get(
         self, params: dict[str, str], stats: RequestStats, reserved: Slot | None = None
-    ) -> _Page:
-        response = await self.client.get(self.url, params, stats=stats, reserved=reserved)
-        items = response.json()
-        if not isinstance(items, list):
-            raise MalformedResponseError(
-                f"{response.url} answered with a JSON {type(items).__name__}, not the list of "
-                f"records MOCO's contract promises; check base_url"
-            )
-        rows, rejected = split_records(items, self.spec)
-        return _Page(
-            rows,
-            rejected,
-            _int_header(response.headers.get("X-Total")),
-            bool(items) and moco.has_next(response.headers.get("Link")),
-            parse_http_date(response.headers.get("Date")) or datetime.now(UTC),
-            len(items),
+    ) -> moco.Page:
+        return await moco.fetch_page(
+            self.client, self.url, params, self.spec, stats=stats, reserved=reserved
         )
 
     async def _step(self, walk: Walk, stats: RequestStats) -> _Fetched:
@@ -442,7 +417,3 @@ async def _commit(
             extra=log_ids(run_id, source.name, spec.name),
         )
     return watermark
-
-
-def _int_header(value: str | None) -> int | None:
-    return int(value) if value is not None and value.strip().isdigit() else None

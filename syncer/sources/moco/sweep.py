@@ -59,7 +59,7 @@ from syncer.pacing import Limiter
 from syncer.pipeline import client_for
 from syncer.results import StreamsReport
 from syncer.runframe import exclusive_run
-from syncer.sources.base import Row, StreamSpec, split_records
+from syncer.sources.base import Row, StreamSpec
 from syncer.sources.moco import api as moco
 from syncer.sources.moco import sweep_store as sweeps
 from syncer.sources.moco.settings import MocoSourceSettings
@@ -320,18 +320,12 @@ class _Checker:
         """The records of ``chunk`` the source lists; None if they take more than one page
         (then :attr:`size` is the server's page size, and the chunk is to be asked again)."""
         self.first_requested_at = self.first_requested_at or datetime.now(UTC)
-        response = await self._client.get(
-            self._url, ids_params(self._spec, chunk), stats=self._stats
+        page = await moco.fetch_page(
+            self._client, self._url, ids_params(self._spec, chunk), self._spec, stats=self._stats
         )
         self.last_answered_at = datetime.now(UTC)
-        items = response.json()
-        if not isinstance(items, list):
-            raise MalformedResponseError(
-                f"{self._url} answered with a JSON {type(items).__name__}, not the list of "
-                "records MOCO's contract promises; check base_url"
-            )
-        rows, _ = split_records(items, self._spec)  # the sync records what cannot be stored
-        total = _int_header(response.headers.get("X-Total"))
+        rows, served = page.rows, page.count  # the sync records what cannot be stored
+        total = page.total
         asked = set(chunk)
         if any(r.id not in asked for r in rows) or (total is not None and total > len(chunk)):
             raise FatalError(
@@ -339,18 +333,14 @@ class _Checker:
                 f"it lists {total if total is not None else len(rows)} records); without it "
                 "the sweep cannot tell deleted records from the others, so none were marked"
             )
-        more = moco.has_next(response.headers.get("Link"))
-        if not more and (total is None or total <= len(items)):
+        # Link's rel="next" as sent: on an empty page too, more is a misbehaving server.
+        if not page.next_link and (total is None or total <= served):
             return rows
         # Fewer records a page than asked for: from now on, chunks that each fit one page.
-        if not items or len(items) >= len(chunk):
+        if not served or served >= len(chunk):
             raise MalformedResponseError(
-                f"{self._url} answered {len(items)} of {len(chunk)} records asked for by id "
+                f"{self._url} answered {served} of {len(chunk)} records asked for by id "
                 "and says more follow; the API is misbehaving, try again later"
             )
-        self.size = len(items)
+        self.size = served
         return None
-
-
-def _int_header(value: str | None) -> int | None:
-    return int(value) if value is not None and value.strip().isdigit() else None
