@@ -17,6 +17,7 @@ from syncer.http.client import ApiClient, Credential, RequestStats
 from syncer.http.links import parse_link_header
 from syncer.pacing import Slot
 from syncer.sources.base import Rejected, Row, StreamSpec, parse_http_date, split_records
+from syncer.sources.moco.walk import Walk
 
 ARCHIVED = {"include_archived": "true"}
 
@@ -78,6 +79,20 @@ class Page:
         """Whether another page follows: an empty page ends the query, whatever Link says."""
         return self.count > 0 and self.next_link
 
+    def advance(
+        self, walk: Walk, *, offset: int | None = None, recheck_total: int | None = None
+    ) -> Walk:
+        """``walk`` once this page, its next one, is stored (``Walk.after_page``)."""
+        return walk.after_page(
+            served_at=self.served_at,
+            total=self.total,
+            updated_ats=[r.updated_at for r in self.rows],
+            has_next=self.has_next,
+            count=self.count,
+            offset=offset,
+            recheck_total=recheck_total,
+        )
+
 
 async def fetch_page(
     client: ApiClient,
@@ -108,6 +123,19 @@ async def fetch_page(
         has_next(response.headers.get("Link")),
         parse_http_date(response.headers.get("Date")) or datetime.now(UTC),
     )
+
+
+async def walk_on(
+    client: ApiClient, url: str, spec: StreamSpec, walk: Walk, page: Page, *, stats: RequestStats
+) -> Walk:
+    """``walk`` once ``page``, its next one, is stored; where the walk asks for it (fewer
+    records than a sorted order leaves: deletions?), after one more request, for the X-Total of
+    the query from ``walk.recheck_lower``."""
+    recheck = None
+    if walk.needs_recheck(page.total):
+        params = page_params(spec, page=1, per_page=1, updated_after=walk.recheck_lower)
+        recheck = (await fetch_page(client, url, params, spec, stats=stats)).total
+    return page.advance(walk, recheck_total=recheck)
 
 
 def int_header(value: str | None) -> int | None:

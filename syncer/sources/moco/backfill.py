@@ -353,20 +353,20 @@ class _WindowReader:
     def _name(self) -> str:
         return f"{self.source.name}.{self.spec.name}"
 
-    async def _fetch(self, walk: Walk, per_page: int | None = None) -> moco.Page:
+    async def _fetch(self, walk: Walk) -> moco.Page:
         params = moco.page_params(
             self.spec,
             page=walk.page,
-            per_page=per_page or self.source.per_page,
+            per_page=self.source.per_page,
             updated_after=walk.lower_bound,
         )
         return await moco.fetch_page(
-            self.client,
-            f"{self.source.base_url}{self.spec.path}",
-            params,
-            self.spec,
-            stats=self.result.http,
+            self.client, self._url, params, self.spec, stats=self.result.http
         )
+
+    @property
+    def _url(self) -> str:
+        return f"{self.source.base_url}{self.spec.path}"
 
     async def _page(self, window: Window, walk: Walk, reading: _Reading) -> tuple[Walk, str]:
         """Fetch and store the walk's next page; the walk to go on with, and the window's
@@ -382,18 +382,9 @@ class _WindowReader:
             # Fewer records under offset paging: one served may be gone, shifting the rest.
             reading.shrank = reading.shrank or total < walk.query_total
         reading.served.update(r.id for r in rows)
-        recheck = None
-        if walk.needs_recheck(total):  # fewer than a sorted order leaves: deletions?
-            again = Walk(lower_bound=walk.recheck_lower)
-            recheck = (await self._fetch(again, per_page=1)).total
         before_page = walk
-        walk = walk.after_page(
-            served_at=page.served_at,
-            total=total,
-            updated_ats=stamps,
-            has_next=page.has_next,
-            count=page.count,
-            recheck_total=recheck,
+        walk = await moco.walk_on(
+            self.client, self._url, self.spec, walk, page, stats=self.result.http
         )
         if before_page.keyset and not walk.keyset:
             log.info(
@@ -459,13 +450,7 @@ class _WindowReader:
             page = await self._fetch(check)
             if any(r.id in reading.served for r in page.rows):
                 return True
-            check = check.after_page(
-                served_at=page.served_at,
-                total=page.total,
-                updated_ats=[r.updated_at for r in page.rows],
-                has_next=page.has_next,
-                count=page.count,
-            )
+            check = page.advance(check)
             if check.done:
                 return False
 

@@ -210,21 +210,8 @@ class _Ahead:
         started, waited = time.monotonic(), stats.waited_s
         page = await self._get(params, stats)
         latency = time.monotonic() - started - (stats.waited_s - waited)
-        recheck = None
-        if walk.needs_recheck(page.total):  # fewer than a sorted order leaves: deletions?
-            again = moco.page_params(
-                self.spec, page=1, per_page=1, updated_after=walk.recheck_lower
-            )
-            recheck = (await self._get(again, stats)).total
+        after = await moco.walk_on(self.client, self.url, self.spec, walk, page, stats=stats)
         stamps = [r.updated_at for r in page.rows]
-        after = walk.after_page(
-            served_at=page.served_at,
-            total=page.total,
-            updated_ats=stamps,
-            has_next=page.has_next,
-            count=page.count,
-            recheck_total=recheck,
-        )
         if walk.keyset and not after.keyset:
             log.info(
                 "%s.%s: not trusting sort_by=updated_at (%s); %s",
@@ -319,17 +306,9 @@ class _Ahead:
         steps: list[_Fetched] = []
         requests = stats.requests - before  # the sprint's, counted with its first page
         for number, page in zip(numbers[: verdict.trusted], served, strict=False):
-            stamps = [r.updated_at for r in page.rows]
             # The sprint's pages continue the query the walk stepped past; whatever follows
             # them is checked against what that query served (``walk.py``).
-            walk = walk.after_page(
-                served_at=page.served_at,
-                total=page.total,
-                updated_ats=stamps,
-                has_next=page.has_next,
-                count=page.count,
-                offset=(number - 1) * query.size,
-            )
+            walk = page.advance(walk, offset=(number - 1) * query.size)
             if not walk.done and not (walk.keyset and walk.stepped and walk.page == 1):
                 break  # the walk cannot step past this page by keyset: read on from the last
             steps.append(
