@@ -16,13 +16,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
 from syncer import progress, registry
 from syncer.config import SourceSettings
-from syncer.http.client import ApiClient
+from syncer.http.client import ApiClient, RequestStats
 from syncer.pacing import Limiter, SlidingWindowLimiter
 from syncer.results import StreamResult, SyncContext, SyncResult
 from syncer.runframe import Frame, exclusive_run, record_end
@@ -126,12 +126,12 @@ async def sync_source(
                     await _skip(pool, run_id, by_name[name], parent)
                 else:
                     runnable.append(by_name[name])
-            await _all_or_stop(one(r) for r in runnable)
+            await all_or_stop(one(r) for r in runnable)
         frame.end_as(results)
     return SyncResult(run_id, source.name, results, time.monotonic() - started, client.stats)
 
 
-async def _all_or_stop(work: Iterable[Coroutine[Any, Any, None]]) -> None:
+async def all_or_stop(work: Iterable[Coroutine[Any, Any, None]]) -> None:
     """Run ``work`` side by side; an error none of them handles (the database failed) stops
     the others at once, rather than leaving them to run on unawaited."""
     tasks = [asyncio.ensure_future(w) for w in work]
@@ -152,7 +152,18 @@ async def _skip(pool: Any, run_id: int, result: StreamResult, parent: StreamResu
     await finish_stream(pool, run_id, result)
 
 
-async def finish_stream(pool: Any, run_id: int, result: StreamResult) -> None:
+class StreamRunEnd(Protocol):
+    """What the end of a stream run records (a sync's :class:`StreamResult`, a sweep's)."""
+
+    stream: str
+    outcome: str
+    error: str | None
+    warning: str | None
+    http: RequestStats
+    committed_requests: int  # requests already counted with a page
+
+
+async def finish_stream(pool: Any, run_id: int, result: StreamRunEnd) -> None:
     async def write(conn: Any) -> None:
         await runs.finish_stream_run(
             conn,

@@ -56,14 +56,14 @@ from syncer.errors import (
 )
 from syncer.http.client import ApiClient, RequestStats
 from syncer.pacing import Limiter
-from syncer.pipeline import client_for
+from syncer.pipeline import all_or_stop, client_for, finish_stream
 from syncer.results import StreamsReport
 from syncer.runframe import exclusive_run
 from syncer.sources.base import Row, StreamSpec
 from syncer.sources.moco import api as moco
 from syncer.sources.moco import sweep_store as sweeps
 from syncer.sources.moco.settings import MocoSourceSettings
-from syncer.store import leases, locks, runs
+from syncer.store import locks, runs
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class StreamSweep:
     total: int | None = None  # ids to check, once counted
     warning: str | None = None
     http: RequestStats = field(default_factory=RequestStats)
+    committed_requests: int = 0  # none counted before the stream's end (``finish_stream``)
 
     # What the daemon's metrics count per stream (observability.record_sync): records read,
     # rows written, records rejected.
@@ -211,13 +212,7 @@ async def sweep_source(
                 spec = moco.STREAMS[result.stream]
                 await _sweep_stream(pool, client, source, spec, run_id, result)
 
-        tasks = [asyncio.ensure_future(one(r)) for r in results]
-        try:
-            await asyncio.gather(*tasks)
-        finally:  # a database error in one stream stops the others at once
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await all_or_stop(one(r) for r in results)
         frame.end_as(results)
     return SweepResult(run_id, source.name, results, time.monotonic() - started, client.stats)
 
@@ -289,22 +284,7 @@ async def _sweep_stream(
         result.outcome, result.error = "interrupted", "cancelled"
         raise
     finally:
-        await asyncio.shield(_finish_stream(pool, run_id, result))
-
-
-async def _finish_stream(pool: Any, run_id: int, result: StreamSweep) -> None:
-    async def write(conn: Any) -> None:
-        await runs.finish_stream_run(
-            conn,
-            run_id,
-            result.stream,
-            result.outcome,
-            result.error,
-            result.http.requests,
-            warning=result.warning,
-        )
-
-    await leases.bookkeeping(pool, write, f"the end of {result.stream}'s sweep")
+        await asyncio.shield(finish_stream(pool, run_id, result))
 
 
 class _Checker:
