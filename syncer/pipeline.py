@@ -16,16 +16,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
 from syncer import progress, registry
 from syncer.config import SourceSettings
-from syncer.http.client import ApiClient
+from syncer.http.client import ApiClient, RequestStats
 from syncer.pacing import Limiter, SlidingWindowLimiter
 from syncer.results import StreamResult, SyncContext, SyncResult
-from syncer.runframe import Frame, exclusive_run
+from syncer.runframe import Frame, exclusive_run, record_end
 from syncer.store import leases, locks, runs
 
 log = logging.getLogger(__name__)
@@ -91,67 +91,47 @@ async def sync_source(
     started = time.monotonic()
     results = [StreamResult(name) for name in names]
     progress.watch(results)
-    outcome = "failed"
-    error: str | None = "the run was cancelled"
 
     async def finish(conn: Any, frame: Frame) -> None:
-        if frame.lost:
-            await runs.fail_unfinished_streams(conn, frame.run_id, frame.lost)
+        if frame.lost:  # what the streams were doing, they stopped for this
             for r in results:
                 if r.outcome in ("running", "interrupted"):
                     r.outcome, r.error, r.error_kind = "failed", frame.lost, "LeaseLost"
-        if frame.lost and outcome != "succeeded":
-            await runs.finish_run(conn, frame.run_id, "failed", frame.lost)
-        else:
-            await runs.finish_run(conn, frame.run_id, outcome, error)
+        await record_end(conn, frame)
 
     async with exclusive_run(
         pool,
         lock_class=RUN_LOCK_CLASS,
         kind="sync",
+        source=source.name,
+        command=command,
         keys=[f"{source.name}.{name}" for name in names],
-        busy=lambda keys: (
-            f"another sync of {', '.join(keys)} is running against this database; "
-            f"wait for it to finish (see `syncer status`)"
-        ),
-        start=lambda conn: runs.start_run(conn, kind="sync", source=source.name, command=command),
-        close_dead=lambda conn, run_id, previous: runs.mark_interrupted(
-            conn, kind="sync", source=source.name, current_run=run_id, previous=previous
-        ),
         finish=finish,
     ) as frame:
         run_id = frame.run_id
-        try:
-            gate = asyncio.Semaphore(source.concurrency)
-            context = SyncContext(pool, client, source, run_id, full_refresh)
+        gate = asyncio.Semaphore(source.concurrency)
+        context = SyncContext(pool, client, source, run_id, full_refresh)
 
-            async def one(result: StreamResult) -> None:
-                async with gate:
-                    await kind.sync_stream(context, result)
+        async def one(result: StreamResult) -> None:
+            async with gate:
+                await kind.sync_stream(context, result)
 
-            # Parents before children (MOCA lists campaigns per app); most types have one level.
-            by_name = {r.stream: r for r in results}
-            for level in kind.levels(names):
-                runnable = []
-                for name in (n for n in level if n in by_name):
-                    parent = by_name.get(kind.parent_of(name) or "")
-                    if parent is not None and parent.outcome != "succeeded":
-                        await _skip(pool, run_id, by_name[name], parent)
-                    else:
-                        runnable.append(by_name[name])
-                await _all_or_stop(one(r) for r in runnable)
-            ok = all(r.outcome == "succeeded" for r in results)
-            stopped = any(r.outcome == "interrupted" for r in results)
-            outcome = "succeeded" if ok else "interrupted" if stopped else "failed"
-            failed = [r for r in results if r.error]
-            error = "; ".join(f"{r.stream}: {r.error}" for r in failed) or None
-        except asyncio.CancelledError:
-            outcome, error = "interrupted", "stopped by a signal before it finished"
-            raise
+        # Parents before children (MOCA lists campaigns per app); most types have one level.
+        by_name = {r.stream: r for r in results}
+        for level in kind.levels(names):
+            runnable = []
+            for name in (n for n in level if n in by_name):
+                parent = by_name.get(kind.parent_of(name) or "")
+                if parent is not None and parent.outcome != "succeeded":
+                    await _skip(pool, run_id, by_name[name], parent)
+                else:
+                    runnable.append(by_name[name])
+            await all_or_stop(one(r) for r in runnable)
+        frame.end_as(results)
     return SyncResult(run_id, source.name, results, time.monotonic() - started, client.stats)
 
 
-async def _all_or_stop(work: Iterable[Coroutine[Any, Any, None]]) -> None:
+async def all_or_stop(work: Iterable[Coroutine[Any, Any, None]]) -> None:
     """Run ``work`` side by side; an error none of them handles (the database failed) stops
     the others at once, rather than leaving them to run on unawaited."""
     tasks = [asyncio.ensure_future(w) for w in work]
@@ -172,7 +152,18 @@ async def _skip(pool: Any, run_id: int, result: StreamResult, parent: StreamResu
     await finish_stream(pool, run_id, result)
 
 
-async def finish_stream(pool: Any, run_id: int, result: StreamResult) -> None:
+class StreamRunEnd(Protocol):
+    """What the end of a stream run records (a sync's :class:`StreamResult`, a sweep's)."""
+
+    stream: str
+    outcome: str
+    error: str | None
+    warning: str | None
+    http: RequestStats
+    committed_requests: int  # requests already counted with a page
+
+
+async def finish_stream(pool: Any, run_id: int, result: StreamRunEnd) -> None:
     async def write(conn: Any) -> None:
         await runs.finish_stream_run(
             conn,

@@ -12,6 +12,11 @@ the locks (a termination listener, and a cheap query every :data:`WATCH_S`): onc
 the run stops (its work is cancelled; a load may first finish the request it has in flight,
 see ``grace_s``) and ends failed with one line naming the lock it lost. Until the run notices,
 the leases keep it from writing anything once another run has taken its locks over.
+
+The run's row is a ``syncer.runs`` row by default (``store/runs.py``): started with the run's
+kind, source and command, the dead runs of the same kind and source closed, and ended as the
+work says (:meth:`Frame.end`, :meth:`Frame.end_as`), or interrupted if the work is cancelled.
+A run with a row of its own kind (a backfill's) passes ``start``, ``close_dead`` and ``finish``.
 """
 
 from __future__ import annotations
@@ -21,55 +26,117 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 import asyncpg
 
 from syncer.errors import BusyError
-from syncer.store import leases
+from syncer.results import Outcome
+from syncer.store import leases, runs
+from syncer.store.types import Connection, Pool
 
 log = logging.getLogger(__name__)
 
 WATCH_S = 1.5  # how often the lock connection is asked whether it is still there
 WATCH_TIMEOUT_S = 10.0  # a watchdog query slower than this counts as a lost connection
 DATABASE_ERRORS = (asyncpg.PostgresError, *leases.CONNECTION_LOST)
+# How a run ends that the work did not end (an error it did not handle), and one it cancelled.
+UNFINISHED = "the run was cancelled"
+STOPPED = "stopped by a signal before it finished"
+
+
+class _Stream(Protocol):
+    """A stream's part of a run (a sync's or a sweep's), as :meth:`Frame.end_as` reads it."""
+
+    @property
+    def stream(self) -> str: ...
+
+    @property
+    def outcome(self) -> str: ...
+
+    @property
+    def error(self) -> str | None: ...
 
 
 @dataclass
 class Frame:
-    """What the work inside the frame knows of its run."""
+    """What the work inside the frame knows of its run, and how the work says it ended."""
 
     run_id: int
     fence: leases.Fence
+    outcome: Outcome = Outcome.FAILED
+    error: str | None = UNFINISHED
 
     @property
     def lost(self) -> str | None:
         """The message to end with, once the run lost its locks."""
         return self.fence.message if self.fence.lost else None
 
+    def end(self, outcome: Outcome, error: str | None = None) -> None:
+        """How the run ended, for its row (the default ``finish``)."""
+        self.outcome, self.error = outcome, error
+
+    def end_as(self, streams: Sequence[_Stream]) -> None:
+        """The run ends as its streams did: succeeded if all did, else interrupted if a signal
+        stopped one, else failed; its error names each failed stream's."""
+        if all(s.outcome == Outcome.SUCCEEDED for s in streams):
+            outcome = Outcome.SUCCEEDED
+        elif any(s.outcome == Outcome.INTERRUPTED for s in streams):
+            outcome = Outcome.INTERRUPTED
+        else:
+            outcome = Outcome.FAILED
+        self.end(outcome, "; ".join(f"{s.stream}: {s.error}" for s in streams if s.error) or None)
+
+
+async def record_end(conn: Connection, frame: Frame) -> None:
+    """The default ``finish``: the run's row ends as the work said (a run that lost its locks
+    ends failed with why, unless it had succeeded; its unfinished streams fail alike)."""
+    await runs.end_run(conn, frame.run_id, frame.outcome, frame.error, lost=frame.lost)
+
 
 @contextlib.asynccontextmanager
 async def exclusive_run(
-    pool: Any,
+    pool: Pool,
     *,
     lock_class: int,
     kind: str,
     keys: Sequence[str],
-    busy: Callable[[list[str]], str],
-    start: Callable[[Any], Awaitable[int]],
-    close_dead: Callable[[Any, int, list[int]], Awaitable[object]],
-    finish: Callable[[Any, Frame], Awaitable[object]],
+    source: str | None = None,
+    command: str | None = None,
+    busy: Callable[[list[str]], str] | None = None,
+    start: Callable[[Any], Awaitable[int]] | None = None,
+    close_dead: Callable[[Any, int, list[int]], Awaitable[object]] | None = None,
+    finish: Callable[[Any, Frame], Awaitable[object]] | None = None,
     grace_s: float = 0.0,
 ) -> AsyncIterator[Frame]:
     """Run the block as the one holder of ``keys`` (lock names such as "moco.activities").
 
-    ``start(conn)`` inserts the run's row and returns its id (in the transaction that takes the
-    leases); ``close_dead(conn, run_id, previous)`` closes the runs that died holding these
-    keys (``previous``: the runs that held their leases before); ``finish(conn, frame)``
-    records the outcome, with ``frame.lost`` set if the run lost its locks. ``grace_s``: how
-    long the work may go on, once the lock is lost, to finish what it has in flight (it
-    writes nothing new meanwhile: the fence refuses).
+    ``busy(keys)`` is the message when some are held elsewhere (default: "another {kind} of
+    {keys} is running against this database; ..."). ``start(conn)`` inserts the run's row and
+    returns its id (in the transaction that takes the leases); ``close_dead(conn, run_id,
+    previous)`` closes the runs that died holding these keys (``previous``: the runs that held
+    their leases before); ``finish(conn, frame)`` records the outcome, with ``frame.lost`` set
+    if the run lost its locks. Left out, they keep a ``syncer.runs`` row of ``kind`` for
+    ``source`` and ``command`` (``kind`` if not given), ended by :func:`record_end`.
+    ``grace_s``: how long the work may go on, once the lock is lost, to finish what it has in
+    flight (it writes nothing new meanwhile: the fence refuses).
     """
+    if source is None and (start is None or close_dead is None):
+        raise TypeError("exclusive_run: a run with a syncer.runs row needs its source")
+    name = source or ""
+    if busy is None:
+        busy = partial(_busy, kind)
+    if start is None:
+        start = partial(runs.start_run, kind=kind, source=name, command=command or kind)
+    if close_dead is None:
+
+        async def close_dead(conn: Any, run_id: int, previous: list[int]) -> object:
+            return await runs.mark_interrupted(
+                conn, kind=kind, source=name, current_run=run_id, previous=previous
+            )
+
+    finish = finish or record_end
     wanted = sorted(set(keys))
     resources = [f"{kind}:{key}" for key in wanted]
     lock_conn = await pool.acquire()
@@ -115,6 +182,8 @@ async def exclusive_run(
             with leases.fencing(frame.fence):
                 yield frame
         except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                frame.end(Outcome.INTERRUPTED, STOPPED)
             if frame.fence.lost is None and isinstance(exc, DATABASE_ERRORS):
                 # A database error in the work: if the lock's connection went with it, say so.
                 watchdog.cancel()
@@ -178,6 +247,13 @@ class _Stop:
         self.pending = False
         self.task.uncancel()
         return True
+
+
+def _busy(kind: str, keys: list[str]) -> str:
+    return (
+        f"another {kind} of {', '.join(keys)} is running against this database; "
+        "wait for it to finish (see `syncer status`)"
+    )
 
 
 def _label(keys: Sequence[str]) -> str:

@@ -17,18 +17,41 @@ showing it came in, and a delete webhook at MOCO's event time.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
-from syncer.sources.base import Rejected, Row
 from syncer.store import leases
 
 STAGE = "_syncer_stage"
 
 log = logging.getLogger(__name__)
+
+
+class Row(Protocol):
+    """A record to store (``syncer.sources.base.Row``): its key, its time, its JSON text."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def updated_at(self) -> datetime | None: ...
+
+    @property
+    def data(self) -> str: ...
+
+
+class Rejected(Protocol):
+    """A record that cannot be stored (``syncer.sources.base.Rejected``), kept to inspect."""
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def record(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -59,8 +82,8 @@ class PageCommit:
     source: str
     stream: str
     run_id: int
-    rows: list[Row]
-    rejected: list[Rejected]
+    rows: Sequence[Row]
+    rejected: Sequence[Rejected]
     requests: int
     # The position to resume from (a source's own JSON); None once the walk is complete.
     walk: dict[str, Any] | None
@@ -136,7 +159,7 @@ async def upsert_rows(
     conn: Any,
     schema: str,
     table: str,
-    rows: list[Row],
+    rows: Sequence[Row],
     volatile: tuple[str, ...],
     *,
     requested_at: datetime | None = None,

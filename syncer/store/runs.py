@@ -106,6 +106,19 @@ async def finish_run(conn: Any, run_id: int, outcome: str, error: str | None) ->
     )
 
 
+async def end_run(
+    conn: Any, run_id: int, outcome: str, error: str | None, *, lost: str | None = None
+) -> None:
+    """End the run as its work says; a run that ``lost`` its locks (the message why) fails
+    its unfinished streams with that message, and ends failed with it unless it succeeded."""
+    if lost:
+        await fail_unfinished_streams(conn, run_id, lost)
+    if lost and outcome != "succeeded":
+        await finish_run(conn, run_id, "failed", lost)
+    else:
+        await finish_run(conn, run_id, outcome, error)
+
+
 async def stream_run_counts(conn: Any, run_id: int) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         "select stream, outcome, error, pages, requests, records, upserted, rejected,"

@@ -46,14 +46,13 @@ from syncer import shutdown
 from syncer.errors import (
     ConfigError,
     FatalError,
-    MalformedResponseError,
     SyncerError,
 )
-from syncer.http.client import ApiClient, RequestStats, Response
+from syncer.http.client import ApiClient, RequestStats
 from syncer.pacing import Limiter
 from syncer.pipeline import client_for
 from syncer.runframe import Frame, exclusive_run
-from syncer.sources.base import Rejected, Row, StreamSpec, parse_http_date, split_records
+from syncer.sources.base import Rejected, Row, StreamSpec
 from syncer.sources.moco import api as moco
 from syncer.sources.moco.settings import MocoSourceSettings
 from syncer.sources.moco.walk import STEP_OVERLAP, Walk
@@ -353,23 +352,20 @@ class _WindowReader:
     def _name(self) -> str:
         return f"{self.source.name}.{self.spec.name}"
 
-    async def _fetch(self, walk: Walk, per_page: int | None = None) -> tuple[Response, list[Any]]:
+    async def _fetch(self, walk: Walk) -> moco.Page:
         params = moco.page_params(
             self.spec,
             page=walk.page,
-            per_page=per_page or self.source.per_page,
+            per_page=self.source.per_page,
             updated_after=walk.lower_bound,
         )
-        response = await self.client.get(
-            f"{self.source.base_url}{self.spec.path}", params, stats=self.result.http
+        return await moco.fetch_page(
+            self.client, self._url, params, self.spec, stats=self.result.http
         )
-        items = response.json()
-        if not isinstance(items, list):
-            raise MalformedResponseError(
-                f"{response.url} answered with a JSON {type(items).__name__}, not the list of "
-                f"records MOCO's contract promises; check base_url"
-            )
-        return response, items
+
+    @property
+    def _url(self) -> str:
+        return f"{self.source.base_url}{self.spec.path}"
 
     async def _page(self, window: Window, walk: Walk, reading: _Reading) -> tuple[Walk, str]:
         """Fetch and store the walk's next page; the walk to go on with, and the window's
@@ -377,28 +373,17 @@ class _WindowReader:
         result = self.result
         before = result.http.requests
         requested_at = datetime.now(UTC)
-        response, items = await self._fetch(walk)
-        rows, rejected = split_records(items, self.spec)
-        has_next = bool(items) and moco.has_next(response.headers.get("Link"))
+        page = await self._fetch(walk)
+        rows, rejected = page.rows, page.rejected
         stamps = [r.updated_at for r in rows]
-        total = _int_header(response.headers.get("X-Total"))
+        total = page.total
         if walk.page > 1 and total is not None and walk.query_total is not None:
             # Fewer records under offset paging: one served may be gone, shifting the rest.
             reading.shrank = reading.shrank or total < walk.query_total
         reading.served.update(r.id for r in rows)
-        served_at = parse_http_date(response.headers.get("Date")) or datetime.now(UTC)
-        recheck = None
-        if walk.needs_recheck(total):  # fewer than a sorted order leaves: deletions?
-            again = Walk(lower_bound=walk.recheck_lower)
-            recheck = _int_header((await self._fetch(again, per_page=1))[0].headers.get("X-Total"))
         before_page = walk
-        walk = walk.after_page(
-            served_at=served_at,
-            total=total,
-            updated_ats=stamps,
-            has_next=has_next,
-            count=len(items),
-            recheck_total=recheck,
+        walk = await moco.walk_on(
+            self.client, self._url, self.spec, walk, page, stats=self.result.http
         )
         if before_page.keyset and not walk.keyset:
             log.info(
@@ -461,17 +446,10 @@ class _WindowReader:
         assert walk.watch_since is not None
         check = Walk(lower_bound=walk.watch_since.replace(microsecond=0) - STEP_OVERLAP)
         while True:
-            response, items = await self._fetch(check)
-            rows, _ = split_records(items, self.spec)
-            if any(r.id in reading.served for r in rows):
+            page = await self._fetch(check)
+            if any(r.id in reading.served for r in page.rows):
                 return True
-            check = check.after_page(
-                served_at=parse_http_date(response.headers.get("Date")) or datetime.now(UTC),
-                total=_int_header(response.headers.get("X-Total")),
-                updated_ats=[r.updated_at for r in rows],
-                has_next=bool(items) and moco.has_next(response.headers.get("Link")),
-                count=len(items),
-            )
+            check = page.advance(check)
             if check.done:
                 return False
 
@@ -642,10 +620,6 @@ def _again(walk: Walk) -> Walk:
     """A walk that reads ``walk``'s watched query again from its lower bound, keeping the
     verdict on the order (a server found to ignore ``sort_by`` is not trusted again)."""
     return Walk(lower_bound=walk.watch_lower, keyset=walk.keyset, distrust=walk.distrust)
-
-
-def _int_header(value: str | None) -> int | None:
-    return int(value) if value is not None and value.strip().isdigit() else None
 
 
 def summary(result: BackfillResult) -> str:

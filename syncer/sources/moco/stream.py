@@ -17,13 +17,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from syncer import shutdown
-from syncer.errors import MalformedResponseError, SyncerError
+from syncer.errors import SyncerError
 from syncer.http.client import ApiClient, RequestStats
 from syncer.pacing import Slot
 from syncer.pipeline import finish_stream, log_ids
 from syncer.progress import records_left
 from syncer.results import StreamResult
-from syncer.sources.base import Rejected, Row, StreamSpec, parse_http_date, split_records
+from syncer.sources.base import StreamSpec
 from syncer.sources.moco import api as moco
 from syncer.sources.moco import sprint
 from syncer.sources.moco.settings import MocoSourceSettings
@@ -170,18 +170,6 @@ class _Query:
     latency_s: float  # of one request, without waiting for the rate limit
 
 
-@dataclass
-class _Page:
-    """One parsed response."""
-
-    rows: list[Row]
-    rejected: list[Rejected]
-    total: int | None
-    has_next: bool
-    served_at: datetime
-    count: int
-
-
 class _Ahead:
     """Fetches what the walk reads next: one page, or a sprint of several (``sprint.py``)."""
 
@@ -207,22 +195,9 @@ class _Ahead:
 
     async def _get(
         self, params: dict[str, str], stats: RequestStats, reserved: Slot | None = None
-    ) -> _Page:
-        response = await self.client.get(self.url, params, stats=stats, reserved=reserved)
-        items = response.json()
-        if not isinstance(items, list):
-            raise MalformedResponseError(
-                f"{response.url} answered with a JSON {type(items).__name__}, not the list of "
-                f"records MOCO's contract promises; check base_url"
-            )
-        rows, rejected = split_records(items, self.spec)
-        return _Page(
-            rows,
-            rejected,
-            _int_header(response.headers.get("X-Total")),
-            bool(items) and moco.has_next(response.headers.get("Link")),
-            parse_http_date(response.headers.get("Date")) or datetime.now(UTC),
-            len(items),
+    ) -> moco.Page:
+        return await moco.fetch_page(
+            self.client, self.url, params, self.spec, stats=stats, reserved=reserved
         )
 
     async def _step(self, walk: Walk, stats: RequestStats) -> _Fetched:
@@ -234,21 +209,8 @@ class _Ahead:
         started, waited = time.monotonic(), stats.waited_s
         page = await self._get(params, stats)
         latency = time.monotonic() - started - (stats.waited_s - waited)
-        recheck = None
-        if walk.needs_recheck(page.total):  # fewer than a sorted order leaves: deletions?
-            again = moco.page_params(
-                self.spec, page=1, per_page=1, updated_after=walk.recheck_lower
-            )
-            recheck = (await self._get(again, stats)).total
+        after = await moco.walk_on(self.client, self.url, self.spec, walk, page, stats=stats)
         stamps = [r.updated_at for r in page.rows]
-        after = walk.after_page(
-            served_at=page.served_at,
-            total=page.total,
-            updated_ats=stamps,
-            has_next=page.has_next,
-            count=page.count,
-            recheck_total=recheck,
-        )
         if walk.keyset and not after.keyset:
             log.info(
                 "%s.%s: not trusting sort_by=updated_at (%s); %s",
@@ -343,17 +305,9 @@ class _Ahead:
         steps: list[_Fetched] = []
         requests = stats.requests - before  # the sprint's, counted with its first page
         for number, page in zip(numbers[: verdict.trusted], served, strict=False):
-            stamps = [r.updated_at for r in page.rows]
             # The sprint's pages continue the query the walk stepped past; whatever follows
             # them is checked against what that query served (``walk.py``).
-            walk = walk.after_page(
-                served_at=page.served_at,
-                total=page.total,
-                updated_ats=stamps,
-                has_next=page.has_next,
-                count=page.count,
-                offset=(number - 1) * query.size,
-            )
+            walk = page.advance(walk, offset=(number - 1) * query.size)
             if not walk.done and not (walk.keyset and walk.stepped and walk.page == 1):
                 break  # the walk cannot step past this page by keyset: read on from the last
             steps.append(
@@ -441,7 +395,3 @@ async def _commit(
             extra=log_ids(run_id, source.name, spec.name),
         )
     return watermark
-
-
-def _int_header(value: str | None) -> int | None:
-    return int(value) if value is not None and value.strip().isdigit() else None

@@ -56,14 +56,14 @@ from syncer.errors import (
 )
 from syncer.http.client import ApiClient, RequestStats
 from syncer.pacing import Limiter
-from syncer.pipeline import client_for
+from syncer.pipeline import all_or_stop, client_for, finish_stream
 from syncer.results import StreamsReport
-from syncer.runframe import Frame, exclusive_run
-from syncer.sources.base import Row, StreamSpec, split_records
+from syncer.runframe import exclusive_run
+from syncer.sources.base import Row, StreamSpec
 from syncer.sources.moco import api as moco
 from syncer.sources.moco import sweep_store as sweeps
 from syncer.sources.moco.settings import MocoSourceSettings
-from syncer.store import leases, locks, runs
+from syncer.store import locks, runs
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class StreamSweep:
     total: int | None = None  # ids to check, once counted
     warning: str | None = None
     http: RequestStats = field(default_factory=RequestStats)
+    committed_requests: int = 0  # none counted before the stream's end (``finish_stream``)
 
     # What the daemon's metrics count per stream (observability.record_sync): records read,
     # rows written, records rejected.
@@ -191,53 +192,28 @@ async def sweep_source(
     started = time.monotonic()
     results = [StreamSweep(name) for name in names]
     progress.watch(results)
-    outcome, error = "failed", "the run was cancelled"
-
-    async def finish(conn: Any, frame: Frame) -> None:
-        if frame.lost and outcome != "succeeded":
-            await runs.fail_unfinished_streams(conn, frame.run_id, frame.lost)
-            await runs.finish_run(conn, frame.run_id, "failed", frame.lost)
-        else:
-            await runs.finish_run(conn, frame.run_id, outcome, error or None)
-
     async with exclusive_run(
         pool,
         lock_class=SWEEP_LOCK_CLASS,
         kind="sweep",
+        source=source.name,
+        command=command,
         keys=[f"{source.name}.{name}" for name in names],
         busy=lambda keys: (
             f"a sweep of {', '.join(keys)} is running against this database; "
             "wait for it to finish (see `syncer status`)"
         ),
-        start=lambda conn: runs.start_run(conn, kind="sweep", source=source.name, command=command),
-        close_dead=lambda conn, run_id, previous: runs.mark_interrupted(
-            conn, kind="sweep", source=source.name, current_run=run_id, previous=previous
-        ),
-        finish=finish,
     ) as frame:
         run_id = frame.run_id
-        try:
-            gate = asyncio.Semaphore(source.concurrency)
+        gate = asyncio.Semaphore(source.concurrency)
 
-            async def one(result: StreamSweep) -> None:
-                async with gate:
-                    spec = moco.STREAMS[result.stream]
-                    await _sweep_stream(pool, client, source, spec, run_id, result)
+        async def one(result: StreamSweep) -> None:
+            async with gate:
+                spec = moco.STREAMS[result.stream]
+                await _sweep_stream(pool, client, source, spec, run_id, result)
 
-            tasks = [asyncio.ensure_future(one(r)) for r in results]
-            try:
-                await asyncio.gather(*tasks)
-            finally:  # a database error in one stream stops the others at once
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-            stopped = any(r.outcome == "interrupted" for r in results)
-            ok = all(r.outcome == "succeeded" for r in results)
-            outcome = "succeeded" if ok else "interrupted" if stopped else "failed"
-            error = "; ".join(f"{r.stream}: {r.error}" for r in results if r.error)
-        except asyncio.CancelledError:
-            outcome, error = "interrupted", "stopped by a signal before it finished"
-            raise
+        await all_or_stop(one(r) for r in results)
+        frame.end_as(results)
     return SweepResult(run_id, source.name, results, time.monotonic() - started, client.stats)
 
 
@@ -309,22 +285,7 @@ async def _sweep_stream(
         result.outcome, result.error = "interrupted", "cancelled"
         raise
     finally:
-        await asyncio.shield(_finish_stream(pool, run_id, result))
-
-
-async def _finish_stream(pool: Any, run_id: int, result: StreamSweep) -> None:
-    async def write(conn: Any) -> None:
-        await runs.finish_stream_run(
-            conn,
-            run_id,
-            result.stream,
-            result.outcome,
-            result.error,
-            result.http.requests,
-            warning=result.warning,
-        )
-
-    await leases.bookkeeping(pool, write, f"the end of {result.stream}'s sweep")
+        await asyncio.shield(finish_stream(pool, run_id, result))
 
 
 class _Checker:
@@ -340,18 +301,12 @@ class _Checker:
         """The records of ``chunk`` the source lists; None if they take more than one page
         (then :attr:`size` is the server's page size, and the chunk is to be asked again)."""
         self.first_requested_at = self.first_requested_at or datetime.now(UTC)
-        response = await self._client.get(
-            self._url, ids_params(self._spec, chunk), stats=self._stats
+        page = await moco.fetch_page(
+            self._client, self._url, ids_params(self._spec, chunk), self._spec, stats=self._stats
         )
         self.last_answered_at = datetime.now(UTC)
-        items = response.json()
-        if not isinstance(items, list):
-            raise MalformedResponseError(
-                f"{self._url} answered with a JSON {type(items).__name__}, not the list of "
-                "records MOCO's contract promises; check base_url"
-            )
-        rows, _ = split_records(items, self._spec)  # the sync records what cannot be stored
-        total = _int_header(response.headers.get("X-Total"))
+        rows, served = page.rows, page.count  # the sync records what cannot be stored
+        total = page.total
         asked = set(chunk)
         if any(r.id not in asked for r in rows) or (total is not None and total > len(chunk)):
             raise FatalError(
@@ -359,18 +314,14 @@ class _Checker:
                 f"it lists {total if total is not None else len(rows)} records); without it "
                 "the sweep cannot tell deleted records from the others, so none were marked"
             )
-        more = moco.has_next(response.headers.get("Link"))
-        if not more and (total is None or total <= len(items)):
+        # Link's rel="next" as sent: on an empty page too, more is a misbehaving server.
+        if not page.next_link and (total is None or total <= served):
             return rows
         # Fewer records a page than asked for: from now on, chunks that each fit one page.
-        if not items or len(items) >= len(chunk):
+        if not served or served >= len(chunk):
             raise MalformedResponseError(
-                f"{self._url} answered {len(items)} of {len(chunk)} records asked for by id "
+                f"{self._url} answered {served} of {len(chunk)} records asked for by id "
                 "and says more follow; the API is misbehaving, try again later"
             )
-        self.size = len(items)
+        self.size = served
         return None
-
-
-def _int_header(value: str | None) -> int | None:
-    return int(value) if value is not None and value.strip().isdigit() else None
