@@ -28,7 +28,7 @@ from syncer import commands as commands_grammar
 from syncer.commands import execute, runtime
 from syncer.config import Settings, load_settings, settings_without_file
 from syncer.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, SyncerError
-from syncer.results import SyncResult
+from syncer.results import StreamsReport, SyncResult
 from syncer.sources.moco.settings import MOCO_STREAMS
 from syncer.store import database
 
@@ -47,45 +47,36 @@ log = logging.getLogger("syncer")
 
 
 async def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
-    command = commands_grammar.from_args(args)
-    assert isinstance(command, commands_grammar.Sync)
-    commands_grammar.check(settings, command)
-    source = settings.source(command.source)
-    rate = source.rate_limit.requests / source.rate_limit.per_seconds
-    async with (
-        runtime(settings, pool_size=commands_grammar.pool_size(settings, command)) as rt,
-        _progress(args, "sync", source.name, rate),
-    ):
-        result = await execute(rt, command, command_line=args.command_line)
-    assert isinstance(result, SyncResult)
-    outcome = result.outcome
-    code = _exit_code(outcome)
-    if args.json:
-        _print_json(sync_json(result, outcome, code))
-    else:
-        print_sync_result(result)
-    return _report(code, result.errors)
+    return await _source_run(args, settings, sync_json, print_sync_result)
 
 
 async def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
-    from syncer.sources.moco.sweep import SweepResult
+    return await _source_run(args, settings, sweep_json, print_sweep_result)
 
+
+async def _source_run(
+    args: argparse.Namespace,
+    settings: Settings,
+    to_json: Callable[[Any, str, int], dict[str, Any]],
+    show: Callable[[Any], None],
+) -> int:
+    """A sync or a sweep: its progress while it runs, then its summary or JSON document."""
     command = commands_grammar.from_args(args)
     commands_grammar.check(settings, command)
     source = settings.source(args.source)
     rate = source.rate_limit.requests / source.rate_limit.per_seconds
     async with (
         runtime(settings, pool_size=commands_grammar.pool_size(settings, command)) as rt,
-        _progress(args, "sweep", source.name, rate),
+        _progress(args, args.command, source.name, rate),
     ):
         result = await execute(rt, command, command_line=args.command_line)
-    assert isinstance(result, SweepResult)
+    assert isinstance(result, StreamsReport)
     outcome = result.outcome
     code = _exit_code(outcome)
     if args.json:
-        _print_json(sweep_json(result, outcome, code))
+        _print_json(to_json(result, outcome, code))
     else:
-        print_sweep_result(result)
+        show(result)
     return _report(code, result.errors)
 
 

@@ -373,14 +373,12 @@ async def load(
         pool,
         lock_class=locks.LOAD,
         kind="load",
+        source=name,
+        command=command,
         keys=[name],
         busy=lambda _keys: (
             f"another load of {name!r} is running against this database; "
             f"wait for it to finish (see `syncer status`)"
-        ),
-        start=lambda conn: runs.start_run(conn, kind="load", source=name, command=command),
-        close_dead=lambda conn, run_id, previous: runs.mark_interrupted(
-            conn, kind="load", source=name, current_run=run_id, previous=previous
         ),
         finish=finish,
         grace_s=destination.timeout_s,  # a body in flight is answered and recorded first
