@@ -31,6 +31,7 @@ from syncer.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, SyncerE
 from syncer.results import StreamsReport, SyncResult
 from syncer.sources.moco.settings import MOCO_STREAMS
 from syncer.store import database
+from syncer.store.types import Connection
 
 if TYPE_CHECKING:
     from syncer.http.client import RequestStats
@@ -408,7 +409,7 @@ def _stale_exit(args: argparse.Namespace, statuses: Sequence[StreamStatus]) -> i
     return EXIT_FAILED
 
 
-async def job_statuses(conn: Any, settings: Settings) -> list[dict[str, Any]]:
+async def job_statuses(conn: Connection, settings: Settings) -> list[dict[str, Any]]:
     """Per job: its schedule, its last run and outcome, and when it runs next."""
     from syncer.durations import format_duration
     from syncer.scheduler import next_run

@@ -151,7 +151,8 @@ def json_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_subcommands(
-    commands: Any, parents: Sequence[argparse.ArgumentParser]
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: Sequence[argparse.ArgumentParser],
 ) -> dict[str, argparse.ArgumentParser]:
     """Add ``sync``, ``load``, ``backfill`` and ``sweep`` to ``commands`` (the subparsers of a
     parser); their parsers, by name. The CLI and the daemon's job lines share this grammar."""

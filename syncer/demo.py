@@ -35,6 +35,7 @@ from syncer.sources.moca.settings import MocaSourceSettings
 from syncer.sources.moco import api as moco_source
 from syncer.sources.moco.settings import MocoSourceSettings
 from syncer.store import database
+from syncer.store.types import Pool
 
 # The default events, and each activity of a customer's project as "Time Logged" with its hours
 # and description: the kind of model a user writes, and the one that meets MoEngage's limits.
@@ -160,7 +161,7 @@ async def _compare(pool: object, sandbox: MocoSandbox) -> list[str]:
     return mismatches
 
 
-async def _compare_moca(pool: Any, sandbox: Any) -> list[str]:
+async def _compare_moca(pool: Pool, sandbox: Any) -> list[str]:
     """MOCA streams whose live rows differ from the source (secrets are never stored)."""
     mismatches = []
     for name, spec in moca_streams.STREAMS.items():

@@ -13,20 +13,23 @@ was not stored (``sources/moco/walk.py``). MOCA streams are scanned
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from typing import Any, Protocol
 
 import aiohttp
 
-from syncer import progress, registry
+from syncer import progress, registry, shutdown
 from syncer.config import SourceSettings
+from syncer.errors import SyncerError
 from syncer.http.client import ApiClient, RequestStats
 from syncer.pacing import Limiter, SlidingWindowLimiter
-from syncer.results import StreamResult, SyncContext, SyncResult
+from syncer.results import Outcome, StreamResult, SyncContext, SyncResult
 from syncer.runframe import Frame, exclusive_run, record_end
 from syncer.store import leases, locks, runs
+from syncer.store.types import Connection, Pool
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ def limiter_for(source: SourceSettings) -> SlidingWindowLimiter:
     return SlidingWindowLimiter(source.rate_limit.requests, source.rate_limit.per_seconds)
 
 
-def shared_limiter_for(pool: Any, source: SourceSettings) -> Limiter:
+def shared_limiter_for(pool: Pool, source: SourceSettings) -> Limiter:
     """The credential's limit as every process using it keeps to it (``syncer.rate_log``)."""
     from syncer.store.rate import SharedRequestLimiter, credential_scope
 
@@ -74,7 +77,7 @@ def client_for(
 
 
 async def sync_source(
-    pool: Any,
+    pool: Pool,
     session: aiohttp.ClientSession,
     source: SourceSettings,
     *,
@@ -92,7 +95,7 @@ async def sync_source(
     results = [StreamResult(name) for name in names]
     progress.watch(results)
 
-    async def finish(conn: Any, frame: Frame) -> None:
+    async def finish(conn: Connection, frame: Frame) -> None:
         if frame.lost:  # what the streams were doing, they stopped for this
             for r in results:
                 if r.outcome in ("running", "interrupted"):
@@ -143,7 +146,7 @@ async def all_or_stop(work: Iterable[Coroutine[Any, Any, None]]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _skip(pool: Any, run_id: int, result: StreamResult, parent: StreamResult) -> None:
+async def _skip(pool: Pool, run_id: int, result: StreamResult, parent: StreamResult) -> None:
     """A child whose parent failed fails alike: it is listed per parent record."""
     result.outcome, result.error = "failed", parent.error
     result.error_kind = parent.error_kind
@@ -163,8 +166,8 @@ class StreamRunEnd(Protocol):
     committed_requests: int  # requests already counted with a page
 
 
-async def finish_stream(pool: Any, run_id: int, result: StreamRunEnd) -> None:
-    async def write(conn: Any) -> None:
+async def finish_stream(pool: Pool, run_id: int, result: StreamRunEnd) -> None:
+    async def write(conn: Connection) -> None:
         await runs.finish_stream_run(
             conn,
             run_id,
@@ -181,3 +184,40 @@ async def finish_stream(pool: Any, run_id: int, result: StreamRunEnd) -> None:
 def log_ids(run_id: int, source: str, stream: str) -> dict[str, Any]:
     """Fields a structured log line carries (``--log-format json``)."""
     return {"run_id": run_id, "source": source, "stream": stream}
+
+
+@contextlib.asynccontextmanager
+async def stream_run(
+    context: SyncContext[Any],
+    result: StreamResult,
+    *,
+    interrupted: str = "stopped by a signal; resumes next run",
+) -> AsyncIterator[None]:
+    """One stream's run, for a source type's ``sync_stream``: its ``syncer.stream_runs`` row
+    started (``result.resumed_after_pages`` set first, if it resumes) and always ended, and
+    how the block ended as the stream's outcome: succeeded; interrupted by a signal (with
+    ``interrupted`` as the reason); failed with a syncer error's message (the error is not
+    raised further: the other streams go on); cancelled."""
+    pool, run_id, name = context.pool, context.run_id, context.source.name
+    async with pool.acquire() as conn:
+        await runs.start_stream_run(conn, run_id, result.stream, result.resumed_after_pages)
+    try:
+        yield
+        result.outcome = Outcome.SUCCEEDED
+    except shutdown.Interrupted:
+        result.outcome, result.error = Outcome.INTERRUPTED, interrupted
+    except SyncerError as exc:
+        result.outcome, result.error = Outcome.FAILED, exc.message
+        result.error_kind = type(exc).__name__
+        log.info(
+            "%s.%s failed: %s",
+            name,
+            result.stream,
+            exc.message,
+            extra=log_ids(run_id, name, result.stream),
+        )
+    except asyncio.CancelledError:
+        result.outcome, result.error = Outcome.INTERRUPTED, "cancelled"
+        raise
+    finally:
+        await asyncio.shield(finish_stream(pool, run_id, result))

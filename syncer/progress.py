@@ -27,9 +27,12 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from syncer.errors import ConfigError
+
+if TYPE_CHECKING:
+    from syncer.loading import LoadResult
 
 PERIOD_ENV = "SYNCER_PROGRESS_INTERVAL"
 DEFAULT_PERIOD_S = 30.0
@@ -173,9 +176,9 @@ def stream_text(f: Figures, eta_s: float | None, *, share: bool = True) -> str:
     return ", ".join(parts)
 
 
-def load_text(result: Any) -> str:
-    """What a load has sent so far."""
-    sent = ", ".join(f"{result.sent.get(m, 0):,} {m}" for m in ("users", "devices", "events"))
+def load_text(result: LoadResult) -> str:
+    """What a load has sent so far, per model of its destination."""
+    sent = ", ".join(f"{result.sent.get(m, 0):,} {m}" for m in result.models)
     text = f"{sent} sent in {len(result.body_sizes):,} requests"
     dead = sum(result.dead_letters.values())
     if dead:

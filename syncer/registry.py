@@ -194,4 +194,10 @@ def load_plugins(environ: Mapping[str, str] | None = None) -> None:
                 f"{PLUGINS_ENV}: cannot import plugin module {module!r} ({exc}); install it or "
                 "put its folder on PYTHONPATH"
             ) from None
+        except Exception as exc:  # a plugin's own bug: named, not a traceback
+            raise ConfigError(
+                f"plugin module {module!r} failed while loading ({type(exc).__name__}: {exc}); "
+                "fix the plugin or remove it from "
+                f"{PLUGINS_ENV if module not in BUILT_IN else 'the installation'}"
+            ) from None
         _LOADED.add(module)

@@ -34,7 +34,7 @@ import asyncpg
 from syncer.errors import BusyError
 from syncer.results import Outcome
 from syncer.store import leases, runs
-from syncer.store.types import Connection, Pool
+from syncer.store.types import Connection, Pool, PoolConnection
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +105,9 @@ async def exclusive_run(
     source: str | None = None,
     command: str | None = None,
     busy: Callable[[list[str]], str] | None = None,
-    start: Callable[[Any], Awaitable[int]] | None = None,
-    close_dead: Callable[[Any, int, list[int]], Awaitable[object]] | None = None,
-    finish: Callable[[Any, Frame], Awaitable[object]] | None = None,
+    start: Callable[[Connection], Awaitable[int]] | None = None,
+    close_dead: Callable[[Connection, int, list[int]], Awaitable[object]] | None = None,
+    finish: Callable[[Connection, Frame], Awaitable[object]] | None = None,
     grace_s: float = 0.0,
 ) -> AsyncIterator[Frame]:
     """Run the block as the one holder of ``keys`` (lock names such as "moco.activities").
@@ -131,7 +131,7 @@ async def exclusive_run(
         start = partial(runs.start_run, kind=kind, source=name, command=command or kind)
     if close_dead is None:
 
-        async def close_dead(conn: Any, run_id: int, previous: list[int]) -> object:
+        async def close_dead(conn: Connection, run_id: int, previous: list[int]) -> object:
             return await runs.mark_interrupted(
                 conn, kind=kind, source=name, current_run=run_id, previous=previous
             )
@@ -141,7 +141,7 @@ async def exclusive_run(
     resources = [f"{kind}:{key}" for key in wanted]
     lock_conn = await pool.acquire()
     taken: list[str] = []
-    on_lost: Callable[[Any], None] | None = None
+    on_lost: Callable[[Connection], None] | None = None
     try:
         missing = []
         for key in wanted:
@@ -172,7 +172,7 @@ async def exclusive_run(
         frame.fence.on_lost = stop_soon
         lose = frame.fence.lose
 
-        def on_terminated(_conn: Any) -> None:
+        def on_terminated(_conn: Connection) -> None:
             lose("the connection holding the lock was closed")
 
         on_lost = on_terminated
@@ -263,7 +263,11 @@ def _label(keys: Sequence[str]) -> str:
 
 
 async def _finish(
-    pool: Any, finish: Callable[[Any, Frame], Awaitable[object]], frame: Frame, *, retry: bool
+    pool: Pool,
+    finish: Callable[[Connection, Frame], Awaitable[object]],
+    frame: Frame,
+    *,
+    retry: bool,
 ) -> None:
     """Record the run's end; with ``retry``, once more on a new connection if the first one
     turns out dead (the pool may still hold connections whose session was terminated)."""
@@ -279,7 +283,7 @@ async def _finish(
             await leases.release_quietly(pool, conn)
 
 
-async def _watch(conn: Any, lose: Callable[[str], None]) -> None:
+async def _watch(conn: Connection, lose: Callable[[str], None]) -> None:
     """Ask the lock's connection every :data:`WATCH_S` whether it is there; tell when not."""
     while True:
         await asyncio.sleep(WATCH_S)
@@ -290,7 +294,7 @@ async def _watch(conn: Any, lose: Callable[[str], None]) -> None:
             return
 
 
-async def _release(pool: Any, conn: Any, lock_class: int, keys: list[str]) -> None:
+async def _release(pool: Pool, conn: PoolConnection, lock_class: int, keys: list[str]) -> None:
     try:
         if not conn.is_closed():
             for key in reversed(keys):

@@ -51,6 +51,7 @@ from syncer.durations import format_duration
 from syncer.errors import EXIT_FAILED, EXIT_OK, BusyError, ConfigError, SyncerError
 from syncer.results import Outcome
 from syncer.store import locks
+from syncer.store.types import Connection, Pool
 
 if TYPE_CHECKING:
     from syncer.results import SyncResult
@@ -85,7 +86,7 @@ def replica_name() -> str:
 @dataclass
 class Daemon:
     settings: Settings
-    pool: Any
+    pool: Pool
     session: aiohttp.ClientSession
     running: set[asyncio.Task[Any]] = field(default_factory=set)
     outcomes: list[JobOutcome] = field(default_factory=list)
@@ -213,7 +214,7 @@ class Daemon:
             log.info("job %s: %s in %.1fs", job.id, outcome.outcome, outcome.duration_s)
         return self._record(outcome)
 
-    async def _busy_streak(self, conn: Any, job: JobSettings, fire: datetime) -> bool:
+    async def _busy_streak(self, conn: Connection, job: JobSettings, fire: datetime) -> bool:
         """Whether the job's last ``BUSY_SKIPS_BEFORE_WAIT`` finished ticks were all busy.
 
         Ticks skipped because the job itself ran elsewhere neither count nor break the streak.

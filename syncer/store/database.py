@@ -25,10 +25,12 @@ from typing import Any, Literal
 from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 import asyncpg
+import sqlalchemy.engine
 
 from syncer.config import POSTGRES_URL_SCHEME, Settings
 from syncer.errors import DatabaseError, SyncerError
 from syncer.store import locks
+from syncer.store.types import Connection
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +239,7 @@ def migrations_dir() -> Path:
     return Path(str(package.__file__)).parent
 
 
-def _upgrade(connection: Any) -> None:
+def _upgrade(connection: sqlalchemy.engine.Connection) -> None:
     from alembic import command
     from alembic.config import Config
 
@@ -253,7 +255,7 @@ def head_revision() -> str:
     return max(path.name[:4] for path in names)
 
 
-async def _at_head(conn: Any, url: str) -> bool:
+async def _at_head(conn: Connection, url: str) -> bool:
     """Whether the schema is at the newest migration already: one query instead of loading
     Alembic and every migration script, which costs every command a good part of a second.
     A schema newer than this syncer knows is a :class:`DatabaseError` (upgrade syncer)."""
@@ -270,7 +272,7 @@ async def _at_head(conn: Any, url: str) -> bool:
     return bool(version == head)
 
 
-async def _wait_for_migration_lock(conn: Any, url: str) -> None:
+async def _wait_for_migration_lock(conn: Connection, url: str) -> None:
     """Take the migration lock on ``conn`` (session-level: released when ``conn`` closes, also
     when the process dies), waiting up to :data:`MIGRATION_WAIT_S` for a process that holds it."""
     key = (locks.MIGRATE, MIGRATE_LOCK_NAME)

@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from asyncpg.transaction import Transaction
 
 from syncer.errors import FatalError
+from syncer.store.types import Connection, Pool, PoolConnection
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,7 @@ def fencing(fence: Fence) -> Iterator[None]:
 
 
 async def take(
-    conn: Any, resources: Sequence[str], run_id: int
+    conn: Connection, resources: Sequence[str], run_id: int
 ) -> tuple[dict[str, int], list[int]]:
     """Become the holder of ``resources`` (call with their advisory locks held, in a
     transaction); the new tokens, and the runs that held them before."""
@@ -111,7 +113,7 @@ async def take(
     return tokens, [r["run_id"] for r in previous if r["run_id"] is not None]
 
 
-async def check(conn: Any, *, sent: bool = False) -> None:
+async def check(conn: Connection, *, sent: bool = False) -> None:
     """Inside the caller's transaction: lock the run's lease rows (for share) until it ends,
     and raise :class:`LeaseLost` if the run lost them.
 
@@ -136,16 +138,16 @@ async def check(conn: Any, *, sent: bool = False) -> None:
 class _Hold:
     """The connection whose transaction locks the run's lease rows, once taken."""
 
-    pool: Any
-    conn: Any = None
-    transaction: Any = None
+    pool: Pool
+    conn: PoolConnection | None = None
+    transaction: Transaction | None = None
 
 
 _hold: ContextVar[_Hold | None] = ContextVar("syncer_lease_hold", default=None)
 
 
 @contextlib.asynccontextmanager
-async def holding(pool: Any) -> AsyncIterator[None]:
+async def holding(pool: Pool) -> AsyncIterator[None]:
     """A block in which, from its first :func:`still_held` on, the run's lease rows stay locked
     (for share, on a connection of their own) to the block's end: while a request is sent and
     its answer recorded, no other run can take the leases over. Nested blocks share the hold."""
@@ -163,7 +165,9 @@ async def holding(pool: Any) -> AsyncIterator[None]:
             await release_quietly(pool, hold.conn, hold.transaction)
 
 
-async def release_quietly(pool: Any, conn: Any, transaction: Any = None) -> None:
+async def release_quietly(
+    pool: Pool, conn: PoolConnection, transaction: Transaction | None = None
+) -> None:
     """Roll ``transaction`` back and give ``conn`` back to ``pool``; a connection that died
     meanwhile is simply dropped (its transaction died with it)."""
     if transaction is not None:
@@ -197,7 +201,7 @@ async def still_held() -> None:
         raise LeaseLost(fence.message) from None
 
 
-async def record_answer(pool: Any, write: Callable[[Any], Awaitable[object]]) -> None:
+async def record_answer(pool: Pool, write: Callable[[Any], Awaitable[object]]) -> None:
     """Record the answer to a request that was sent, in one transaction that checks the lease
     (``sent``: refused only if another run took over). A delivered request must not be
     forgotten because the connection died meanwhile (its rows would be sent again): on a lost
@@ -216,7 +220,7 @@ async def record_answer(pool: Any, write: Callable[[Any], Awaitable[object]]) ->
             await release_quietly(pool, conn)
 
 
-async def bookkeeping(pool: Any, write: Callable[[Any], Awaitable[object]], what: str) -> None:
+async def bookkeeping(pool: Pool, write: Callable[[Any], Awaitable[object]], what: str) -> None:
     """Write a run's bookkeeping (a stream run's end) in a ``finally``: on a connection found
     dead, once more on a new one; if the database is away, leave it (the run's end, or the
     next run of the stream, closes it) rather than raise where nobody is listening."""

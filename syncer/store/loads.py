@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from syncer.store.types import Connection
+
 
 def pending_query(
     model: str, sql: str, *, key: str, order: str, once: bool = False, hold: bool = False
@@ -72,7 +74,7 @@ class DeadLetter:
 
 
 async def record_acks(
-    conn: Any, destination: str, run_id: int, acks: Sequence[Ack], batches: Sequence[str]
+    conn: Connection, destination: str, run_id: int, acks: Sequence[Ack], batches: Sequence[str]
 ) -> None:
     """The rows of an acknowledged request: acked, no longer dead, no longer in flight."""
     async with conn.transaction():
@@ -111,7 +113,7 @@ async def record_acks(
 
 
 async def record_dead_letters(
-    conn: Any, destination: str, run_id: int | None, letters: Sequence[DeadLetter]
+    conn: Connection, destination: str, run_id: int | None, letters: Sequence[DeadLetter]
 ) -> None:
     if not letters:
         return
@@ -129,7 +131,7 @@ async def record_dead_letters(
 
 
 async def journal_inflight(
-    conn: Any, destination: str, run_id: int, batch: str, rows: Sequence[tuple[str, str]]
+    conn: Connection, destination: str, run_id: int, batch: str, rows: Sequence[tuple[str, str]]
 ) -> None:
     """Note (model, key) rows as sent in ``batch`` before the request leaves."""
     await conn.copy_records_to_table(
@@ -140,7 +142,7 @@ async def journal_inflight(
     )
 
 
-async def forget_inflight(conn: Any, destination: str, batches: Sequence[str]) -> None:
+async def forget_inflight(conn: Connection, destination: str, batches: Sequence[str]) -> None:
     await conn.execute(
         "delete from syncer.inflight where destination = $1 and batch = any($2::text[])",
         destination,
@@ -148,7 +150,7 @@ async def forget_inflight(conn: Any, destination: str, batches: Sequence[str]) -
     )
 
 
-async def recover_inflight(conn: Any, destination: str, once: Sequence[str]) -> None:
+async def recover_inflight(conn: Connection, destination: str, once: Sequence[str]) -> None:
     """Clear what a killed run left in flight, noting each of its rows of the models ``once``
     (those a second send may duplicate) as sent once without an answer
     (``syncer.lost_answers``).
@@ -174,7 +176,7 @@ async def recover_inflight(conn: Any, destination: str, once: Sequence[str]) -> 
 
 
 async def note_lost_answer(
-    conn: Any, destination: str, run_id: int, batch: str, rows: Sequence[tuple[str, str]]
+    conn: Connection, destination: str, run_id: int, batch: str, rows: Sequence[tuple[str, str]]
 ) -> None:
     """One send of each (model, key) in ``rows`` got no answer: count it, hold it again (until
     released, if the destination holds such rows), and clear the batch from the journal."""
@@ -195,7 +197,7 @@ async def note_lost_answer(
         await forget_inflight(conn, destination, [batch])
 
 
-async def unanswered(conn: Any, destination: str, rows: Sequence[tuple[str, str]]) -> int:
+async def unanswered(conn: Connection, destination: str, rows: Sequence[tuple[str, str]]) -> int:
     """How many of the (model, key) ``rows`` were sent before without an answer: the rows a
     send of them may duplicate."""
     count: int = await conn.fetchval(
@@ -210,7 +212,7 @@ async def unanswered(conn: Any, destination: str, rows: Sequence[tuple[str, str]
     return count
 
 
-async def release_held(conn: Any, destination: str) -> int:
+async def release_held(conn: Connection, destination: str) -> int:
     """Let the next load send the rows held after unanswered sends; how many there were."""
     status: str = await conn.execute(
         "update syncer.lost_answers set released = true where destination = $1 and not released",
@@ -220,7 +222,7 @@ async def release_held(conn: Any, destination: str) -> int:
 
 
 async def record_batch(
-    conn: Any,
+    conn: Connection,
     *,
     run_id: int,
     destination: str,
@@ -253,7 +255,7 @@ async def record_batch(
 
 
 async def model_counts(
-    conn: Any, destination: str, models: Sequence[str]
+    conn: Connection, destination: str, models: Sequence[str]
 ) -> dict[str, dict[str, Any]]:
     """Per model: rows acknowledged, dead letters by rule, keys with unanswered sends (and how
     many of them are held)."""

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import orjson
 
 from syncer.store import leases
+from syncer.store.types import Connection
 
 STAGE = "_syncer_stage"
 
@@ -60,7 +61,7 @@ class StreamState:
     walk: dict[str, Any] | None  # the source's position in a walk in progress, as JSON
 
 
-async def load_state(conn: Any, source: str, stream: str) -> StreamState:
+async def load_state(conn: Connection, source: str, stream: str) -> StreamState:
     row = await conn.fetchrow(
         "select watermark, walk from syncer.streams where source = $1 and stream = $2",
         source,
@@ -92,7 +93,7 @@ class PageCommit:
     pages: int = 1  # pages of one sprint may be stored together (``sources/moco/sprint.py``)
 
 
-async def commit_page(conn: Any, page: PageCommit) -> int:
+async def commit_page(conn: Connection, page: PageCommit) -> int:
     """Store the page; the number of rows inserted or changed."""
     upserted = 0
     async with conn.transaction():
@@ -156,7 +157,7 @@ async def commit_page(conn: Any, page: PageCommit) -> int:
 
 
 async def upsert_rows(
-    conn: Any,
+    conn: Connection,
     schema: str,
     table: str,
     rows: Sequence[Row],

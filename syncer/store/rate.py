@@ -18,10 +18,10 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from syncer.pacing import margin_for
 from syncer.store.leases import CONNECTION_LOST
+from syncer.store.types import Pool
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def wait_s(spent: Sequence[tuple[datetime, int]], limit: Limit, need: int, now: 
 class Spent:
     """What one ``acquire`` logged; ``settle`` it once the request's answer is in."""
 
-    def __init__(self, pool: Any, ids: Sequence[int]) -> None:
+    def __init__(self, pool: Pool, ids: Sequence[int]) -> None:
         self._pool = pool
         self._ids = list(ids)
 
@@ -77,7 +77,7 @@ class SharedLimiter:
 
     def __init__(
         self,
-        pool: Any,
+        pool: Pool,
         scope: str,
         limits: Mapping[str, Limit],
         *,
@@ -225,7 +225,7 @@ class SharedRequestLimiter:
     """A credential's request budget shared by every process (the HTTP client's limiter)."""
 
     def __init__(
-        self, pool: Any, scope: str, requests: int, per_seconds: float, *, pending_s: float = 60.0
+        self, pool: Pool, scope: str, requests: int, per_seconds: float, *, pending_s: float = 60.0
     ) -> None:
         self._shared = SharedLimiter(pool, scope, {"requests": Limit(requests, per_seconds)})
         self.window_s = per_seconds + margin_for(per_seconds)

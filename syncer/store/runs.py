@@ -7,8 +7,10 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
+from syncer.store.types import Connection
 
-async def start_run(conn: Any, *, kind: str, source: str, command: str) -> int:
+
+async def start_run(conn: Connection, *, kind: str, source: str, command: str) -> int:
     run_id: int = await conn.fetchval(
         "insert into syncer.runs (kind, source, command, pid, host)"
         " values ($1, $2, $3, $4, $5) returning id",
@@ -22,7 +24,7 @@ async def start_run(conn: Any, *, kind: str, source: str, command: str) -> int:
 
 
 async def mark_interrupted(
-    conn: Any, *, kind: str, source: str, current_run: int, previous: Sequence[int] = ()
+    conn: Connection, *, kind: str, source: str, current_run: int, previous: Sequence[int] = ()
 ) -> int:
     """Close the runs of ``kind`` of ``source`` that died without finishing.
 
@@ -54,7 +56,7 @@ async def mark_interrupted(
     return int(status.rsplit(" ", 1)[-1])
 
 
-async def fail_unfinished_streams(conn: Any, run_id: int, error: str) -> None:
+async def fail_unfinished_streams(conn: Connection, run_id: int, error: str) -> None:
     """The stream runs of ``run_id`` that did not succeed end failed with ``error`` (the run
     lost its lock: whatever else they were doing, that is why they stopped)."""
     await conn.execute(
@@ -66,7 +68,9 @@ async def fail_unfinished_streams(conn: Any, run_id: int, error: str) -> None:
     )
 
 
-async def start_stream_run(conn: Any, run_id: int, stream: str, resumed_from: int | None) -> None:
+async def start_stream_run(
+    conn: Connection, run_id: int, stream: str, resumed_from: int | None
+) -> None:
     await conn.execute(
         "insert into syncer.stream_runs (run_id, stream, resumed_after_pages) values ($1, $2, $3)",
         run_id,
@@ -76,7 +80,7 @@ async def start_stream_run(conn: Any, run_id: int, stream: str, resumed_from: in
 
 
 async def finish_stream_run(
-    conn: Any,
+    conn: Connection,
     run_id: int,
     stream: str,
     outcome: str,
@@ -97,7 +101,7 @@ async def finish_stream_run(
     )
 
 
-async def finish_run(conn: Any, run_id: int, outcome: str, error: str | None) -> None:
+async def finish_run(conn: Connection, run_id: int, outcome: str, error: str | None) -> None:
     await conn.execute(
         "update syncer.runs set outcome = $2, error = $3, finished_at = now() where id = $1",
         run_id,
@@ -107,7 +111,7 @@ async def finish_run(conn: Any, run_id: int, outcome: str, error: str | None) ->
 
 
 async def end_run(
-    conn: Any, run_id: int, outcome: str, error: str | None, *, lost: str | None = None
+    conn: Connection, run_id: int, outcome: str, error: str | None, *, lost: str | None = None
 ) -> None:
     """End the run as its work says; a run that ``lost`` its locks (the message why) fails
     its unfinished streams with that message, and ends failed with it unless it succeeded."""
@@ -119,7 +123,7 @@ async def end_run(
         await finish_run(conn, run_id, outcome, error)
 
 
-async def stream_run_counts(conn: Any, run_id: int) -> list[dict[str, Any]]:
+async def stream_run_counts(conn: Connection, run_id: int) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         "select stream, outcome, error, pages, requests, records, upserted, rejected,"
         " resumed_after_pages from syncer.stream_runs where run_id = $1 order by stream",

@@ -111,7 +111,12 @@ def test_plain_lines_report_running_streams_each_time_and_an_end_once() -> None:
 
 
 def test_plain_lines_of_a_load() -> None:
-    result = LoadResult("moengage", dry_run=False, body_sizes=[90_000, 95_000])
+    result = LoadResult(
+        "moengage",
+        dry_run=False,
+        body_sizes=[90_000, 95_000],
+        models=("users", "devices", "events"),
+    )
     result.sent = Counter(users=1_000, events=2_500)
     result.dead_letters = Counter(reserved_attribute=3)
     out = io.StringIO()

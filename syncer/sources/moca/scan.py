@@ -22,21 +22,20 @@ range again replaces it. A response or point that fits neither shape is kept in
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from syncer import shutdown
 from syncer.deletions import guard_warning
-from syncer.errors import FatalError, SyncerError
+from syncer.errors import FatalError
 from syncer.http.client import RequestStats
-from syncer.pipeline import finish_stream, log_ids
-from syncer.results import Outcome, StreamResult, SyncContext
+from syncer.pipeline import stream_run
+from syncer.results import StreamResult, SyncContext
 from syncer.sources.moca import api as moca
 from syncer.sources.moca import scan_store as scans
 from syncer.sources.moca.settings import MocaSourceSettings
-from syncer.store import runs
+from syncer.store.types import Connection
 
 log = logging.getLogger(__name__)
 
@@ -59,30 +58,8 @@ def _url(source: MocaSourceSettings, stream: str, default: str, **parts: str) ->
 
 async def sync_stream(ctx: ScanContext, result: StreamResult) -> None:
     """The MOCA source type's ``sync_stream``: one stream's run, begun and ended."""
-    pool, run_id = ctx.pool, ctx.run_id
-    async with pool.acquire() as conn:
-        await runs.start_stream_run(conn, run_id, result.stream, None)
-    try:
+    async with stream_run(ctx, result, interrupted="stopped by a signal; scans again next run"):
         await scan_stream(ctx, result.stream, result)
-        result.outcome = Outcome.SUCCEEDED
-    except shutdown.Interrupted:
-        result.outcome = Outcome.INTERRUPTED
-        result.error = "stopped by a signal; scans again next run"
-    except SyncerError as exc:
-        result.outcome, result.error = Outcome.FAILED, exc.message
-        result.error_kind = type(exc).__name__
-        log.info(
-            "%s.%s failed: %s",
-            ctx.source.name,
-            result.stream,
-            exc.message,
-            extra=log_ids(run_id, ctx.source.name, result.stream),
-        )
-    except asyncio.CancelledError:
-        result.outcome, result.error = Outcome.INTERRUPTED, "cancelled"
-        raise
-    finally:
-        await asyncio.shield(finish_stream(pool, run_id, result))
 
 
 async def scan_stream(ctx: ScanContext, name: str, result: StreamResult) -> None:
@@ -161,7 +138,7 @@ async def scan_stream(ctx: ScanContext, name: str, result: StreamResult) -> None
     result.watermark = started_at
 
 
-async def _parent_ids(conn: Any, schema: str, stream: moca.MocaStream) -> list[str | None]:
+async def _parent_ids(conn: Connection, schema: str, stream: moca.MocaStream) -> list[str | None]:
     if stream.parent is None:
         return [None]
     ids = sorted(await scans.live_ids(conn, schema, stream.parent))
@@ -185,7 +162,7 @@ async def _honours_updated_since(
 
 
 async def _deletions(
-    ctx: ScanContext, stream: moca.MocaStream, seen: set[str], at: datetime, result: Any
+    ctx: ScanContext, stream: moca.MocaStream, seen: set[str], at: datetime, result: StreamResult
 ) -> None:
     """Mark what a complete scan no longer found, once each is confirmed gone."""
     async with ctx.pool.acquire() as conn:
@@ -236,7 +213,7 @@ async def _deletions(
             )
 
 
-async def _sync_analytics(ctx: ScanContext, result: Any) -> None:
+async def _sync_analytics(ctx: ScanContext, result: StreamResult) -> None:
     source = ctx.source
     interval = source.analytics_interval
     async with ctx.pool.acquire() as conn:
@@ -310,7 +287,7 @@ async def _sync_analytics(ctx: ScanContext, result: Any) -> None:
 
 
 async def _server_now(
-    ctx: ScanContext, app: str, metric: str, interval: str, result: Any
+    ctx: ScanContext, app: str, metric: str, interval: str, result: StreamResult
 ) -> datetime:
     """The server's clock, from a cheap request: analytics windows end there, not at ours."""
     url = _url(ctx.source, "apps", "/apps")

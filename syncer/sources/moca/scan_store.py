@@ -13,10 +13,11 @@ import orjson
 from syncer.sources.base import Rejected
 from syncer.sources.moca.api import AnalyticsPage, Bucket, MocaRow, MocaStream, RangeAggregate
 from syncer.store import leases
+from syncer.store.types import Connection
 
 
 async def upsert_rows(
-    conn: Any,
+    conn: Connection,
     stream: MocaStream,
     rows: Sequence[MocaRow],
     *,
@@ -81,13 +82,13 @@ async def upsert_rows(
     return changed
 
 
-async def live_ids(conn: Any, schema: str, stream: str) -> set[str]:
+async def live_ids(conn: Connection, schema: str, stream: str) -> set[str]:
     rows = await conn.fetch(f'select id from "{schema}"."{stream}" where _deleted_at is null')
     return {r["id"] for r in rows}
 
 
 async def mark_deleted(
-    conn: Any, schema: str, stream: str, ids: Sequence[str], at: datetime, run_id: int
+    conn: Connection, schema: str, stream: str, ids: Sequence[str], at: datetime, run_id: int
 ) -> int:
     async with conn.transaction():
         await leases.check(conn)
@@ -109,7 +110,7 @@ async def mark_deleted(
 
 
 async def upsert_analytics(
-    conn: Any,
+    conn: Connection,
     page: AnalyticsPage,
     *,
     schema: str,
@@ -153,7 +154,7 @@ async def upsert_analytics(
     return changed
 
 
-async def _upsert_buckets(conn: Any, schema: str, buckets: Sequence[Bucket]) -> int:
+async def _upsert_buckets(conn: Connection, schema: str, buckets: Sequence[Bucket]) -> int:
     status: str = await conn.execute(
         f"""
         insert into "{schema}".analytics as t
@@ -175,7 +176,9 @@ async def _upsert_buckets(conn: Any, schema: str, buckets: Sequence[Bucket]) -> 
     return int(status.rsplit(" ", 1)[-1])
 
 
-async def _replace_aggregates(conn: Any, schema: str, aggregates: Sequence[RangeAggregate]) -> int:
+async def _replace_aggregates(
+    conn: Connection, schema: str, aggregates: Sequence[RangeAggregate]
+) -> int:
     """The aggregates of each range now are exactly these: upserted, the others removed."""
     status: str = await conn.execute(
         f"""
@@ -219,7 +222,9 @@ async def _replace_aggregates(conn: Any, schema: str, aggregates: Sequence[Range
     return changed + int(status.rsplit(" ", 1)[-1])
 
 
-async def load_state(conn: Any, source: str, stream: str) -> tuple[datetime | None, dict[str, Any]]:
+async def load_state(
+    conn: Connection, source: str, stream: str
+) -> tuple[datetime | None, dict[str, Any]]:
     row = await conn.fetchrow(
         "select watermark, state from syncer.streams where source = $1 and stream = $2",
         source,
@@ -231,7 +236,7 @@ async def load_state(conn: Any, source: str, stream: str) -> tuple[datetime | No
 
 
 async def save_state(
-    conn: Any,
+    conn: Connection,
     source: str,
     stream: str,
     state: dict[str, Any],
@@ -246,7 +251,7 @@ async def save_state(
 
 
 async def _save_state(
-    conn: Any,
+    conn: Connection,
     source: str,
     stream: str,
     state: dict[str, Any],

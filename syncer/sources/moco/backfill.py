@@ -36,7 +36,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
-from typing import Any
 
 import aiohttp
 import asyncpg
@@ -58,6 +57,7 @@ from syncer.sources.moco.settings import MocoSourceSettings
 from syncer.sources.moco.walk import STEP_OVERLAP, Walk
 from syncer.store import leases, locks
 from syncer.store.pages import upsert_rows
+from syncer.store.types import Connection, Pool
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def covered(window: Window, done: list[Window]) -> bool:
 
 
 async def run_backfill(
-    pool: Any,
+    pool: Pool,
     session: aiohttp.ClientSession,
     source: MocoSourceSettings,
     stream: str,
@@ -207,7 +207,7 @@ async def run_backfill(
     key = f"{source.name}.{stream}"
     box: dict[str, BackfillResult] = {}
 
-    async def begin(conn: Any) -> int:
+    async def begin(conn: Connection) -> int:
         backfill_id = await _start(conn, source.name, stream, windows, window_s, command)
         box["result"] = BackfillResult(
             backfill_id=backfill_id,
@@ -219,7 +219,7 @@ async def run_backfill(
         )
         return backfill_id
 
-    async def finish(conn: Any, frame: Frame) -> None:
+    async def finish(conn: Connection, frame: Frame) -> None:
         result = box["result"]
         if frame.lost and result.outcome != "succeeded":
             result.outcome, result.error = "failed", frame.lost
@@ -286,7 +286,7 @@ class _WindowReader:
 
     def __init__(
         self,
-        pool: Any,
+        pool: Pool,
         client: ApiClient,
         source: MocoSourceSettings,
         spec: StreamSpec,
@@ -514,7 +514,7 @@ class _WindowReader:
         raise AssertionError("unreachable")
 
 
-async def _reject(conn: Any, result: BackfillResult, rejected: list[Rejected]) -> None:
+async def _reject(conn: Connection, result: BackfillResult, rejected: list[Rejected]) -> None:
     """Rejected records, each once: re-reading history must not count the same record again."""
     await conn.executemany(
         """
@@ -527,7 +527,7 @@ async def _reject(conn: Any, result: BackfillResult, rejected: list[Rejected]) -
     )
 
 
-async def _close_dead(conn: Any, source: str, stream: str, current: int) -> None:
+async def _close_dead(conn: Connection, source: str, stream: str, current: int) -> None:
     """Backfills of the stream still 'running' died (we hold the lock, so none is live)."""
     await conn.execute(
         "update syncer.backfills set outcome = 'interrupted', finished_at = now(),"
@@ -540,7 +540,7 @@ async def _close_dead(conn: Any, source: str, stream: str, current: int) -> None
 
 
 async def _start(
-    conn: Any, source: str, stream: str, windows: list[Window], window_s: float, command: str
+    conn: Connection, source: str, stream: str, windows: list[Window], window_s: float, command: str
 ) -> int:
     backfill_id: int = await conn.fetchval(
         "insert into syncer.backfills (source, stream, range_start, range_end, window_s,"
@@ -560,7 +560,7 @@ async def _start(
 
 
 async def _claim_windows(
-    conn: Any, result: BackfillResult, windows: list[Window]
+    conn: Connection, result: BackfillResult, windows: list[Window]
 ) -> list[tuple[Window, Walk | None]]:
     """The planned windows not yet done, oldest first, each with where it resumes.
 
@@ -596,7 +596,7 @@ async def _claim_windows(
     return [(w, walks.get(w)) for w in todo]
 
 
-async def _finish(conn: Any, result: BackfillResult) -> None:
+async def _finish(conn: Connection, result: BackfillResult) -> None:
     await conn.execute(
         """
         update syncer.backfills set outcome = $2, error = $3, finished_at = now(),

@@ -29,6 +29,7 @@ from syncer.sources.moco import sprint
 from syncer.sources.moco.settings import MocoSourceSettings
 from syncer.sources.moco.walk import Walk
 from syncer.store import pages, runs
+from syncer.store.types import Pool
 
 log = logging.getLogger("syncer.pipeline")
 
@@ -36,7 +37,7 @@ PREFETCH_GRACE_S = 2.0
 
 
 async def walk_stream(
-    pool: Any,
+    pool: Pool,
     client: ApiClient,
     source: MocoSourceSettings,
     spec: StreamSpec,
@@ -334,7 +335,7 @@ class _Ahead:
 
 
 async def _commit(
-    pool: Any,
+    pool: Pool,
     source: MocoSourceSettings,
     spec: StreamSpec,
     run_id: int,

@@ -41,7 +41,6 @@ import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import aiohttp
 
@@ -64,6 +63,7 @@ from syncer.sources.moco import api as moco
 from syncer.sources.moco import sweep_store as sweeps
 from syncer.sources.moco.settings import MocoSourceSettings
 from syncer.store import locks, runs
+from syncer.store.types import Pool
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def sweepable(settings: Settings, name: str, streams: Sequence[str] = ()) -> Moc
 
 
 async def sweep_source(
-    pool: Any,
+    pool: Pool,
     session: aiohttp.ClientSession,
     source: MocoSourceSettings,
     *,
@@ -218,7 +218,7 @@ async def sweep_source(
 
 
 async def _sweep_stream(
-    pool: Any,
+    pool: Pool,
     client: ApiClient,
     source: MocoSourceSettings,
     spec: StreamSpec,

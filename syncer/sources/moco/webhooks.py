@@ -30,7 +30,6 @@ import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 import orjson
@@ -44,6 +43,7 @@ from syncer.sources.moco.api import STREAMS
 from syncer.sources.moco.settings import MocoSourceSettings
 from syncer.sources.moco.tables import SCHEMA
 from syncer.sources.moco.webhook_store import Change, apply_change
+from syncer.store.types import Pool
 from syncer.tomlspec import Invalid, secret_from_env
 
 log = logging.getLogger(__name__)
@@ -257,7 +257,7 @@ def webhook_config(settings: Settings, environ: Mapping[str, str]) -> WebhookCon
 class WebhookReceiver:
     """The aiohttp app that verifies and applies deliveries, with its counts."""
 
-    def __init__(self, pool: Any, config: WebhookConfig) -> None:
+    def __init__(self, pool: Pool, config: WebhookConfig) -> None:
         self.pool = pool
         self.config = config
         self.counts = WebhookCounts()
@@ -321,7 +321,7 @@ def _answer(status: int, outcome: str, reason: str) -> web.Response:
 
 
 async def serve_webhooks(
-    pool: Any,
+    pool: Pool,
     config: WebhookConfig,
     *,
     host: str,

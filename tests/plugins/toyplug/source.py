@@ -30,7 +30,6 @@ Keys::
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,12 +46,12 @@ from syncer.config import (
     Secret,
     env_secret,
 )
-from syncer.errors import MalformedResponseError, SyncerError
+from syncer.errors import MalformedResponseError
 from syncer.http.client import Credential, Response
-from syncer.pipeline import finish_stream, log_ids
-from syncer.results import Outcome, StreamResult, SyncContext
+from syncer.pipeline import stream_run
+from syncer.results import StreamResult, SyncContext
 from syncer.sources.base import StreamSpec, split_records
-from syncer.store import pages, runs
+from syncer.store import pages
 from syncer.store.tables import record_table
 from syncer.tomlspec import Key, duration, http_url, integer, nested, streams
 
@@ -181,35 +180,15 @@ def _page(response: Response) -> tuple[list[Any], str | None]:
 
 async def sync_stream(ctx: SyncContext[ToySourceSettings], result: StreamResult) -> None:
     """The toy type's ``sync_stream``: one stream's run, begun and ended."""
-    pool, run_id, source = ctx.pool, ctx.run_id, ctx.source
+    pool, source = ctx.pool, ctx.source
     async with pool.acquire() as conn:
         state = await pages.load_state(conn, source.name, result.stream)
     resumed = None if ctx.full_refresh or state.walk is None else Position.from_json(state.walk)
     if resumed is not None:
         result.resumed_after_pages = resumed.pages
-    async with pool.acquire() as conn:
-        await runs.start_stream_run(conn, run_id, result.stream, result.resumed_after_pages)
-    try:
+    interrupted = "stopped by a signal; resumes at its cursor next run"
+    async with stream_run(ctx, result, interrupted=interrupted):
         await _walk(ctx, result, state.watermark, resumed)
-        result.outcome = Outcome.SUCCEEDED
-    except shutdown.Interrupted:
-        result.outcome = Outcome.INTERRUPTED
-        result.error = "stopped by a signal; resumes at its cursor next run"
-    except SyncerError as exc:
-        result.outcome, result.error = Outcome.FAILED, exc.message
-        result.error_kind = type(exc).__name__
-        log.info(
-            "%s.%s failed: %s",
-            source.name,
-            result.stream,
-            exc.message,
-            extra=log_ids(run_id, source.name, result.stream),
-        )
-    except asyncio.CancelledError:
-        result.outcome, result.error = Outcome.INTERRUPTED, "cancelled"
-        raise
-    finally:
-        await asyncio.shield(finish_stream(pool, run_id, result))
 
 
 async def _walk(
