@@ -541,8 +541,25 @@ def _read_sources(ctx: Ctx, value: object) -> dict[str, SourceSettings]:
         if fields is not None and _SOURCE_NAME.fullmatch(name):
             source = kind.build(name=name, **fields)
             owner = next((k for k in kinds.values() if k.migrated_schema == source.schema), None)
-            twin = next((s.name for s in sources.values() if s.schema == source.schema), None)
-            if owner is not None and owner.name != source_type:
+            twin = next((s.name for s in sources.values() if source.schema in _schemas(s)), None)
+            if twin is None:
+                twin = next(
+                    (s.name for s in sources.values() if s.schema in _schemas(source)), None
+                )
+            builtin_views = [
+                f"{k.migrated_schema}_views" for k in kinds.values() if k.migrated_schema
+            ]
+            if source.schema in builtin_views or 57 < len(source.schema) <= 63:
+                ctx.problems.append(
+                    f'{sub.path}: schema "{source.schema}" cannot hold a source: '
+                    + (
+                        "it is the built-in views' schema"
+                        if source.schema in builtin_views
+                        else "its views' schema name would pass Postgres's 63 characters"
+                    )
+                    + "; choose a shorter name or set schema"
+                )
+            elif owner is not None and owner.name != source_type:
                 ctx.problems.append(
                     f'{sub.path}: schema "{source.schema}" holds the tables of the built-in '
                     f'"{owner.name}" sources; name this {source_type} source otherwise, or set '
@@ -550,12 +567,17 @@ def _read_sources(ctx: Ctx, value: object) -> dict[str, SourceSettings]:
                 )
             elif twin is not None:
                 ctx.problems.append(
-                    f'{sub.path}: [sources.{twin}] writes schema "{source.schema}" already; '
-                    "give each source its own schema"
+                    f'{sub.path}: [sources.{twin}] writes schema "{source.schema}" (or its '
+                    "views' schema) already; give each source its own schema"
                 )
             else:
                 sources[name] = source
     return sources
+
+
+def _schemas(source: SourceSettings) -> tuple[str, str]:
+    """The schemas a source writes: its tables' and its views'."""
+    return source.schema, f"{source.schema}_views"
 
 
 def _check_source_name(ctx: Ctx, name: str) -> None:

@@ -672,9 +672,20 @@ def test_two_sources_sharing_one_schema_are_refused(tmp_path: Path) -> None:
     text = MOCO + MOCO.replace("[sources.moco]", '[sources.moco_two]\nschema = "moco"')
     found = problems(tmp_path, text)
     assert found == [
-        'sources.moco_two: [sources.moco] writes schema "moco" already; give each source its '
-        "own schema"
+        'sources.moco_two: [sources.moco] writes schema "moco" (or its views\' schema) already; '
+        "give each source its own schema"
     ]
+
+
+def test_a_source_cannot_be_named_after_another_sources_views(tmp_path: Path) -> None:
+    text = MOCO.replace("[sources.moco]", "[sources.acme]") + MOCO.replace(
+        "[sources.moco]", "[sources.acme_views]"
+    )
+    found = problems(tmp_path, text)
+    assert len(found) == 1
+    assert found[0].startswith('sources.acme_views: [sources.acme] writes schema "acme_views"')
+    found = problems(tmp_path, MOCO.replace("[sources.moco]", "[sources.moco_views]"))
+    assert found[0].startswith('sources.moco_views: schema "moco_views" cannot hold a source')
 
 
 def test_a_source_cannot_take_the_schema_of_another_built_in_type(tmp_path: Path) -> None:
