@@ -565,60 +565,62 @@ def _requests_json(http: RequestStats) -> dict[str, Any]:
     }
 
 
-def sync_json(result: SyncResult, outcome: str, code: int) -> dict[str, Any]:
+def _streams_json(
+    command: str,
+    result: SyncResult | SweepResult,
+    outcome: str,
+    code: int,
+    streams: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The JSON document of a run over a source's streams (a sync, a sweep)."""
     return {
-        "command": "sync",
+        "command": command,
         "source": result.source,
         "run_id": result.run_id,
         "outcome": outcome,
         "exit_code": code,
-        "streams": [
-            {
-                "stream": s.stream,
-                "outcome": s.outcome,
-                "pages": s.pages,
-                "requests": s.http.requests,
-                "records": s.records,
-                "changed": s.upserted,
-                "deleted": s.deleted,
-                "rejected": s.rejected,
-                "resumed_after_pages": s.resumed_after_pages,
-                "error": s.error,
-            }
-            for s in result.streams
-        ],
+        "streams": streams,
         **_requests_json(result.http),
         "errors": result.errors,
         "warnings": result.warnings,
         "elapsed_s": round(result.elapsed_s, 3),
     }
+
+
+def sync_json(result: SyncResult, outcome: str, code: int) -> dict[str, Any]:
+    streams = [
+        {
+            "stream": s.stream,
+            "outcome": s.outcome,
+            "pages": s.pages,
+            "requests": s.http.requests,
+            "records": s.records,
+            "changed": s.upserted,
+            "deleted": s.deleted,
+            "rejected": s.rejected,
+            "resumed_after_pages": s.resumed_after_pages,
+            "error": s.error,
+        }
+        for s in result.streams
+    ]
+    return _streams_json("sync", result, outcome, code, streams)
 
 
 def sweep_json(result: SweepResult, outcome: str, code: int) -> dict[str, Any]:
-    return {
-        "command": "sweep",
-        "source": result.source,
-        "run_id": result.run_id,
-        "outcome": outcome,
-        "exit_code": code,
-        "streams": [
-            {
-                "stream": s.stream,
-                "outcome": s.outcome,
-                "checked": s.checked,
-                "requests": s.http.requests,
-                "deleted": s.deleted,
-                "restored": s.restored,
-                "withheld": s.withheld,
-                "error": s.error,
-            }
-            for s in result.streams
-        ],
-        **_requests_json(result.http),
-        "errors": result.errors,
-        "warnings": result.warnings,
-        "elapsed_s": round(result.elapsed_s, 3),
-    }
+    streams = [
+        {
+            "stream": s.stream,
+            "outcome": s.outcome,
+            "checked": s.checked,
+            "requests": s.http.requests,
+            "deleted": s.deleted,
+            "restored": s.restored,
+            "withheld": s.withheld,
+            "error": s.error,
+        }
+        for s in result.streams
+    ]
+    return _streams_json("sweep", result, outcome, code, streams)
 
 
 def _models_of(result: LoadResult) -> tuple[str, ...]:
