@@ -89,8 +89,14 @@ async def finish_stream_run(
     *,
     warning: str | None = None,
 ) -> None:
+    # A stream run the frame already failed (its run lost its lock: see
+    # :func:`fail_unfinished_streams`) stays failed with that reason, whenever the stream's own
+    # end arrives: it is why the stream stopped, whatever the stream itself saw.
     await conn.execute(
-        "update syncer.stream_runs set outcome = $3, error = $4, finished_at = now(),"
+        "update syncer.stream_runs set"
+        " outcome = case when outcome = 'failed' then outcome else $3 end,"
+        " error = case when outcome = 'failed' then error else $4 end,"
+        " finished_at = coalesce(finished_at, now()),"
         " requests = requests + $5, warning = $6 where run_id = $1 and stream = $2",
         run_id,
         stream,
