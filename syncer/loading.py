@@ -46,7 +46,8 @@ import asyncpg
 import orjson
 
 from syncer import progress, shutdown
-from syncer.errors import ConfigError, FatalError
+from syncer.errors import ConfigError, FatalError, UnreachableError
+from syncer.http.client import Credential, fatal_status
 from syncer.runframe import Frame, exclusive_run
 from syncer.store import leases, loads, locks, runs
 from syncer.store.rate import Limit, SharedLimiter
@@ -200,6 +201,54 @@ class NoAnswer:
 
 
 Delivery = Acked | Rejected | Split | Throttled | Retry | NoAnswer
+
+
+async def post(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: Body[Any],
+    credential: Credential,
+    answered: Callable[[], Awaitable[None]],
+    *,
+    timeout_s: float,
+    rejected: Callable[[int, bytes], Rejected],
+    accepted: Callable[[int, bytes], bool] = lambda status, _raw: 200 <= status < 300,
+    headers: Mapping[str, str] | None = None,
+) -> Delivery:
+    """POST one body and read the destination's answer the way every bulk API answers:
+    ``accepted`` (default: any 2xx) is :class:`Acked`; 413 for a body of several items is
+    :class:`Split`; 429 :class:`Throttled`; 5xx :class:`Retry`; no answer :class:`NoAnswer`;
+    a status no request of ``credential`` can get past (401, 403, 404, its own ``fatal``) is
+    raised as the HTTP layer maps it; any other status is the destination's ``rejected``."""
+    try:
+        async with session.post(
+            url,
+            data=body.data,
+            headers={**credential.headers, **(headers or {})},
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+        ) as response:
+            await answered()  # the destination has counted the body by now
+            status, raw = response.status, await response.read()
+    except aiohttp.ClientConnectorError as exc:
+        raise UnreachableError(
+            f"cannot connect to {credential.vendor} ({exc.os_error}); check base_url and the "
+            "network"
+        ) from None
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        return NoAnswer(f"no answer ({type(exc).__name__})")
+    if accepted(status, raw):
+        return Acked()
+    detail = f"HTTP {status}"
+    if status == 413 and len(body.items) > 1:
+        return Split(detail)
+    if status == 429:
+        return Throttled(detail)
+    if status >= 500:
+        return Retry(detail)
+    fatal = fatal_status(credential, status, raw, url)
+    if fatal is not None:
+        raise fatal
+    return rejected(status, raw)
 
 
 class Destination(Protocol[I]):

@@ -52,8 +52,8 @@ from syncer.destinations.moengage.elements import (
 )
 from syncer.destinations.moengage.packing import Item, Oversized, pack
 from syncer.destinations.moengage.settings import MoengageSettings
-from syncer.errors import AuthError, FatalError, RequestRejectedError, UnreachableError
-from syncer.http.client import Credential, fatal_status
+from syncer.errors import AuthError, FatalError, RequestRejectedError
+from syncer.http.client import Credential
 from syncer.loading import LoadResult
 from syncer.pacing import margin_for
 from syncer.store.rate import Limit
@@ -196,38 +196,31 @@ class MoengageDestination:
         answered: Callable[[], Awaitable[None]],
     ) -> loading.Delivery:
         """POST one bulk-import body; MoEngage's answer, as the generic run acts on it."""
-        try:
-            async with session.post(
-                self.url, data=body.data, headers=self.credential.headers, timeout=self.timeout
-            ) as response:
-                await answered()  # MoEngage has counted the body by now
-                status, raw = response.status, await response.read()
-        except aiohttp.ClientConnectorError as exc:
-            raise UnreachableError(
-                f"cannot connect to MoEngage ({exc.os_error}); check base_url and the network"
-            ) from None
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            return loading.NoAnswer(f"no answer ({type(exc).__name__})")
-        answer = _answer(raw)
-        if 200 <= status < 300 and answer.get("status") != "fail":
-            return loading.Acked()
-        detail = f"HTTP {status}"
-        if status == 413 and len(body.items) > 1:
-            return loading.Split(detail)
-        if status == 429:
-            return loading.Throttled(detail)
-        if status >= 500:
-            return loading.Retry(detail)
-        fatal = fatal_status(self.credential, status, raw, self.url)
-        if fatal is not None:
-            raise fatal
-        error = _error_of(answer)
-        message = str(error.get("message") or answer or "no message")[:300]
-        request_id = error.get("request_id")
-        reason = f"MoEngage rejected the request (HTTP {status}): {message}" + (
-            f" (request_id {request_id})" if request_id else ""
+        return await loading.post(
+            session,
+            self.url,
+            body,
+            self.credential,
+            answered,
+            timeout_s=self.timeout_s,
+            accepted=_accepted,
+            rejected=_rejected,
         )
-        return loading.Rejected(f"http_{status}", reason, request_id=request_id)
+
+
+def _accepted(status: int, raw: bytes) -> bool:
+    """A 2xx whose envelope does not say ``"status": "fail"``."""
+    return 200 <= status < 300 and _answer(raw).get("status") != "fail"
+
+
+def _rejected(status: int, raw: bytes) -> loading.Rejected:
+    error = _error_of(_answer(raw))
+    message = str(error.get("message") or _answer(raw) or "no message")[:300]
+    request_id = error.get("request_id")
+    reason = f"MoEngage rejected the request (HTTP {status}): {message}" + (
+        f" (request_id {request_id})" if request_id else ""
+    )
+    return loading.Rejected(f"http_{status}", reason, request_id=request_id)
 
 
 def _json(value: Any) -> Any:

@@ -31,8 +31,7 @@ import orjson
 
 from syncer import loading, registry
 from syncer.config import Secret, env_secret
-from syncer.errors import UnreachableError
-from syncer.http.client import Credential, fatal_status
+from syncer.http.client import Credential
 from syncer.store.rate import Limit
 from syncer.tomlspec import Key, duration, http_url, integer, nested, number, string
 
@@ -140,37 +139,26 @@ class ToySink:
         body: loading.Body[ToyItem],
         answered: Callable[[], Awaitable[None]],
     ) -> loading.Delivery:
-        url = f"{self.settings.base_url}/items"
-        try:
-            async with session.post(
-                url,
-                data=body.data,
-                headers={**self.credential.headers, "Content-Type": "application/json"},
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-            ) as response:
-                await answered()
-                status, raw = response.status, await response.read()
-        except aiohttp.ClientConnectorError as exc:
-            raise UnreachableError(
-                f"cannot connect to the toy sink ({exc.os_error}); check base_url"
-            ) from None
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            return loading.NoAnswer(f"no answer ({type(exc).__name__})")
-        if status == 200:
-            return loading.Acked()
-        if status == 429:
-            return loading.Throttled("HTTP 429")
-        if status >= 500:
-            return loading.Retry(f"HTTP {status}")
-        fatal = fatal_status(self.credential, status, raw, url)
-        if fatal is not None:
-            raise fatal
-        answer = orjson.loads(raw) if raw.startswith(b"{") else {}
-        keys = answer.get("rejected")
-        reason = f"the toy sink refused it (HTTP {status}): {answer.get('reason', 'no reason')}"
-        return loading.Rejected(
-            f"http_{status}", reason, keys=frozenset(keys) if isinstance(keys, list) else None
+        return await loading.post(
+            session,
+            f"{self.settings.base_url}/items",
+            body,
+            self.credential,
+            answered,
+            timeout_s=self.timeout_s,
+            rejected=_rejected,
+            headers={"Content-Type": "application/json"},
         )
+
+
+def _rejected(status: int, raw: bytes) -> loading.Rejected:
+    """The toy sink names the keys it refuses (the rest of the body is taken)."""
+    answer = orjson.loads(raw) if raw.startswith(b"{") else {}
+    keys = answer.get("rejected")
+    reason = f"the toy sink refused it (HTTP {status}): {answer.get('reason', 'no reason')}"
+    return loading.Rejected(
+        f"http_{status}", reason, keys=frozenset(keys) if isinstance(keys, list) else None
+    )
 
 
 TYPE = registry.register_destination(
