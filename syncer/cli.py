@@ -221,7 +221,8 @@ async def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.sources.moco.webhooks import serve_webhooks, webhook_config
     from syncer.warehouse import ensure_schema
 
-    config = webhook_config(settings, os.environ)  # before migrating: a missing key is exit 2
+    # Before migrating: a missing key is exit 2.
+    config = webhook_config(settings, os.environ, source=args.source)
     async with runtime(settings, pool_size=10) as rt:
         async with rt.pool.acquire() as conn:  # the tables deliveries are written to
             await ensure_schema(conn, settings.source(config.source))
@@ -919,6 +920,12 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         parents=[common],
         help="apply MOCO's signed webhooks to the warehouse as they arrive, until SIGTERM",
+    )
+    serve.add_argument(
+        "--source",
+        default=None,
+        metavar="NAME",
+        help="the MOCO source the hooks are for (needed when several are configured)",
     )
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"

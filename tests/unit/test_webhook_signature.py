@@ -5,9 +5,12 @@ from __future__ import annotations
 import itertools
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from syncer.config import load_settings
+from syncer.errors import ConfigError
 from syncer.sources.moco.settings import MOCO_STREAMS
 from syncer.sources.moco.webhook_store import Change, RowState, merge
 from syncer.sources.moco.webhooks import (
@@ -20,6 +23,7 @@ from syncer.sources.moco.webhooks import (
     signature_matches,
     stream_for,
     target_label,
+    webhook_config,
 )
 
 # The documented test vector (docs/vendors/moco.md).
@@ -256,3 +260,45 @@ def test_any_order_with_duplicates_converges_to_the_same_row(seed: int) -> None:
         doubled = [*order, order[rng.randrange(len(order))]]
         rng.shuffle(doubled)
         assert replay(doubled) == expected, doubled
+
+
+ACCOUNTS = """
+[sources.acme]
+type = "moco"
+base_url = "https://acme.mocoapp.com/api/v1"
+api_key_env = "ACME_KEY"
+webhook_secret_env = "ACME_HOOKS"
+
+[sources.globex]
+type = "moco"
+base_url = "https://globex.mocoapp.com/api/v1"
+api_key_env = "GLOBEX_KEY"
+webhook_secret_env = "GLOBEX_HOOKS"
+
+[sources.beacons]
+type = "moca"
+base_url = "https://api.mocaplatform.com/v2"
+token_env = "MOCA_TOKEN"
+"""
+ACCOUNT_ENV = {
+    "ACME_KEY": "a",
+    "GLOBEX_KEY": "g",
+    "MOCA_TOKEN": "m",
+    "ACME_HOOKS": "a" * 32,
+    "GLOBEX_HOOKS": "b" * 32,
+}
+
+
+def test_with_several_moco_accounts_the_server_serves_the_one_chosen(tmp_path: Path) -> None:
+    path = tmp_path / "schedules.toml"
+    path.write_text(ACCOUNTS)
+    settings = load_settings(path, ACCOUNT_ENV)
+    with pytest.raises(ConfigError) as info:
+        webhook_config(settings, ACCOUNT_ENV)
+    assert "several MOCO sources are configured (acme, globex)" in info.value.message
+    assert "--source acme" in info.value.message
+    chosen = webhook_config(settings, ACCOUNT_ENV, source="globex")
+    assert (chosen.source, chosen.schema, chosen.secret.value) == ("globex", "globex", "b" * 32)
+    with pytest.raises(ConfigError) as info:
+        webhook_config(settings, ACCOUNT_ENV, source="beacons")
+    assert "a moca source; MOCO webhooks are for MOCO sources (acme, globex)" in info.value.message

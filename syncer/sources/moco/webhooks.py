@@ -222,33 +222,51 @@ class WebhookConfig:
     schema: str = SCHEMA  # where the source's tables are (the built-in source's by default)
 
 
-def webhook_config(settings: Settings, environ: Mapping[str, str]) -> WebhookConfig:
-    """The MOCO source the hooks are for, with its signature key; ConfigError naming the fix."""
+def webhook_config(
+    settings: Settings, environ: Mapping[str, str], *, source: str | None = None
+) -> WebhookConfig:
+    """The MOCO source the hooks are for (``source``, or the one configured), with its
+    signature key; ConfigError naming the fix."""
     sources = [s for s in settings.sources.values() if isinstance(s, MocoSourceSettings)]
     example = 'webhook_secret_env = "MOCO_WEBHOOK_SECRET"'
+    if source is not None:
+        chosen = settings.source(source)
+        if not isinstance(chosen, MocoSourceSettings):
+            raise ConfigError(
+                f"webhooks serve --source {source}: a {chosen.type} source; MOCO webhooks are "
+                f"for MOCO sources ({', '.join(s.name for s in sources) or 'none configured'})"
+            )
+        sources = [chosen]
     if not sources:
         raise ConfigError(
             "webhooks serve: no MOCO source is configured; add a [sources.moco] table with type = "
             f'"moco" and {example} (see README, Webhooks)'
         )
-    source = sources[0]
-    key = f"sources.{source.name}.{SECRET_KEY}"
-    if source.webhook_secret_env is None:
+    if len(sources) > 1:
+        names = ", ".join(s.name for s in sources)
+        raise ConfigError(
+            f"webhooks serve: several MOCO sources are configured ({names}); choose the one "
+            f"these hooks are for with --source, e.g. --source {sources[0].name} (one server "
+            "per MOCO account: each has its own signature key)"
+        )
+    account = sources[0]
+    key = f"sources.{account.name}.{SECRET_KEY}"
+    if account.webhook_secret_env is None:
         raise ConfigError(
             f"{key}: required by `syncer webhooks serve`; add {example} to "
-            f"[sources.{source.name}] and export the signature key from MOCO's web hook overview "
+            f"[sources.{account.name}] and export the signature key from MOCO's web hook overview "
             "in that variable"
         )
     try:
         secret = secret_from_env(
-            source.webhook_secret_env,
+            account.webhook_secret_env,
             "MOCO webhook signature key (the 32 hex characters shown in MOCO's web hook overview)",
             environ,
             Secret,
         )
     except Invalid as exc:
         raise ConfigError(f"{key}: {exc.message}") from None
-    return WebhookConfig(source.name, source.streams, secret, source.schema)
+    return WebhookConfig(account.name, account.streams, secret, account.schema)
 
 
 # --- the server --------------------------------------------------------------------------------
