@@ -176,7 +176,7 @@ def add_subcommands(
     json_option(sync)
 
     load = commands.add_parser(
-        "load", parents=common, help="one reverse-ETL run into a destination (MoEngage)"
+        "load", parents=common, help="one reverse-ETL run into a destination (e.g. MoEngage)"
     )
     load.add_argument("destination", help="a destination configured under [destinations]")
     load.add_argument(
@@ -191,9 +191,9 @@ def add_subcommands(
     load.add_argument(
         "--only",
         action="append",
-        choices=["users", "devices", "events"],
         default=[],
-        help="only this model (repeatable)",
+        metavar="MODEL",
+        help="only this model of the destination (repeatable), e.g. users, devices, events",
     )
     load.add_argument(
         "--release-held",
@@ -310,7 +310,14 @@ def check(settings: Settings, command: Command) -> None:
     elif isinstance(command, Backfill):
         _supporting(settings, "backfill", command.source)
     else:
-        settings.destination(command.destination)
+        destination = settings.destination(command.destination)
+        models = registry.destination_type(destination.type).models
+        unknown = [m for m in command.only if m not in models]
+        if unknown:
+            raise ConfigError(
+                f"--only {unknown[0]}: not a model of destination {destination.name!r}; "
+                f"choose from {', '.join(models)}"
+            )
 
 
 def require_secrets(settings: Settings, commands: Sequence[Command]) -> None:

@@ -48,6 +48,7 @@ import orjson
 from syncer import progress, shutdown
 from syncer.errors import ConfigError, FatalError, UnreachableError
 from syncer.http.client import Credential, fatal_status
+from syncer.results import SingleReport
 from syncer.runframe import Frame, exclusive_run
 from syncer.store import leases, loads, locks, runs
 from syncer.store.rate import Limit, SharedLimiter
@@ -310,7 +311,7 @@ class Destination(Protocol[I]):
 
 
 @dataclass
-class LoadResult:
+class LoadResult(SingleReport):
     destination: str
     dry_run: bool
     run_id: int | None = None
@@ -331,14 +332,6 @@ class LoadResult:
     waited_s: float = 0.0
     elapsed_s: float = 0.0
     models: tuple[str, ...] = ()  # the destination's models, in its order
-
-    @property
-    def errors(self) -> list[str]:
-        return [self.error] if self.error else []
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == "succeeded"
 
     def to_json(self) -> dict[str, Any]:
         sizes = self.body_sizes

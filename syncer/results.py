@@ -24,6 +24,7 @@ __all__ = [
     "LoadOutcome",
     "Outcome",
     "Report",
+    "SingleReport",
     "StreamResult",
     "StreamsReport",
     "SyncContext",
@@ -96,6 +97,21 @@ class StreamResult:
     deleted: int = 0  # rows marked deleted (MOCA scans)
     warning: str | None = None  # something the user should know, though the stream succeeded
     left: int | None = None  # records still to read after the last page stored (X-Total)
+
+
+class SingleReport:
+    """A run that ends with one outcome and at most one error (a load, a backfill)."""
+
+    outcome: str
+    error: str | None
+
+    @property
+    def errors(self) -> list[str]:
+        return [self.error] if self.error else []
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == Outcome.SUCCEEDED
 
 
 class _PerStream(Protocol):

@@ -50,6 +50,7 @@ from syncer.errors import (
 from syncer.http.client import ApiClient, RequestStats
 from syncer.pacing import Limiter
 from syncer.pipeline import client_for
+from syncer.results import SingleReport
 from syncer.runframe import Frame, exclusive_run
 from syncer.sources.base import Rejected, Row, StreamSpec
 from syncer.sources.moco import api as moco
@@ -99,7 +100,7 @@ class BackfillProgress:
 
 
 @dataclass
-class BackfillResult:
+class BackfillResult(SingleReport):
     backfill_id: int
     source: str
     stream: str
@@ -120,14 +121,6 @@ class BackfillResult:
     @property
     def requests(self) -> int:
         return self.http.requests
-
-    @property
-    def errors(self) -> list[str]:
-        return [self.error] if self.error else []
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == "succeeded"
 
 
 def plan_windows(since: date, until: date, window: timedelta) -> list[Window]:
