@@ -182,7 +182,7 @@ def load_plugins(environ: Mapping[str, str] | None = None) -> None:
     environ = os.environ if environ is None else environ
     wanted = list(BUILT_IN)
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        wanted.append(entry.value)
+        wanted.append(entry.module)  # "package.plugin" (or "package.plugin:anything")
     wanted += [m.strip() for m in environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
     for module in wanted:
         if module in _LOADED:
