@@ -520,10 +520,6 @@ async def _stopping_on_signal(work: Coroutine[Any, Any, int]) -> int:
             loop.remove_signal_handler(sig)
 
 
-def _outcome(ok: bool, interrupted: bool) -> str:
-    return "succeeded" if ok else "interrupted" if interrupted else "failed"
-
-
 def _exit_code(outcome: str) -> int:
     """0 succeeded; 143 (SIGTERM) or 130 (SIGINT) interrupted by a signal; else 1."""
     if outcome == "succeeded":

@@ -79,6 +79,7 @@ __all__ = [
     "DestinationSettings",
     "JobSettings",
     "RateLimit",
+    "SchemaByName",
     "Secret",
     "Settings",
     "SourceSettings",
@@ -383,6 +384,19 @@ def _schema_name(value: object, ctx: Ctx) -> str:
     if name in _RESERVED_SCHEMAS or name.startswith("pg_"):
         raise Invalid(f'"{name}" is reserved (syncer, public, information_schema, pg_*)')
     return name
+
+
+class SchemaByName:
+    """The ``schema`` of a source's settings, for a settings class with the fields ``name`` and
+    ``schema_name`` (the :data:`SCHEMA_KEY`): its tables' schema is named after the source
+    unless ``schema`` says otherwise."""
+
+    name: str
+    schema_name: str | None
+
+    @property
+    def schema(self) -> str:
+        return self.schema_name or self.name
 
 
 # Every source type's optional `schema` key: where its tables are (default: the source's name).

@@ -8,8 +8,6 @@ the toy sink serve over loopback; the database is the tests' embedded PostgreSQL
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +18,10 @@ from tests.integration.test_cli import Env, syncer
 from tests.integration.test_toy_destination import TOKEN as SINK_TOKEN
 from tests.integration.test_toy_destination import Sink
 from tests.integration.test_toy_destination import sink as sink  # the fixture
-from tests.plugins.toyplug.server import TOKEN, ToyApi, running_toy
+from tests.integration.test_toy_source import env as env  # the fixtures
+from tests.integration.test_toy_source import toy_url as toy_url
+from tests.plugins.toyplug.server import ToyApi
 
-PLUGINS = Path(__file__).resolve().parents[2] / "tests" / "plugins"
 MODEL = "select 'widget-' || id as key, data as payload from toys.widgets where _deleted_at is null"
 
 
@@ -32,25 +31,9 @@ def toy() -> ToyApi:
 
 
 @pytest.fixture
-async def toy_url(toy: ToyApi) -> AsyncIterator[str]:
-    async with running_toy(toy) as url:
-        yield url
-
-
-@pytest.fixture
-def env(db_url: str, tmp_path: Path) -> Env:
-    home = tmp_path / "home"
-    home.mkdir()
-    environ = {k: v for k, v in os.environ.items() if k not in ("SYNCER_CONFIG", "COLUMNS")}
-    environ.update(
-        SYNCER_DATABASE_URL=db_url,
-        SYNCER_HOME=str(home),
-        PYTHONPATH=str(PLUGINS),
-        SYNCER_PLUGINS="toyplug.source,toyplug.destination",
-        TOY_TOKEN=TOKEN,
-        SINK_TOKEN=SINK_TOKEN,
-    )
-    return environ
+def both(env: Env) -> Env:
+    """The toy source's environment, with the toy destination's plugin and token too."""
+    return {**env, "SYNCER_PLUGINS": "toyplug.source,toyplug.destination", "SINK_TOKEN": SINK_TOKEN}
 
 
 def write_config(tmp_path: Path, toy_url: str, sink: Sink) -> Path:
@@ -86,21 +69,21 @@ every = "15m"
 
 
 async def test_records_go_from_the_toy_source_through_the_warehouse_to_the_toy_sink(
-    pool: Any, toy: ToyApi, toy_url: str, sink: Sink, env: Env, tmp_path: Path
+    pool: Any, toy: ToyApi, toy_url: str, sink: Sink, both: Env, tmp_path: Path
 ) -> None:
     sink.refused = set()
     config = write_config(tmp_path, toy_url, sink)
 
-    synced = await syncer("sync", "toys", "--json", "--config", config, env=env, cwd=tmp_path)
+    synced = await syncer("sync", "toys", "--json", "--config", config, env=both, cwd=tmp_path)
     assert synced.code == 0, synced
     assert await pool.fetchval("select count(*) from toys.widgets") == 9
-    loaded = await syncer("load", "sink", "--json", "--config", config, env=env, cwd=tmp_path)
+    loaded = await syncer("load", "sink", "--json", "--config", config, env=both, cwd=tmp_path)
     assert loaded.code == 0, loaded
     widgets = {f"widget-{i}" for i in toy.records("widgets")}
     assert sorted(sink.keys) == sorted(widgets)  # each once
     assert all(len(body) <= 5 for body in sink.bodies)
 
-    status = await syncer("status", "--json", "--config", config, env=env, cwd=tmp_path)
+    status = await syncer("status", "--json", "--config", config, env=both, cwd=tmp_path)
     assert status.code == 0, status
     document = orjson.loads(status.stdout)
     rows = {s["stream"]: s["rows"] for s in document["streams"] if s["source"] == "toys"}
@@ -112,7 +95,7 @@ async def test_records_go_from_the_toy_source_through_the_warehouse_to_the_toy_s
     changed = next(iter(toy.records("widgets")))
     toy.change("widgets", changed, name="renamed")
     before = len(sink.keys)
-    once = await syncer("run", "--once", "--json", "--config", config, env=env, cwd=tmp_path)
+    once = await syncer("run", "--once", "--json", "--config", config, env=both, cwd=tmp_path)
     assert once.code == 0, once
     jobs = {j["job"]: j["outcome"] for j in orjson.loads(once.stdout)["jobs"]}
     assert jobs == {"toys": "succeeded", "sink": "succeeded"}

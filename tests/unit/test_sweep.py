@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from syncer import commands
 from syncer.config import load_settings
 from syncer.deletions import guard_warning
 from syncer.errors import ConfigError
 from syncer.sources.moco.api import STREAMS
-from syncer.sources.moco.sweep import decide, ids_params, sweepable
+from syncer.sources.moco.sweep import decide, ids_params
 
 MOCO = """
 [sources.moco]
@@ -86,9 +87,9 @@ def test_a_decision_over_the_guard_marks_nothing_but_still_restores() -> None:
 def test_deletion_guard_is_a_moco_key_with_the_moca_default(tmp_path: Path) -> None:
     path = tmp_path / "schedules.toml"
     path.write_text(MOCO)
-    assert sweepable(load_settings(path, ENV), "moco").deletion_guard == 0.2
+    assert load_settings(path, ENV).source("moco").deletion_guard == 0.2
     path.write_text(MOCO + "deletion_guard = 0.05\n")
-    assert sweepable(load_settings(path, ENV), "moco").deletion_guard == 0.05
+    assert load_settings(path, ENV).source("moco").deletion_guard == 0.05
     path.write_text(MOCO + "deletion_guard = 0\n")
     with pytest.raises(ConfigError) as info:
         load_settings(path, ENV)
@@ -100,7 +101,7 @@ def test_only_moco_sources_and_their_own_streams_are_swept(tmp_path: Path) -> No
     path.write_text(MOCO + 'streams = ["activities"]\n' + MOCA)
     settings = load_settings(path, ENV)
     with pytest.raises(ConfigError, match="'moca' is a moca source"):
-        sweepable(settings, "moca")
+        commands.check(settings, commands.Sweep("moca"))
     with pytest.raises(ConfigError, match="--stream deals: not a stream of source 'moco'"):
-        sweepable(settings, "moco", ["deals"])
-    assert sweepable(settings, "moco", ["activities"]).name == "moco"
+        commands.check(settings, commands.Sweep("moco", ("deals",)))
+    commands.check(settings, commands.Sweep("moco", ("activities",)))

@@ -51,7 +51,7 @@ from syncer.destinations.moengage.elements import (
     user_element,
 )
 from syncer.destinations.moengage.packing import Item, Oversized, pack
-from syncer.destinations.moengage.settings import MoengageSettings
+from syncer.destinations.moengage.settings import MODELS, MoengageSettings
 from syncer.errors import AuthError, FatalError, RequestRejectedError
 from syncer.http.client import Credential
 from syncer.loading import LoadResult
@@ -61,7 +61,6 @@ from syncer.store.types import Pool
 
 __all__ = ["BODY_MARGIN_S", "MODELS", "LoadResult", "MoengageDestination", "load_destination"]
 
-MODELS = ("users", "devices", "events")
 KIND = {"users": "user", "devices": "device", "events": "event"}
 KEY_EXPRESSIONS = {
     "users": "model.customer_id::text",

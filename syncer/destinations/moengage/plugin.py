@@ -10,11 +10,33 @@ rows become validated elements (``elements.py``, ``values.py``), packed into bod
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from syncer import registry
-from syncer.destinations.moengage import load, settings, status
+from syncer.destinations.moengage import settings
 from syncer.destinations.moengage.settings import MoengageSettings
 
+if TYPE_CHECKING:
+    from syncer.loading import LoadResult
+    from syncer.store.status import ModelStatus
+    from syncer.store.types import Connection
+
 __all__ = ["TYPE"]
+
+# Every command loads the configuration, and with it this module: the load run (and the HTTP
+# client, the database) is imported by the hooks that need it.
+
+
+async def _load(*args: Any, **kwargs: Any) -> LoadResult:
+    from syncer.destinations.moengage.load import load_destination
+
+    return await load_destination(*args, **kwargs)
+
+
+async def _status(conn: Connection, destination: MoengageSettings) -> list[ModelStatus]:
+    from syncer.destinations.moengage.status import destination_status
+
+    return await destination_status(conn, destination)
 
 
 def _check_detail(destination: MoengageSettings) -> str:
@@ -31,9 +53,9 @@ TYPE = registry.register_destination(
         vendor="MoEngage",
         keys=settings.KEYS,
         build=MoengageSettings,
-        models=load.MODELS,
-        load=load.load_destination,
-        status=status.destination_status,
+        models=settings.MODELS,
+        load=_load,
+        status=_status,
         check_detail=_check_detail,
     )
 )

@@ -38,7 +38,10 @@ from syncer.tomlspec import (
     string,
 )
 
-__all__ = ["KEYS", "ModelSettings", "MoengageRateLimit", "MoengageSettings"]
+__all__ = ["KEYS", "MODELS", "ModelSettings", "MoengageRateLimit", "MoengageSettings"]
+
+
+MODELS = ("users", "devices", "events")  # its SQL models, in the order a customer's rows go
 
 
 @dataclass(frozen=True)

@@ -8,23 +8,49 @@ record by record (``scan.py``); analytics are pulled per app and metric.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from syncer import registry
-from syncer.http.client import Credential
-from syncer.sources.moca import api, scan, settings, tables, views
+from syncer.sources.moca import settings, views
 from syncer.sources.moca.settings import MocaSourceSettings
-from syncer.store.types import Connection
+
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData, Table
+
+    from syncer.http.client import Credential
+    from syncer.results import StreamResult, SyncContext
+    from syncer.store.types import Connection
 
 __all__ = ["TYPE"]
 
+# Every command loads the configuration, and with it this module: what only some commands use
+# (the HTTP client, SQLAlchemy, the scan) is imported by the hook that needs it.
+
 
 def _credential(source: MocaSourceSettings) -> Credential:
+    from syncer.sources.moca import api
+
     return api.credential(source.token.value, source.token.env)
+
+
+def _tables(schema: str, on: MetaData) -> Sequence[Table]:
+    from syncer.sources.moca.tables import tables
+
+    return tables(schema, on)
+
+
+async def _sync_stream(context: SyncContext[MocaSourceSettings], result: StreamResult) -> None:
+    from syncer.sources.moca.scan import sync_stream
+
+    await sync_stream(context, result)
 
 
 def _probe(source: MocaSourceSettings) -> tuple[str, dict[str, str]]:
     """One record of the first configured top-level list."""
+    from syncer.sources.moca import api
+
     top = [s for s in source.streams if s in api.STREAMS and api.STREAMS[s].parent is None]
     stream = top[0] if top else "apps"
     path = source.paths.get(stream, api.STREAMS[stream].path)
@@ -32,18 +58,23 @@ def _probe(source: MocaSourceSettings) -> tuple[str, dict[str, str]]:
 
 
 def _levels(_names: object) -> tuple[tuple[str, ...], ...]:
+    from syncer.sources.moca import api
+
     return api.LEVELS
+
+
+def _parent_of(stream: str) -> str | None:
+    from syncer.sources.moca import api
+
+    return api.parent_of(stream)
 
 
 async def _count_rows(conn: Connection, schema: str, stream: str) -> tuple[int, datetime | None]:
     """Live rows and the newest record's time; analytics: buckets and ranges together."""
     if stream != "analytics":
-        row = await conn.fetchrow(
-            f'select count(*) as n, max(updated_at) as newest from "{schema}"."{stream}"'
-            " where _deleted_at is null"
-        )
-        assert row is not None
-        return row["n"], row["newest"]
+        from syncer.store.status import record_counts
+
+        return await record_counts(conn, schema, stream)
     buckets = await conn.fetchrow(
         f'select count(*) as n, max(bucket_start) as newest from "{schema}".analytics'
     )
@@ -64,13 +95,13 @@ TYPE = registry.register_source(
         keys=settings.KEYS,
         build=MocaSourceSettings,
         credential=_credential,
-        sync_stream=scan.sync_stream,
-        tables=tables.tables,
+        sync_stream=_sync_stream,
+        tables=_tables,
         probe=_probe,
-        migrated_schema=tables.SCHEMA,
+        migrated_schema=settings.SCHEMA,
         views=views.views,
         levels=_levels,
-        parent_of=api.parent_of,
+        parent_of=_parent_of,
         count_rows=_count_rows,
         refusals={
             "sweep": (

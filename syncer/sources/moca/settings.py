@@ -37,6 +37,7 @@ from syncer.config import (
     RATE_LIMIT_KEYS,
     SCHEMA_KEY,
     RateLimit,
+    SchemaByName,
     Secret,
     env_secret,
 )
@@ -56,7 +57,7 @@ from syncer.tomlspec import (
     streams,
 )
 
-__all__ = ["KEYS", "MOCA_METRICS", "MOCA_STREAMS", "MocaSourceSettings"]
+__all__ = ["KEYS", "MOCA_METRICS", "MOCA_STREAMS", "SCHEMA", "MocaSourceSettings"]
 
 MOCA_STREAMS: tuple[str, ...] = (
     "apps",
@@ -81,7 +82,7 @@ MOCA_METRICS: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
-class MocaSourceSettings:
+class MocaSourceSettings(SchemaByName):
     name: str
     base_url: str  # https, or http on loopback (the sandbox)
     token: Secret
@@ -102,11 +103,6 @@ class MocaSourceSettings:
     stale_after_s: float = DEFAULT_STALE_AFTER_S  # `syncer status`: STALE beyond this
     schema_name: str | None = None  # key `schema`; None: the source's name
     type: Literal["moca"] = "moca"
-
-    @property
-    def schema(self) -> str:
-        """Where its tables are: a schema named after the source, unless `schema` says."""
-        return self.schema_name or self.name
 
     @property
     def secret(self) -> Secret:
@@ -140,6 +136,8 @@ def _paths(value: object, ctx: Ctx) -> Mapping[str, str]:
         )
     return MappingProxyType(dict(value))
 
+
+SCHEMA = "moca"  # the built-in source's schema, created by the migrations
 
 KEYS = (
     Key("base_url", _ssl_url, example='base_url = "https://api.mocaplatform.com/v2"'),

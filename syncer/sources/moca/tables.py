@@ -10,11 +10,10 @@ from sqlalchemy import Column, Double, Index, MetaData, Numeric, PrimaryKeyConst
 from sqlalchemy.dialects.postgresql import JSONB
 
 from syncer.sources.moca.api import STREAMS, MocaStream
+from syncer.sources.moca.settings import SCHEMA
 from syncer.store.tables import timestamp
 
 __all__ = ["SCHEMA", "tables"]
-
-SCHEMA = "moca"  # the built-in source's, created by the migrations
 
 
 def stream_table(spec: MocaStream, schema: str, on: MetaData) -> Table:

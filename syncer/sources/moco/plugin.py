@@ -9,22 +9,39 @@ on are described in ``docs/vendors/moco.md``. Streams are walked incrementally b
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from syncer import registry
-from syncer.http.client import Credential
-from syncer.results import Report, StreamResult, SyncContext
-from syncer.sources.moco import api, settings, tables, views
+from syncer.sources.moco import settings, views
 from syncer.sources.moco.settings import MocoSourceSettings
+
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData, Table
+
+    from syncer.http.client import Credential
+    from syncer.results import Report, StreamResult, SyncContext
 
 __all__ = ["TYPE"]
 
+# Every command loads the configuration, and with it this module: what only some commands use
+# (the HTTP client, SQLAlchemy, the walk) is imported by the hook that needs it.
+
 
 def _credential(source: MocoSourceSettings) -> Credential:
+    from syncer.sources.moco import api
+
     return api.credential(source.api_key.value, source.api_key.env)
 
 
+def _tables(schema: str, on: MetaData) -> Sequence[Table]:
+    from syncer.sources.moco.tables import tables
+
+    return tables(schema, on)
+
+
 async def _sync_stream(context: SyncContext[MocoSourceSettings], result: StreamResult) -> None:
+    from syncer.sources.moco import api
     from syncer.sources.moco.stream import walk_stream
 
     await walk_stream(
@@ -52,6 +69,8 @@ async def _backfill(*args: Any, **kwargs: Any) -> Report:
 
 def _probe(source: MocoSourceSettings) -> tuple[str, dict[str, str]]:
     """One record of the first configured stream."""
+    from syncer.sources.moco import api
+
     spec = api.STREAMS[source.streams[0]]
     params = api.page_params(spec, page=1, per_page=1, updated_after=None)
     return f"{source.base_url}{spec.path}", params
@@ -66,9 +85,9 @@ TYPE = registry.register_source(
         build=MocoSourceSettings,
         credential=_credential,
         sync_stream=_sync_stream,
-        tables=tables.tables,
+        tables=_tables,
         probe=_probe,
-        migrated_schema=tables.SCHEMA,
+        migrated_schema=settings.SCHEMA,
         views=views.views,
         commands={"sweep": _sweep, "backfill": _backfill},
     )

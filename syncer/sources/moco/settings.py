@@ -33,12 +33,13 @@ from syncer.config import (
     RATE_LIMIT_KEYS,
     SCHEMA_KEY,
     RateLimit,
+    SchemaByName,
     Secret,
     env_secret,
 )
 from syncer.tomlspec import Key, duration, env_name, http_url, integer, nested, share, streams
 
-__all__ = ["KEYS", "MOCO_STREAMS", "MocoSourceSettings"]
+__all__ = ["KEYS", "MOCO_STREAMS", "SCHEMA", "MocoSourceSettings"]
 
 MOCO_STREAMS: tuple[str, ...] = (
     "activities",
@@ -53,7 +54,7 @@ MOCO_STREAMS: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
-class MocoSourceSettings:
+class MocoSourceSettings(SchemaByName):
     name: str
     base_url: str
     api_key: Secret
@@ -72,15 +73,12 @@ class MocoSourceSettings:
     type: Literal["moco"] = "moco"
 
     @property
-    def schema(self) -> str:
-        """Where its tables are: a schema named after the source, unless `schema` says."""
-        return self.schema_name or self.name
-
-    @property
     def secret(self) -> Secret:
         """The credential: what the rate ledger is shared by."""
         return self.api_key
 
+
+SCHEMA = "moco"  # the built-in source's schema, created by the migrations
 
 KEYS = (
     Key("base_url", http_url, example='base_url = "https://acme.mocoapp.com/api/v1"'),

@@ -45,10 +45,8 @@ from datetime import UTC, datetime
 import aiohttp
 
 from syncer import progress, shutdown
-from syncer.config import Settings
 from syncer.deletions import guard_warning
 from syncer.errors import (
-    ConfigError,
     FatalError,
     MalformedResponseError,
     SyncerError,
@@ -156,24 +154,6 @@ def decide(
 
 
 # --- the run -----------------------------------------------------------------------------------
-
-
-def sweepable(settings: Settings, name: str, streams: Sequence[str] = ()) -> MocoSourceSettings:
-    """The MOCO source ``name``; ConfigError if it is none or ``streams`` are not its own."""
-    source = settings.source(name)
-    if not isinstance(source, MocoSourceSettings):
-        raise ConfigError(
-            f"sweep: {name!r} is a {source.type} source; MOCA syncs scan every stream in full "
-            "and confirm each missing record there, so there is nothing to sweep. "
-            "Sweep a MOCO source, e.g. `syncer sweep moco`"
-        )
-    unknown = [s for s in streams if s not in source.streams]
-    if unknown:
-        raise ConfigError(
-            f"--stream {unknown[0]}: not a stream of source {source.name!r}; "
-            f"choose from {', '.join(source.streams)}"
-        )
-    return source
 
 
 async def sweep_source(

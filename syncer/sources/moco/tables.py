@@ -9,11 +9,10 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, MetaData, Table
 
 from syncer.sources.moco.api import STREAMS
+from syncer.sources.moco.settings import SCHEMA
 from syncer.store.tables import record_table
 
 __all__ = ["SCHEMA", "tables"]
-
-SCHEMA = "moco"  # the built-in source's, created by the migrations
 
 
 def tables(schema: str, on: MetaData) -> list[Table]:

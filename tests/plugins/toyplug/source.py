@@ -43,6 +43,7 @@ from syncer.config import (
     RATE_LIMIT_KEYS,
     SCHEMA_KEY,
     RateLimit,
+    SchemaByName,
     Secret,
     env_secret,
 )
@@ -63,7 +64,7 @@ STREAMS: tuple[str, ...] = ("widgets", "gadgets")
 
 
 @dataclass(frozen=True)
-class ToySourceSettings:
+class ToySourceSettings(SchemaByName):
     name: str
     base_url: str
     token: Secret
@@ -77,10 +78,6 @@ class ToySourceSettings:
     stale_after_s: float = DEFAULT_STALE_AFTER_S
     schema_name: str | None = None
     type: str = "toy"
-
-    @property
-    def schema(self) -> str:
-        return self.schema_name or self.name
 
     @property
     def secret(self) -> Secret:
