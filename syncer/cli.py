@@ -496,6 +496,13 @@ def _stops_on_signal(args: argparse.Namespace) -> bool:
     )
 
 
+async def _quiet_dead_connections(work: Coroutine[Any, Any, int]) -> int:
+    """Run ``work`` with the loop's handler for unawaited errors set to
+    :func:`database.on_unawaited_error` (no traceback for a dead connection the pool dropped)."""
+    asyncio.get_running_loop().set_exception_handler(database.on_unawaited_error)
+    return await work
+
+
 async def _stopping_on_signal(work: Coroutine[Any, Any, int]) -> int:
     """Run a one-off command; SIGTERM or SIGINT asks it to stop as the daemon's jobs stop: the
     page or body in flight finishes and commits, nothing new starts, and the run is recorded
@@ -1054,7 +1061,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         work = handler(args, settings)
         if _stops_on_signal(args):
             work = _stopping_on_signal(work)
-        return asyncio.run(work)
+        return asyncio.run(_quiet_dead_connections(work))
     except SyncerError as exc:
         code = _exit_code("interrupted") if isinstance(exc, shutdown.Interrupted) else None
         if code in (EXIT_SIGINT, EXIT_SIGTERM):

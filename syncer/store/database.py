@@ -30,6 +30,7 @@ import sqlalchemy.engine
 from syncer.config import POSTGRES_URL_SCHEME, Settings
 from syncer.errors import DatabaseError, SyncerError
 from syncer.store import locks
+from syncer.store.leases import CONNECTION_LOST
 from syncer.store.types import Connection
 
 log = logging.getLogger(__name__)
@@ -346,6 +347,28 @@ async def migrate_url(settings: Settings) -> str:
     url = await resolve_url(settings)
     await migrate(url)
     return url
+
+
+def on_unawaited_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The event loop's handler for errors nobody awaited: quiet for a connection the pool
+    could not take back because it had died, asyncio's default for everything else.
+
+    asyncpg gives a connection back to its pool in a task of its own, shielded from the
+    caller's cancellation (``Pool.release``). When the connection died under a run that is
+    being stopped, that task fails with nobody left to await it, and asyncio would print its
+    traceback as "Task exception was never retrieved"
+    (https://github.com/MagicStack/asyncpg/issues/784). The pool has already closed the
+    connection, and the run reports the loss itself, in one line.
+    """
+    exc = context.get("exception")
+    task = context.get("future")
+    coro = task.get_coro() if isinstance(task, asyncio.Task) else None
+    if isinstance(exc, CONNECTION_LOST) and getattr(coro, "__qualname__", "").startswith(
+        "PoolConnectionHolder."
+    ):
+        log.debug("the pool dropped a connection that had died: %s: %s", type(exc).__name__, exc)
+        return
+    loop.default_exception_handler(context)
 
 
 @contextlib.asynccontextmanager

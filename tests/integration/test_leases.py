@@ -7,6 +7,8 @@ or a restart does) in the middle of the run and start a second run at once.
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import os
 import sys
 from collections import Counter
@@ -16,6 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from syncer import cli
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.server import RunningSandbox
 from syncer.sources.base import Row
@@ -313,3 +316,74 @@ async def test_a_sync_that_loses_its_connections_stops_and_the_rerun_converges(
     }
     if outcomes[0] == "failed":  # its streams say why they stopped
         assert all(e is not None and LOST in e for e in errors), errors
+
+
+# -- a connection the pool cannot take back ------------------------------------------------
+
+
+async def fail_a_release(db_url: str) -> None:
+    """A pool's release task that fails with nobody awaiting it, as asyncpg leaves one when a
+    stopped run gives back a connection that died under it (asyncpg's issue 784: the release
+    runs shielded from the caller's cancellation, and once the caller is cancelled nobody
+    retrieves its error). Made here the deterministic way: asyncpg's own release of a pool
+    connection that is not in use fails at once with an InternalClientError."""
+    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=1)
+    try:
+        task = asyncio.ensure_future(pool._holders[0].release(None))
+        while not task.done():
+            await asyncio.sleep(0)
+        assert isinstance(task.exception(), asyncpg.InternalClientError)
+        task = asyncio.ensure_future(pool._holders[0].release(None))
+        while not task.done():
+            await asyncio.sleep(0)
+        del task  # this one's error nobody retrieves: asyncio reports it once it is collected
+        gc.collect()
+    finally:
+        await pool.close()
+
+
+NEVER_RETRIEVED = "Task exception was never retrieved"
+
+
+async def test_a_connection_the_pool_cannot_take_back_prints_no_traceback(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    loop = asyncio.get_running_loop()
+    caplog.set_level(logging.DEBUG)
+    # Without syncer's handler, asyncio prints the failed release's traceback ...
+    await fail_a_release(db_url)
+    unretrieved = [r for r in caplog.records if NEVER_RETRIEVED in r.getMessage()]
+    assert [r.levelno for r in unretrieved] == [logging.ERROR]
+    assert isinstance(
+        unretrieved[0].exc_info and unretrieved[0].exc_info[1], asyncpg.InternalClientError
+    )
+    caplog.clear()
+    # ... with it (every command runs so), a dead connection the pool dropped is a debug line.
+    try:
+        await cli._quiet_dead_connections(fail_a_release(db_url))
+    finally:
+        loop.set_exception_handler(None)
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    dropped = [r for r in caplog.records if "the pool dropped a connection" in r.getMessage()]
+    assert [r.levelno for r in dropped] == [logging.DEBUG]
+    # Any other error nobody awaited is still reported as asyncio reports it.
+    try:
+        await cli._quiet_dead_connections(fail_a_task())
+    finally:
+        loop.set_exception_handler(None)
+    assert [r.levelno for r in caplog.records if NEVER_RETRIEVED in r.getMessage()] == [
+        logging.ERROR
+    ]
+
+
+async def fail_a_task() -> int:
+    async def boom() -> None:
+        raise ValueError("not a connection")
+
+    task = asyncio.ensure_future(boom())
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert task.done()
+    del task
+    gc.collect()
+    return 0
