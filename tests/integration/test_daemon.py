@@ -530,6 +530,11 @@ async def test_healthz_is_503_while_the_database_is_unreachable_and_200_once_it_
             daemon.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(daemon.wait(), 30) == 0
         await proxy.close()
+    # While the database was away, each failed reconnect was one line naming its cause.
+    log = await asyncio.to_thread(
+        lambda: "".join(p.read_text() for p in tmp_path.glob("daemon-*.log"))
+    )
+    assert "Traceback" not in log, log
 
 
 async def test_busy_ticks_are_skips_and_after_two_the_next_tick_waits_for_the_work_and_runs(

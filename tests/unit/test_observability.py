@@ -476,6 +476,36 @@ def test_noisy_libraries_stay_quiet_and_syncer_info_shows_only_when_verbose() ->
 
 
 @pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_the_pools_failed_reconnects_are_one_line_each_with_their_cause(fmt: str) -> None:
+    out = io.StringIO()
+    configure_logging(fmt, False, ["s3cr3t"], stream=out)  # type: ignore[arg-type]
+    configure_logging(fmt, False, ["s3cr3t"], stream=out)  # type: ignore[arg-type]
+    pool_log = logging.getLogger("asyncpg.pool")  # where asyncpg's pool logs them
+    for _ in range(2):
+        try:
+            raise ConnectionResetError(104, "Connection reset by peer (password s3cr3t)")
+        except ConnectionResetError:
+            pool_log.warning("Failed to restore the pool connection floor; retrying", exc_info=True)
+    logging.getLogger("syncer").error("a failure of syncer's own", exc_info=ValueError("kept"))
+
+    lines = out.getvalue().splitlines()
+    assert "Traceback" not in "\n".join(lines[:2])
+    assert "s3cr3t" not in out.getvalue()
+    expected = (
+        "Failed to restore the pool connection floor; retrying "
+        "(ConnectionResetError: [Errno 104] Connection reset by peer (password ***))"
+    )
+    if fmt == "json":
+        assert [json.loads(line)["message"] for line in lines[:2]] == [expected] * 2
+        assert "exception" not in json.loads(lines[0])
+        assert "ValueError: kept" in json.loads(lines[2])["exception"]
+    else:
+        assert [line.split(" ", 3)[3] for line in lines[:2]] == [expected] * 2
+        assert lines[-1] == "ValueError: kept"  # syncer's own errors keep their traceback
+
+
+@pytest.mark.usefixtures("restore_logging")
 def test_configuring_again_replaces_only_the_handler_it_installed() -> None:
     root = logging.getLogger()
     before = list(root.handlers)
