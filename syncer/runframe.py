@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from syncer import shutdown
 from syncer.errors import BusyError
 from syncer.results import Outcome
 from syncer.store import leases, runs
@@ -44,6 +45,7 @@ DATABASE_ERRORS = (asyncpg.PostgresError, *leases.CONNECTION_LOST)
 # How a run ends that the work did not end (an error it did not handle), and one it cancelled.
 UNFINISHED = "the run was cancelled"
 STOPPED = "stopped by a signal before it finished"
+CANCELLED = "cancelled before it finished (by its daemon job's timeout)"
 
 
 class _Stream(Protocol):
@@ -183,7 +185,8 @@ async def exclusive_run(
                 yield frame
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
-                frame.end(Outcome.INTERRUPTED, STOPPED)
+                # A signal asks for a stop first; a cancellation without one is a job's timeout.
+                frame.end(Outcome.INTERRUPTED, STOPPED if shutdown.requested() else CANCELLED)
             if frame.fence.lost is None and isinstance(exc, DATABASE_ERRORS):
                 # A database error in the work: if the lock's connection went with it, say so.
                 watchdog.cancel()

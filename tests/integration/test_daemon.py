@@ -404,8 +404,13 @@ every = "2s"
     moca_fires = await job_fires(pool, "moca")
     assert all(f["outcome"] == "succeeded" for f in moca_fires if f["finished_at"])
     # The cancelled run was closed, not left "running".
-    run = await pool.fetchrow("select outcome from syncer.runs where command like 'job hang:%'")
-    assert run["outcome"] != "running"
+    run = await pool.fetchrow(
+        "select outcome, error from syncer.runs where command like 'job hang:%'"
+    )
+    assert (run["outcome"], run["error"]) == (
+        "interrupted",
+        "cancelled before it finished (by its daemon job's timeout)",
+    )
     families = parse_exposition(text)
     timeouts = families["syncer_job_timeouts_total"]
     assert timeouts.value("syncer_job_timeouts_total", job_id="hang") == 1
