@@ -44,15 +44,7 @@ async def _sync_stream(context: SyncContext[MocoSourceSettings], result: StreamR
     from syncer.sources.moco import api
     from syncer.sources.moco.stream import walk_stream
 
-    await walk_stream(
-        context.pool,
-        context.client,
-        context.source,
-        api.STREAMS[result.stream],
-        context.run_id,
-        result,
-        full_refresh=context.full_refresh,
-    )
+    await walk_stream(context, api.STREAMS[result.stream], result)
 
 
 async def _sweep(*args: Any, **kwargs: Any) -> Report:

@@ -17,18 +17,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from syncer import shutdown
-from syncer.errors import SyncerError
 from syncer.http.client import ApiClient, RequestStats
 from syncer.pacing import Slot
-from syncer.pipeline import finish_stream, log_ids
+from syncer.pipeline import log_ids, stream_run
 from syncer.progress import records_left
-from syncer.results import StreamResult
+from syncer.results import StreamResult, SyncContext
 from syncer.sources.base import StreamSpec
 from syncer.sources.moco import api as moco
 from syncer.sources.moco import sprint
 from syncer.sources.moco.settings import MocoSourceSettings
 from syncer.sources.moco.walk import Walk
-from syncer.store import pages, runs
+from syncer.store import pages
 from syncer.store.types import Pool
 
 log = logging.getLogger("syncer.pipeline")
@@ -37,86 +36,67 @@ PREFETCH_GRACE_S = 2.0
 
 
 async def walk_stream(
-    pool: Pool,
-    client: ApiClient,
-    source: MocoSourceSettings,
-    spec: StreamSpec,
-    run_id: int,
-    result: StreamResult,
-    *,
-    full_refresh: bool,
+    context: SyncContext[MocoSourceSettings], spec: StreamSpec, result: StreamResult
 ) -> None:
+    """Read ``spec``'s stream into its table, inside :func:`~syncer.pipeline.stream_run` (the
+    stream run's row and how it ends): resumes an interrupted walk where it stopped, else reads
+    from the watermark less the overlap (or everything, with ``full_refresh``)."""
+    pool, source, run_id = context.pool, context.source, context.run_id
     async with pool.acquire() as conn:
         state = await pages.load_state(conn, source.name, spec.name)
-        walk = Walk.from_json(state.walk) if state.walk is not None else None
-        if full_refresh and (walk is None or walk.lower_bound is not None):
-            walk = Walk(lower_bound=None)
-        elif walk is None:
-            lower = (
-                state.watermark - timedelta(seconds=source.overlap_s) if state.watermark else None
-            )
-            walk = Walk(lower_bound=lower)
-        else:
-            result.resumed_after_pages = walk.pages
-            log.info(
-                "%s.%s: resuming after %d pages",
-                source.name,
-                spec.name,
-                walk.pages,
-                extra=log_ids(run_id, source.name, spec.name),
-            )
-        await runs.start_stream_run(conn, run_id, spec.name, result.resumed_after_pages)
+    walk = Walk.from_json(state.walk) if state.walk is not None else None
+    if context.full_refresh and (walk is None or walk.lower_bound is not None):
+        walk = Walk(lower_bound=None)
+    elif walk is None:
+        lower = state.watermark - timedelta(seconds=source.overlap_s) if state.watermark else None
+        walk = Walk(lower_bound=lower)
+    else:
+        result.resumed_after_pages = walk.pages
+        log.info(
+            "%s.%s: resuming after %d pages",
+            source.name,
+            spec.name,
+            walk.pages,
+            extra=log_ids(run_id, source.name, spec.name),
+        )
     watermark = state.watermark
     # Pipelined: the next page (or sprint of pages) is requested while this one is committed.
     # Commits stay in page order, one at a time.
     prefetch: asyncio.Task[list[_Fetched]] | None = None
     stats = RequestStats()
-    ahead = _Ahead(client, source, spec)
-    try:
-        shutdown.check()
-        task = prefetch = asyncio.create_task(ahead.first(walk, stats))
-        while True:
-            try:
-                batch = await task
-            finally:
-                _merge(result.http, stats)
-            prefetch = None
-            last = batch[-1]
-            if not last.done:
-                stats = RequestStats()
-                task = prefetch = asyncio.create_task(ahead.next(last, stats))
-            watermark = await _commit(pool, source, spec, run_id, batch, watermark, result)
-            if last.walk.distrust is not None and result.warning is None:
-                result.warning = (
-                    f"not listed in updated_at order as asked ({last.walk.distrust}); read by "
-                    f"offset pages in this run, which costs more requests"
-                )
-            if last.done:
-                break
+    ahead = _Ahead(context.client, source, spec)
+    async with stream_run(context, result):
+        try:
             shutdown.check()
-        result.outcome, result.watermark = "succeeded", watermark
-    except shutdown.Interrupted:
-        result.outcome, result.error = "interrupted", "stopped by a signal; resumes next run"
-    except SyncerError as exc:
-        result.outcome, result.error = "failed", exc.message
-        result.error_kind = type(exc).__name__
-        log.info(
-            "%s.%s failed: %s",
-            source.name,
-            spec.name,
-            exc.message,
-            extra=log_ids(run_id, source.name, spec.name),
-        )
-    except asyncio.CancelledError:
-        result.outcome, result.error = "interrupted", "cancelled"
-        if prefetch is not None:
-            prefetch.cancel()
-        raise
-    finally:
-        if prefetch is not None:  # pages requested but not needed any more
-            await _settle_prefetch(prefetch)
-            _merge(result.http, stats)
-        await asyncio.shield(finish_stream(pool, run_id, result))
+            task = prefetch = asyncio.create_task(ahead.first(walk, stats))
+            while True:
+                try:
+                    batch = await task
+                finally:
+                    _merge(result.http, stats)
+                prefetch = None
+                last = batch[-1]
+                if not last.done:
+                    stats = RequestStats()
+                    task = prefetch = asyncio.create_task(ahead.next(last, stats))
+                watermark = await _commit(pool, source, spec, run_id, batch, watermark, result)
+                if last.walk.distrust is not None and result.warning is None:
+                    result.warning = (
+                        f"not listed in updated_at order as asked ({last.walk.distrust}); read "
+                        f"by offset pages in this run, which costs more requests"
+                    )
+                if last.done:
+                    break
+                shutdown.check()
+            result.watermark = watermark
+        except asyncio.CancelledError:
+            if prefetch is not None:  # stopped: no grace for pages not yet requested
+                prefetch.cancel()
+            raise
+        finally:
+            if prefetch is not None:  # pages requested but not needed any more
+                await _settle_prefetch(prefetch)
+                _merge(result.http, stats)
 
 
 async def _settle_prefetch(prefetch: asyncio.Task[list[_Fetched]]) -> None:
