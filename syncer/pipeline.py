@@ -161,6 +161,7 @@ class StreamRunEnd(Protocol):
     stream: str
     outcome: str
     error: str | None
+    error_kind: str | None
     warning: str | None
     http: RequestStats
     committed_requests: int  # requests already counted with a page
@@ -198,9 +199,30 @@ async def stream_run(
     how the block ended as the stream's outcome: succeeded; interrupted by a signal (with
     ``interrupted`` as the reason); failed with a syncer error's message (the error is not
     raised further: the other streams go on); cancelled."""
-    pool, run_id, name = context.pool, context.run_id, context.source.name
+    async with stream_run_in(
+        context.pool,
+        context.run_id,
+        context.source.name,
+        result,
+        interrupted=interrupted,
+        resumed_after_pages=result.resumed_after_pages,
+    ):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def stream_run_in(
+    pool: Pool,
+    run_id: int,
+    source: str,
+    result: StreamRunEnd,
+    *,
+    interrupted: str,
+    resumed_after_pages: int | None = None,
+) -> AsyncIterator[None]:
+    """:func:`stream_run` for a stream's part of any run (a sweep's too), given its parts."""
     async with pool.acquire() as conn:
-        await runs.start_stream_run(conn, run_id, result.stream, result.resumed_after_pages)
+        await runs.start_stream_run(conn, run_id, result.stream, resumed_after_pages)
     try:
         yield
         result.outcome = Outcome.SUCCEEDED
@@ -211,10 +233,10 @@ async def stream_run(
         result.error_kind = type(exc).__name__
         log.info(
             "%s.%s failed: %s",
-            name,
+            source,
             result.stream,
             exc.message,
-            extra=log_ids(run_id, name, result.stream),
+            extra=log_ids(run_id, source, result.stream),
         )
     except asyncio.CancelledError:
         result.outcome, result.error = Outcome.INTERRUPTED, "cancelled"

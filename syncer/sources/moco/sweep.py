@@ -49,18 +49,17 @@ from syncer.deletions import guard_warning
 from syncer.errors import (
     FatalError,
     MalformedResponseError,
-    SyncerError,
 )
 from syncer.http.client import ApiClient, RequestStats
 from syncer.pacing import Limiter
-from syncer.pipeline import all_or_stop, client_for, finish_stream
+from syncer.pipeline import all_or_stop, client_for, stream_run_in
 from syncer.results import StreamsReport
 from syncer.runframe import exclusive_run
 from syncer.sources.base import Row, StreamSpec
 from syncer.sources.moco import api as moco
 from syncer.sources.moco import sweep_store as sweeps
 from syncer.sources.moco.settings import MocoSourceSettings
-from syncer.store import locks, runs
+from syncer.store import locks
 from syncer.store.types import Pool
 
 log = logging.getLogger(__name__)
@@ -205,10 +204,10 @@ async def _sweep_stream(
     run_id: int,
     result: StreamSweep,
 ) -> None:
-    async with pool.acquire() as conn:
-        await runs.start_stream_run(conn, run_id, spec.name, None)
-        local = await sweeps.local_ids(conn, source.schema, spec.name)
-    try:
+    interrupted = "stopped by a signal; sweeps again next run"
+    async with stream_run_in(pool, run_id, source.name, result, interrupted=interrupted):
+        async with pool.acquire() as conn:
+            local = await sweeps.local_ids(conn, source.schema, spec.name)
         checker = _Checker(client, f"{source.base_url}{spec.path}", spec, result.http)
         present: set[int] = set()
         back: list[Row] = []
@@ -245,7 +244,6 @@ async def _sweep_stream(
                     last_answered_at=checker.last_answered_at,
                 ),
             )
-        result.outcome = "succeeded"
         log.info(
             "%s.%s: %d ids checked in %d requests, %d deleted, %d restored",
             source.name,
@@ -256,16 +254,6 @@ async def _sweep_stream(
             result.restored,
             extra={"run_id": run_id, "source": source.name, "stream": spec.name},
         )
-    except shutdown.Interrupted:
-        result.outcome, result.error = "interrupted", "stopped by a signal; sweeps again next run"
-    except SyncerError as exc:
-        result.outcome, result.error = "failed", exc.message
-        result.error_kind = type(exc).__name__
-    except asyncio.CancelledError:
-        result.outcome, result.error = "interrupted", "cancelled"
-        raise
-    finally:
-        await asyncio.shield(finish_stream(pool, run_id, result))
 
 
 class _Checker:
