@@ -766,24 +766,26 @@ def print_load_result(result: LoadResult, dry_run: Path | None) -> None:
         reasons = ", ".join(f"{rule}: {n}" for rule, n in sorted(result.dead_letters.items()))
         where = "" if dry_run else " (see `syncer status` and syncer.dead_letters)"
         console.print(f"dead letters: {reasons}{where}")
+    vendor = result.vendor or result.destination
+    rows = " and ".join(result.once) or "rows"  # what a second send may duplicate ("events")
     if result.possibly_duplicated:
         console.print(
-            f"possible duplicates: {result.possibly_duplicated} events sent again after a "
-            f"request carrying them got no answer (MoEngage does not deduplicate events)"
+            f"possible duplicates: {result.possibly_duplicated} {rows} sent again after a "
+            f"request carrying them got no answer ({vendor} does not deduplicate {rows})"
         )
     if result.held:
         console.print(
-            f"{result.held} events held: their request got no answer and may have arrived; "
+            f"{result.held} {rows} held: their request got no answer and may have arrived; "
             f"send them with `syncer load {result.destination} --release-held`"
         )
     if result.truncated:
         cuts = ", ".join(f"{label}: {n}" for label, n in sorted(result.truncated.items()))
-        console.print(f"cut to MoEngage's limits (512 characters a value, 200 a name): {cuts}")
+        console.print(f"cut to {vendor}'s limits on values and names: {cuts}")
     if result.lowered_limits:
         lowered = ", ".join(f"{unit} {n}" for unit, n in sorted(result.lowered_limits.items()))
         console.print(
-            f"MoEngage throttled bodies within rate_limit: sent at most {lowered} per window; "
-            f"lower [destinations.{result.destination}.rate_limit] to the workspace's limits"
+            f"{vendor} throttled bodies within rate_limit: sent at most {lowered} per window; "
+            f"lower [destinations.{result.destination}.rate_limit] to the account's limits"
         )
     if dry_run:
         console.print(f"bodies written to {dry_run}/")

@@ -332,6 +332,8 @@ class LoadResult(SingleReport):
     waited_s: float = 0.0
     elapsed_s: float = 0.0
     models: tuple[str, ...] = ()  # the destination's models, in its order
+    vendor: str = ""  # whom the destination sends to, for messages ("MoEngage")
+    once: tuple[str, ...] = ()  # the models whose rows a second send may duplicate
 
     def to_json(self) -> dict[str, Any]:
         sizes = self.body_sizes
@@ -392,7 +394,11 @@ async def load(
     started = time.monotonic()
     name = destination.name
     result = LoadResult(
-        name, dry_run=dry_run_dir is not None, models=tuple(m.name for m in destination.models)
+        name,
+        dry_run=dry_run_dir is not None,
+        models=tuple(m.name for m in destination.models),
+        vendor=destination.vendor,
+        once=tuple(_once(destination.models)),
     )
     progress.watch([result])
     wanted = [m for m in destination.models if not only or m.name in only]

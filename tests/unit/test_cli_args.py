@@ -39,3 +39,29 @@ def test_the_moca_sandbox_shape_comes_from_the_flag_or_the_environment(
     assert build_parser().parse_args(["sandbox"]).moca_geolocations == "aggregate"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["sandbox", "--moca-geolocations", "hourly"])
+
+
+def test_a_load_summary_speaks_of_the_destinations_vendor_and_models(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from syncer.cli import print_load_result
+    from syncer.loading import LoadResult
+
+    result = LoadResult(
+        "sink",
+        dry_run=False,
+        models=("gadgets", "widgets"),
+        vendor="Toy sink",
+        once=("widgets",),
+        possibly_duplicated=2,
+        held=3,
+        lowered_limits={"widgets": 5},
+    )
+    print_load_result(result, None)
+    out = capsys.readouterr().out
+    assert "possible duplicates: 2 widgets sent again" in out
+    assert "(Toy sink does not deduplicate widgets)" in out
+    assert "3 widgets held" in out
+    assert "Toy sink throttled bodies within rate_limit: sent at most widgets 5 per window" in out
+    assert "MoEngage" not in out
+    assert "events" not in out
