@@ -402,6 +402,26 @@ class SchemaByName:
 # Every source type's optional `schema` key: where its tables are (default: the source's name).
 SCHEMA_KEY = Key("schema", _schema_name, default=None, attr="schema_name")
 
+# Keys that sources (and destinations) of every type take alike; their settings have the
+# attributes the keys fill (``timeout_s``, ``max_attempts``, ``concurrency``, ``stale_after_s``).
+STALE_AFTER_KEY = Key(
+    "stale_after", duration(positive=True), default=DEFAULT_STALE_AFTER_S, attr="stale_after_s"
+)
+
+
+def request_keys(*, timeout_s: float = 30.0, max_attempts: int = 8) -> tuple[Key, Key]:
+    """``timeout`` (per request, > 0) and ``max_attempts`` (per request, >= 1), with defaults."""
+    return (
+        Key("timeout", duration(positive=True), default=timeout_s, attr="timeout_s"),
+        Key("max_attempts", integer(1), default=max_attempts),
+    )
+
+
+def concurrency_key(default: int = 4) -> Key:
+    """``concurrency``: a source's streams in flight at once, 1..16."""
+    return Key("concurrency", integer(1, 16), default=default)
+
+
 _DATABASE_KEYS = (
     Key(
         "url_env",

@@ -25,12 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from syncer.config import Secret, env_secret
+from syncer.config import Secret, env_secret, request_keys
 from syncer.tomlspec import (
     Key,
     boolean,
     choice,
-    duration,
     http_url,
     integer,
     nested,
@@ -111,8 +110,7 @@ KEYS = (
         default=MoengageRateLimit(),
     ),
     Key("flatten", boolean, default=True),
-    Key("timeout", duration(positive=True), default=30.0, attr="timeout_s"),
-    Key("max_attempts", integer(1), default=6),
+    *request_keys(max_attempts=6),
     Key("on_lost_answer", choice(("resend", "hold")), default="resend"),
     Key("users", nested(MODEL_KEYS, ModelSettings), default=None),
     Key("devices", nested(MODEL_KEYS, ModelSettings), default=None),

@@ -36,10 +36,13 @@ from syncer.config import (
     DEFAULT_STALE_AFTER_S,
     RATE_LIMIT_KEYS,
     SCHEMA_KEY,
+    STALE_AFTER_KEY,
     RateLimit,
     SchemaByName,
     Secret,
+    concurrency_key,
     env_secret,
+    request_keys,
 )
 from syncer.tomlspec import (
     Ctx,
@@ -151,9 +154,8 @@ KEYS = (
     Key("streams", streams(MOCA_STREAMS), default=MOCA_STREAMS),
     Key("rate_limit", nested(RATE_LIMIT_KEYS, RateLimit), default=RateLimit(10, 1.0)),
     Key("page_size", integer(1, 1000), default=100),
-    Key("timeout", duration(positive=True), default=30.0, attr="timeout_s"),
-    Key("max_attempts", integer(1), default=8),
-    Key("concurrency", integer(1, 16), default=4),
+    *request_keys(),
+    concurrency_key(),
     Key("deletion_guard", share, default=0.2),
     Key("full_scan_every", duration(positive=False), default=3600.0, attr="full_scan_every_s"),
     Key("overlap", duration(positive=False), default=300.0, attr="overlap_s"),
@@ -167,8 +169,6 @@ KEYS = (
         attr="analytics_restated_s",
     ),
     Key("paths", _paths, default=MappingProxyType({})),
-    Key(
-        "stale_after", duration(positive=True), default=DEFAULT_STALE_AFTER_S, attr="stale_after_s"
-    ),
+    STALE_AFTER_KEY,
     SCHEMA_KEY,
 )

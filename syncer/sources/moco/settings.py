@@ -32,10 +32,13 @@ from syncer.config import (
     DEFAULT_STALE_AFTER_S,
     RATE_LIMIT_KEYS,
     SCHEMA_KEY,
+    STALE_AFTER_KEY,
     RateLimit,
     SchemaByName,
     Secret,
+    concurrency_key,
     env_secret,
+    request_keys,
 )
 from syncer.tomlspec import Key, duration, env_name, http_url, integer, nested, share, streams
 
@@ -93,9 +96,8 @@ KEYS = (
     Key("rate_limit", nested(RATE_LIMIT_KEYS, RateLimit), default=RateLimit(120, 120.0)),
     Key("overlap", duration(positive=False), default=300.0, attr="overlap_s"),
     Key("per_page", integer(1, 1000), default=100),
-    Key("timeout", duration(positive=True), default=30.0, attr="timeout_s"),
-    Key("max_attempts", integer(1), default=8),
-    Key("concurrency", integer(1, 16), default=4),
+    *request_keys(),
+    concurrency_key(),
     Key("page_concurrency", integer(1, 32), default=8),
     Key("deletion_guard", share, default=0.2),
     Key(
@@ -104,8 +106,6 @@ KEYS = (
         default=None,
         secret_hint=("{NAME}_WEBHOOK_SECRET", "webhook signature key"),
     ),
-    Key(
-        "stale_after", duration(positive=True), default=DEFAULT_STALE_AFTER_S, attr="stale_after_s"
-    ),
+    STALE_AFTER_KEY,
     SCHEMA_KEY,
 )

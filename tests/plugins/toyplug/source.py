@@ -42,10 +42,13 @@ from syncer.config import (
     DEFAULT_STALE_AFTER_S,
     RATE_LIMIT_KEYS,
     SCHEMA_KEY,
+    STALE_AFTER_KEY,
     RateLimit,
     SchemaByName,
     Secret,
+    concurrency_key,
     env_secret,
+    request_keys,
 )
 from syncer.errors import MalformedResponseError
 from syncer.http.client import Credential, Response
@@ -97,12 +100,9 @@ KEYS = (
     Key("rate_limit", nested(RATE_LIMIT_KEYS, RateLimit), default=RateLimit(10, 1.0)),
     Key("page_size", integer(1, 1000), default=50),
     Key("overlap", duration(positive=False), default=300.0, attr="overlap_s"),
-    Key("timeout", duration(positive=True), default=30.0, attr="timeout_s"),
-    Key("max_attempts", integer(1), default=8),
-    Key("concurrency", integer(1, 16), default=2),
-    Key(
-        "stale_after", duration(positive=True), default=DEFAULT_STALE_AFTER_S, attr="stale_after_s"
-    ),
+    *request_keys(),
+    concurrency_key(2),
+    STALE_AFTER_KEY,
     SCHEMA_KEY,
 )
 
