@@ -283,20 +283,20 @@ async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from syncer import registry
-    from syncer.store.status import stream_statuses
-    from syncer.warehouse import ensure_schema
+    from syncer.store.status import no_rows, stream_statuses
+    from syncer.warehouse import schema_ready
 
     async with runtime(settings, pool_size=2) as rt, rt.pool.acquire() as conn:
         statuses = []
         for src in settings.sources.values():
             kind = registry.source_type(src.type)
-            await ensure_schema(conn, src)  # a source never synced yet shows empty tables
+            ready = await schema_ready(conn, src)  # a source never synced shows empty tables
             statuses += await stream_statuses(
                 conn,
                 src.name,
                 src.schema,
                 kind.streams,
-                count_rows=kind.count_rows,
+                count_rows=kind.count_rows if ready else no_rows,
                 stale_after_s=src.stale_after_s,
                 configured=src.streams,
             )

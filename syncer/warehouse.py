@@ -22,7 +22,7 @@ from syncer.errors import ConfigError
 from syncer.store import locks, tables
 from syncer.store.types import Connection
 
-__all__ = ["ensure_schema", "schema_ddl", "target_metadata"]
+__all__ = ["ensure_schema", "schema_ddl", "schema_ready", "target_metadata"]
 
 
 def target_metadata() -> MetaData:
@@ -57,30 +57,46 @@ async def ensure_schema(conn: Connection, source: SourceSettings) -> None:
     """Create ``source``'s schema and tables unless they exist (the built-in sources' schemas
     are the migrations' business). ConfigError when the source was synced by an earlier
     release into its type's schema, which this release would otherwise leave behind."""
-    kind = registry.source_type(source.type)
-    if source.schema == kind.migrated_schema:
-        return
-    if await _provisioned(conn, source):
+    if await schema_ready(conn, source):
         return
     async with conn.transaction():
         await conn.execute(
             "select pg_advisory_xact_lock($1, hashtext($2))", locks.PROVISION, source.schema
         )
-        exists = await conn.fetchval(
-            "select exists (select from pg_namespace where nspname = $1)", source.schema
-        )
-        if not exists and kind.migrated_schema is not None:
-            synced = await conn.fetchval(
-                "select exists (select from syncer.streams where source = $1)", source.name
-            )
-            if synced:
-                raise ConfigError(
-                    f'source "{source.name}" was synced by an earlier syncer into schema '
-                    f'"{kind.migrated_schema}"; add schema = "{kind.migrated_schema}" to '
-                    f"[sources.{source.name}] to keep using those tables"
-                )
+        await _refuse_earlier_layout(conn, source)
         for statement in schema_ddl(source):
             await conn.execute(statement)
+
+
+async def schema_ready(conn: Connection, source: SourceSettings) -> bool:
+    """Whether ``source``'s tables exist, creating nothing (``syncer status`` reads through
+    it). ConfigError as :func:`ensure_schema` when an earlier release synced the source into
+    its type's schema."""
+    kind = registry.source_type(source.type)
+    if source.schema == kind.migrated_schema or await _provisioned(conn, source):
+        return True
+    await _refuse_earlier_layout(conn, source)
+    return False
+
+
+async def _refuse_earlier_layout(conn: Connection, source: SourceSettings) -> None:
+    """ConfigError if the source was synced (it has watermarks) while its own schema does not
+    exist: an earlier release kept every source of a built-in type in the type's schema."""
+    kind = registry.source_type(source.type)
+    if kind.migrated_schema is None:
+        return
+    exists = await conn.fetchval(
+        "select exists (select from pg_namespace where nspname = $1)", source.schema
+    )
+    synced = not exists and await conn.fetchval(
+        "select exists (select from syncer.streams where source = $1)", source.name
+    )
+    if synced:
+        raise ConfigError(
+            f'source "{source.name}" was synced by an earlier syncer into schema '
+            f'"{kind.migrated_schema}"; add schema = "{kind.migrated_schema}" to '
+            f"[sources.{source.name}] to keep using those tables"
+        )
 
 
 async def _provisioned(conn: Connection, source: SourceSettings) -> bool:

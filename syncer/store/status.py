@@ -123,6 +123,11 @@ async def record_counts(conn: Connection, schema: str, stream: str) -> tuple[int
     return row["n"], row["newest"]
 
 
+async def no_rows(conn: Connection, schema: str, stream: str) -> tuple[int, datetime | None]:
+    """The counts of a table that does not exist yet (a source never synced)."""
+    return 0, None
+
+
 async def stream_statuses(
     conn: Connection,
     source: str,

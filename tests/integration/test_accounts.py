@@ -119,6 +119,15 @@ async def test_two_moco_accounts_sync_into_their_own_schemas(accounts: Accounts,
     acme, globex = accounts.acme.moco, accounts.globex.moco
     assert sandbox_ids(acme) != sandbox_ids(globex)  # different accounts, different records
 
+    # Before any sync, `syncer status` shows both sources' streams empty, and creates nothing.
+    ran = await accounts.run("status", "--json")
+    assert ran.code == 0, ran
+    streams = orjson.loads(ran.stdout)["streams"]
+    assert {(s["source"], s["stream"], s["rows"]) for s in streams} == {
+        (source, s, 0) for source in ("acme", "globex") for s in MOCO_STREAMS
+    }
+    assert await schemas(pool) == BUILT_IN_SCHEMAS
+
     ran = await accounts.run("sync", "acme")
     assert ran.code == 0, ran
     assert await schemas(pool) == BUILT_IN_SCHEMAS | {"acme", "acme_views"}
