@@ -357,18 +357,25 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         print(f"STALE (no successful sync within stale_after): {', '.join(stale)}")
     if jobs:
         table = Table(title="jobs")
-        for column in ("job", "run", "schedule", "last run", "outcome", "next run"):
+        for column in ("job", "run", "schedule", "last run", "outcome", "last tick", "next run"):
             table.add_column(column)
         for j in jobs:
+            tick = j["last_tick_outcome"] or "-"
+            if j["busy_in_a_row"] > 1:
+                tick = f"busy ({j['busy_in_a_row']} in a row)"
             table.add_row(
                 j["id"],
                 j["run"],
                 j["schedule"],
                 j["last_run_at"] or "-",
                 j["last_outcome"] or "never run",
+                tick,
                 j["next_run_at"] or "-",
             )
         _console().print(table)
+        for j in jobs:  # why the last tick ran nothing, or failed
+            if j["last_tick_outcome"] in ("busy", "failed") and j["last_tick_error"]:
+                print(f"job {j['id']}: last tick {j['last_tick_outcome']}: {j['last_tick_error']}")
     for name, model_statuses in destinations.items():
         table = Table(title=f"destination {name}")
         for column in ("model", "pending", "sent", "dead letters", "by reason"):
@@ -411,7 +418,9 @@ def _stale_exit(args: argparse.Namespace, statuses: Sequence[StreamStatus]) -> i
 
 
 async def job_statuses(conn: Connection, settings: Settings) -> list[dict[str, Any]]:
-    """Per job: its schedule, its last run and outcome, and when it runs next."""
+    """Per job: its schedule, its last run and outcome, when it runs next, and its last tick
+    (``syncer.job_fires``: also the ticks that ran nothing, busy or timed out) with how many
+    ticks in a row found its work busy."""
     from syncer.durations import format_duration
     from syncer.scheduler import next_run
 
@@ -423,6 +432,13 @@ async def job_statuses(conn: Connection, settings: Settings) -> list[dict[str, A
             " order by started_at desc limit 1",
             f"job {job.id}: %",
         )
+        ticks = await conn.fetch(
+            "select fire_time, outcome, error from syncer.job_fires where job_id = $1"
+            " order by fire_time desc limit 100",
+            job.id,
+        )
+        busy = next((i for i, t in enumerate(ticks) if t["outcome"] != "busy"), len(ticks))
+        tick = ticks[0] if ticks else None
         when = next_run(job, last["started_at"] if last else None, now)
         schedule = (
             f"cron {job.cron} ({job.timezone})"
@@ -437,6 +453,10 @@ async def job_statuses(conn: Connection, settings: Settings) -> list[dict[str, A
                 "last_run_at": last["started_at"].isoformat() if last else None,
                 "last_outcome": last["outcome"] if last else None,
                 "next_run_at": when.isoformat() if when else None,
+                "last_tick_at": tick["fire_time"].isoformat() if tick else None,
+                "last_tick_outcome": tick["outcome"] if tick else None,
+                "last_tick_error": tick["error"] if tick else None,
+                "busy_in_a_row": busy,
             }
         )
     return out

@@ -197,3 +197,53 @@ async def test_moca_tables_are_aged_by_updated_at_and_analytics_by_its_newest_bu
     newest = found["analytics"].newest_record_at
     assert newest is not None
     assert newest < now
+
+
+async def test_status_shows_each_jobs_last_tick_and_its_busy_ticks_in_a_row(
+    env: Env, pool: Any, sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, sandbox, SYNCED)
+    with config.open("a") as f:
+        f.write(
+            '\n[[jobs]]\nid = "projects"\nrun = "sync moco --stream projects"\nevery = "1m"\n'
+            '\n[[jobs]]\nid = "hang"\nrun = "sync moco --stream companies"\nevery = "1m"\n'
+            '\n[[jobs]]\nid = "quiet"\nrun = "sync moco --stream companies"\nevery = "1m"\n'
+        )
+    # The ticks as the daemon records them: "projects" ran, then found its stream busy three
+    # times; "hang" timed out; "quiet" never fired.
+    busy = "another sync of moco.projects is running against this database"
+    timed_out = "timed out after 1h; raise the job's timeout if its runs need longer"
+    fires = [
+        ("projects", 4, "succeeded", None),
+        ("projects", 3, "busy", busy),
+        ("projects", 2, "busy", busy),
+        ("projects", 1, "busy", busy),
+        ("hang", 2, "succeeded", None),
+        ("hang", 1, "failed", timed_out),
+    ]
+    for job, minutes_ago, outcome, error in fires:
+        await pool.execute(
+            "insert into syncer.job_fires (job_id, fire_time, replica, finished_at, outcome, error)"
+            " values ($1, date_trunc('minute', now()) - make_interval(mins => $2), 'host:1',"
+            " now(), $3, $4)",
+            job,
+            minutes_ago,
+            outcome,
+            error,
+        )
+    as_json, human = await status(config, env, tmp_path)
+    jobs = {j["id"]: j for j in orjson.loads(as_json.stdout)["jobs"]}
+    assert {
+        i: (j["last_tick_outcome"], j["last_tick_error"], j["busy_in_a_row"])
+        for i, j in jobs.items()
+    } == {
+        "projects": ("busy", busy, 3),
+        "hang": ("failed", timed_out, 0),
+        "quiet": (None, None, 0),
+    }
+    assert jobs["projects"]["last_tick_at"] is not None
+    rows = {line.split()[1]: line for line in human.stdout.splitlines() if line.startswith("│")}
+    assert "busy (3 in a row)" in rows["projects"], human.stdout
+    assert f"job projects: last tick busy: {busy}" in human.stdout
+    assert f"job hang: last tick failed: {timed_out}" in human.stdout
+    assert "job quiet:" not in human.stdout
