@@ -30,7 +30,6 @@ import sqlalchemy.engine
 from syncer.config import POSTGRES_URL_SCHEME, Settings
 from syncer.errors import DatabaseError, SyncerError
 from syncer.store import locks
-from syncer.store.leases import CONNECTION_LOST
 from syncer.store.types import Connection
 
 log = logging.getLogger(__name__)
@@ -349,24 +348,35 @@ async def migrate_url(settings: Settings) -> str:
     return url
 
 
-def on_unawaited_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """The event loop's handler for errors nobody awaited: quiet for a connection the pool
-    could not take back because it had died, asyncio's default for everything else.
+# asyncpg's errors that say a connection is gone (or was given back mid-operation).
+_ASYNCPG_LOST = (
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+)
+# What asyncpg reports, without an exception, when the pool rolls back a connection given back
+# inside a transaction (the rollback follows).
+_RESET_IN_TRANSACTION = "Resetting connection with an active transaction"
 
-    asyncpg gives a connection back to its pool in a task of its own, shielded from the
-    caller's cancellation (``Pool.release``). When the connection died under a run that is
-    being stopped, that task fails with nobody left to await it, and asyncio would print its
-    traceback as "Task exception was never retrieved"
-    (https://github.com/MagicStack/asyncpg/issues/784). The pool has already closed the
-    connection, and the run reports the loss itself, in one line.
+
+def on_unawaited_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The event loop's handler for errors nobody awaited: a debug line for asyncpg's
+    leftovers of a connection that died, asyncio's default for everything else.
+
+    When a run loses its database connection and is stopped, asyncpg may be left with
+    failures nobody awaits: the pool gives a connection back in a task of its own, shielded
+    from the caller's cancellation (``Pool.release``), which fails on the dead connection;
+    a query's waiter fails after its caller was cancelled
+    (https://github.com/MagicStack/asyncpg/issues/784). asyncio would print each as "Task
+    exception was never retrieved" with a traceback. The pool has already closed those
+    connections, and the run reports the loss itself, in one line.
     """
     exc = context.get("exception")
-    task = context.get("future")
-    coro = task.get_coro() if isinstance(task, asyncio.Task) else None
-    if isinstance(exc, CONNECTION_LOST) and getattr(coro, "__qualname__", "").startswith(
-        "PoolConnectionHolder."
+    message = str(context.get("message", ""))
+    if isinstance(exc, _ASYNCPG_LOST) or (
+        exc is None and message.startswith(_RESET_IN_TRANSACTION)
     ):
-        log.debug("the pool dropped a connection that had died: %s: %s", type(exc).__name__, exc)
+        log.debug("%s (%s)", message, f"{type(exc).__name__}: {exc}" if exc else "asyncpg")
         return
     loop.default_exception_handler(context)
 

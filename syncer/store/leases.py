@@ -168,13 +168,22 @@ async def holding(pool: Pool) -> AsyncIterator[None]:
 async def release_quietly(
     pool: Pool, conn: PoolConnection, transaction: Transaction | None = None
 ) -> None:
-    """Roll ``transaction`` back and give ``conn`` back to ``pool``; a connection that died
-    meanwhile is simply dropped (its transaction died with it)."""
-    if transaction is not None:
-        with contextlib.suppress(*CONNECTION_LOST, asyncpg.PostgresError):
-            await transaction.rollback()
-    with contextlib.suppress(*CONNECTION_LOST):
-        await pool.release(conn)
+    """Roll ``transaction`` back and give ``conn`` back to ``pool``. A connection whose
+    rollback failed or was cancelled (it died meanwhile, or its state is unknown) is closed
+    rather than given back: the pool would reset it, on a dead connection, with errors that
+    nobody awaits."""
+    rolled_back = transaction is None
+    try:
+        if transaction is not None:
+            with contextlib.suppress(*CONNECTION_LOST, asyncpg.PostgresError):
+                await transaction.rollback()
+                rolled_back = True
+    finally:
+        if not rolled_back:  # (a connection that closed is already out of the pool)
+            with contextlib.suppress(asyncpg.InterfaceError):
+                conn.terminate()
+        with contextlib.suppress(*CONNECTION_LOST):
+            await pool.release(conn)
 
 
 async def still_held() -> None:

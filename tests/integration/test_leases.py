@@ -318,15 +318,21 @@ async def test_a_sync_that_loses_its_connections_stops_and_the_rerun_converges(
         assert all(e is not None and LOST in e for e in errors), errors
 
 
-# -- a connection the pool cannot take back ------------------------------------------------
+# -- asyncpg's leftovers of a dead connection --------------------------------------------
 
 
-async def fail_a_release(db_url: str) -> None:
-    """A pool's release task that fails with nobody awaiting it, as asyncpg leaves one when a
-    stopped run gives back a connection that died under it (asyncpg's issue 784: the release
-    runs shielded from the caller's cancellation, and once the caller is cancelled nobody
-    retrieves its error). Made here the deterministic way: asyncpg's own release of a pool
-    connection that is not in use fails at once with an InternalClientError."""
+async def leave_asyncpg_leftovers(db_url: str) -> int:
+    """What asyncpg leaves, with nobody to await it, when a stopped run's connection died
+    (asyncpg's issue 784), each made the deterministic way with asyncpg's own objects:
+
+    - a pool's release task that fails (the release runs shielded from the caller's
+      cancellation, so nobody retrieves its error): here asyncpg's release of a pool
+      connection that is not in use, which fails at once with an InternalClientError;
+    - a query's waiter failing after its caller has gone: a future holding asyncpg's
+      ConnectionDoesNotExistError;
+    - a connection given back inside a transaction, which asyncpg reports (without an
+      exception) before it rolls it back.
+    """
     pool = await asyncpg.create_pool(db_url, min_size=1, max_size=1)
     try:
         task = asyncio.ensure_future(pool._holders[0].release(None))
@@ -336,44 +342,18 @@ async def fail_a_release(db_url: str) -> None:
         task = asyncio.ensure_future(pool._holders[0].release(None))
         while not task.done():
             await asyncio.sleep(0)
-        del task  # this one's error nobody retrieves: asyncio reports it once it is collected
+        waiter = asyncio.get_running_loop().create_future()
+        waiter.set_exception(
+            asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+        )
+        del task, waiter  # errors nobody retrieved: asyncio reports them once collected
         gc.collect()
+        conn = await pool.acquire()
+        await conn.transaction().start()
+        await pool.release(conn)
     finally:
         await pool.close()
-
-
-NEVER_RETRIEVED = "Task exception was never retrieved"
-
-
-async def test_a_connection_the_pool_cannot_take_back_prints_no_traceback(
-    db_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    loop = asyncio.get_running_loop()
-    caplog.set_level(logging.DEBUG)
-    # Without syncer's handler, asyncio prints the failed release's traceback ...
-    await fail_a_release(db_url)
-    unretrieved = [r for r in caplog.records if NEVER_RETRIEVED in r.getMessage()]
-    assert [r.levelno for r in unretrieved] == [logging.ERROR]
-    assert isinstance(
-        unretrieved[0].exc_info and unretrieved[0].exc_info[1], asyncpg.InternalClientError
-    )
-    caplog.clear()
-    # ... with it (every command runs so), a dead connection the pool dropped is a debug line.
-    try:
-        await cli._quiet_dead_connections(fail_a_release(db_url))
-    finally:
-        loop.set_exception_handler(None)
-    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
-    dropped = [r for r in caplog.records if "the pool dropped a connection" in r.getMessage()]
-    assert [r.levelno for r in dropped] == [logging.DEBUG]
-    # Any other error nobody awaited is still reported as asyncio reports it.
-    try:
-        await cli._quiet_dead_connections(fail_a_task())
-    finally:
-        loop.set_exception_handler(None)
-    assert [r.levelno for r in caplog.records if NEVER_RETRIEVED in r.getMessage()] == [
-        logging.ERROR
-    ]
+    return 0
 
 
 async def fail_a_task() -> int:
@@ -381,9 +361,100 @@ async def fail_a_task() -> int:
         raise ValueError("not a connection")
 
     task = asyncio.ensure_future(boom())
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    assert task.done()
+    while not task.done():
+        await asyncio.sleep(0)
     del task
     gc.collect()
     return 0
+
+
+NEVER_RETRIEVED = "exception was never retrieved"
+RESETTING = "Resetting connection with an active transaction"
+
+
+async def test_asyncpgs_leftovers_of_a_dead_connection_print_no_traceback(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    loop = asyncio.get_running_loop()
+    caplog.set_level(logging.DEBUG)
+
+    def shown() -> list[tuple[int, str]]:
+        return [
+            (r.levelno, r.getMessage().split(" <")[0].split("\n")[0])
+            for r in caplog.records
+            if r.levelno >= logging.WARNING
+        ]
+
+    # Without syncer's handler, asyncio prints each (the first two with their tracebacks) ...
+    await leave_asyncpg_leftovers(db_url)
+    assert sorted(shown()) == [
+        (logging.ERROR, "Future exception was never retrieved"),
+        (logging.ERROR, RESETTING),
+        (logging.ERROR, "Task exception was never retrieved"),
+    ]
+    caplog.clear()
+    # ... with it (every command runs so), each is a debug line.
+    try:
+        await cli._quiet_dead_connections(leave_asyncpg_leftovers(db_url))
+    finally:
+        loop.set_exception_handler(None)
+    assert shown() == []
+    quiet = [r for r in caplog.records if r.name == "syncer.store.database"]
+    assert [r.levelno for r in quiet] == [logging.DEBUG] * 3
+    # Any other error nobody awaited is still reported as asyncio reports it.
+    try:
+        await cli._quiet_dead_connections(fail_a_task())
+    finally:
+        loop.set_exception_handler(None)
+    assert shown() == [(logging.ERROR, "Task exception was never retrieved")]
+
+
+async def test_a_connection_whose_rollback_fails_is_closed_not_given_back(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``leases.release_quietly`` after the connection died inside its transaction: the
+    connection is closed, so the pool neither resets it (asyncpg's "Resetting connection with
+    an active transaction", then errors on the dead socket) nor hands it out again."""
+    caplog.set_level(logging.DEBUG)
+    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=1)
+    try:
+        conn = await pool.acquire()
+        transaction = conn.transaction()
+        await transaction.start()
+        pid = conn.get_server_pid()
+        async with asyncio.timeout(30):
+            other = await asyncpg.connect(db_url)
+            try:
+                await other.fetchval("select pg_terminate_backend($1)", pid)
+            finally:
+                await other.close()
+        await leases.release_quietly(pool, conn, transaction)
+        async with pool.acquire() as fresh:  # a new connection, not the dead one
+            assert await fresh.fetchval("select pg_backend_pid()") != pid
+    finally:
+        await pool.close()
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_a_release_cancelled_during_its_rollback_still_frees_the_pools_place(
+    db_url: str,
+) -> None:
+    """A run stopped while ``leases.release_quietly`` rolls back: the connection, in an
+    unknown state, is closed, and its place in the pool is free again (a pool of one hands
+    out a new connection)."""
+    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=1)
+    try:
+        conn = await pool.acquire()
+        transaction = conn.transaction()
+        await transaction.start()
+        pid = conn.get_server_pid()
+        release = asyncio.ensure_future(leases.release_quietly(pool, conn, transaction))
+        await asyncio.sleep(0)  # it has sent its ROLLBACK and waits for the answer
+        assert not release.done()
+        release.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await release
+        async with asyncio.timeout(60), pool.acquire() as fresh:
+            assert await fresh.fetchval("select pg_backend_pid()") != pid
+    finally:
+        pool.terminate()
