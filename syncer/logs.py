@@ -32,20 +32,25 @@ QUIET_LOGGERS = {
 
 
 class OneLineErrors(logging.Filter):
-    """A logger filter that writes a record's exception as one line after its message instead
-    of a traceback: asyncpg's pool logs each failed attempt to reconnect while the database is
-    away ("Failed to restore the pool connection floor; retrying") with the whole traceback of
-    a refused connection, where the operator needs the cause."""
+    """A logger filter for a library's reports of what syncer reports itself: one line at INFO
+    (shown with ``-v`` and by the daemon), the exception after the message instead of a
+    traceback. asyncpg's pool logs each failed attempt to reconnect while the database is away
+    ("Failed to restore the pool connection floor; retrying") as a warning with the whole
+    traceback of a refused connection; the run's own error (or ``/healthz``) says the database
+    is away, and the operator needs the cause."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             record.msg, record.args = f"{record.getMessage()} ({type(exc).__name__}: {exc})", None
             record.exc_info, record.exc_text = None, None
+        if record.levelno < logging.ERROR:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return logging.getLogger().isEnabledFor(logging.INFO)
         return True
 
 
-# Libraries whose errors are the cause of something syncer reports, so one line each.
+# Libraries whose reports are the cause of something syncer reports: one INFO line each.
 ONE_LINE_LOGGERS = ("asyncpg.pool",)
 _ONE_LINE = OneLineErrors()
 

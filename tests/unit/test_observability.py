@@ -477,18 +477,23 @@ def test_noisy_libraries_stay_quiet_and_syncer_info_shows_only_when_verbose() ->
 
 @pytest.mark.usefixtures("restore_logging")
 @pytest.mark.parametrize("fmt", ["text", "json"])
-def test_the_pools_failed_reconnects_are_one_line_each_with_their_cause(fmt: str) -> None:
-    out = io.StringIO()
-    configure_logging(fmt, False, ["s3cr3t"], stream=out)  # type: ignore[arg-type]
-    configure_logging(fmt, False, ["s3cr3t"], stream=out)  # type: ignore[arg-type]
-    pool_log = logging.getLogger("asyncpg.pool")  # where asyncpg's pool logs them
-    for _ in range(2):
-        try:
-            raise ConnectionResetError(104, "Connection reset by peer (password s3cr3t)")
-        except ConnectionResetError:
-            pool_log.warning("Failed to restore the pool connection floor; retrying", exc_info=True)
-    logging.getLogger("syncer").error("a failure of syncer's own", exc_info=ValueError("kept"))
+def test_the_pools_failed_reconnects_are_one_info_line_each_with_their_cause(fmt: str) -> None:
+    def log_two_failed_reconnects() -> None:
+        pool_log = logging.getLogger("asyncpg.pool")  # where asyncpg's pool logs them
+        for _ in range(2):
+            try:
+                raise ConnectionResetError(104, "Connection reset by peer (password s3cr3t)")
+            except ConnectionResetError:
+                pool_log.warning(
+                    "Failed to restore the pool connection floor; retrying", exc_info=True
+                )
+        logging.getLogger("syncer").error("a failure of syncer's own", exc_info=ValueError("kept"))
 
+    # Verbose (and the daemon): one INFO line each, naming the cause.
+    out = io.StringIO()
+    configure_logging(fmt, True, ["s3cr3t"], stream=out)  # type: ignore[arg-type]
+    configure_logging(fmt, True, ["s3cr3t"], stream=out)  # type: ignore[arg-type]
+    log_two_failed_reconnects()
     lines = out.getvalue().splitlines()
     assert "Traceback" not in "\n".join(lines[:2])
     assert "s3cr3t" not in out.getvalue()
@@ -498,11 +503,19 @@ def test_the_pools_failed_reconnects_are_one_line_each_with_their_cause(fmt: str
     )
     if fmt == "json":
         assert [json.loads(line)["message"] for line in lines[:2]] == [expected] * 2
+        assert [json.loads(line)["level"] for line in lines[:2]] == ["INFO"] * 2
         assert "exception" not in json.loads(lines[0])
         assert "ValueError: kept" in json.loads(lines[2])["exception"]
     else:
-        assert [line.split(" ", 3)[3] for line in lines[:2]] == [expected] * 2
+        assert [line.split(" ", 2)[2] for line in lines[:2]] == [f"INFO {expected}"] * 2
         assert lines[-1] == "ValueError: kept"  # syncer's own errors keep their traceback
+
+    # A one-off command without -v: only its own error.
+    out = io.StringIO()
+    configure_logging(fmt, False, ["s3cr3t"], stream=out)  # type: ignore[arg-type]
+    log_two_failed_reconnects()
+    assert "Failed to restore" not in out.getvalue()
+    assert "a failure of syncer's own" in out.getvalue()
 
 
 @pytest.mark.usefixtures("restore_logging")
