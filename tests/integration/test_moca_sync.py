@@ -115,6 +115,11 @@ async def test_a_first_sync_stores_exactly_the_records_of_every_stream(
     assert buckets > 0
     metrics = {r["metric"] for r in await pool.fetch("select distinct metric from moca.analytics")}
     assert metrics == set(moca.METRIC_NAMES)
+    # The envelope's total told the progress display what was left of each one-listing stream.
+    listings = [s for s in result.streams if s.stream in moca.STREAMS]
+    single = {s.stream: s.left for s in listings if moca.STREAMS[s.stream].parent is None}
+    assert len(single) >= 3, single
+    assert set(single.values()) == {0}, single
 
 
 async def test_a_second_sync_without_changes_rewrites_no_row(
@@ -202,6 +207,7 @@ async def test_an_envelope_or_a_bare_array_both_work(
     result = await sync(pool, moca_sandbox)
     assert result.ok, result.errors
     await assert_tables_equal_source(pool, moca_sandbox)
+    assert {s.left for s in result.streams} == {None}  # a bare array says no total
 
 
 async def test_a_server_that_honours_updated_since_is_read_incrementally(

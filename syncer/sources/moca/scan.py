@@ -119,6 +119,8 @@ async def scan_stream(ctx: ScanContext, name: str, result: StreamResult) -> None
             done = len(page.items) < source.page_size or not page.items
             if page.total is not None:
                 done = done or offset >= page.total
+                if len(parents) == 1:  # the progress display's records left (one listing)
+                    result.left = 0 if done else max(0, page.total - offset)
             if done:
                 break
     if since is None:
