@@ -7,11 +7,13 @@ or a restart does) in the middle of the run and start a second run at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
 import sys
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -409,6 +411,20 @@ async def test_asyncpgs_leftovers_of_a_dead_connection_print_no_traceback(
     assert shown() == [(logging.ERROR, "Task exception was never retrieved")]
 
 
+@contextlib.asynccontextmanager
+async def pool_of_one_in_a_transaction(db_url: str) -> AsyncIterator[tuple[Any, Any, Any]]:
+    """A pool of one connection, taken, inside a transaction begun by hand (as the lease
+    hold's and the load's snapshot are)."""
+    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=1)
+    try:
+        conn = await pool.acquire()
+        transaction = conn.transaction()
+        await transaction.start()
+        yield pool, conn, transaction
+    finally:
+        pool.terminate()
+
+
 async def test_a_connection_whose_rollback_fails_is_closed_not_given_back(
     db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -416,23 +432,16 @@ async def test_a_connection_whose_rollback_fails_is_closed_not_given_back(
     connection is closed, so the pool neither resets it (asyncpg's "Resetting connection with
     an active transaction", then errors on the dead socket) nor hands it out again."""
     caplog.set_level(logging.DEBUG)
-    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=1)
-    try:
-        conn = await pool.acquire()
-        transaction = conn.transaction()
-        await transaction.start()
+    async with pool_of_one_in_a_transaction(db_url) as (pool, conn, transaction):
         pid = conn.get_server_pid()
-        async with asyncio.timeout(30):
-            other = await asyncpg.connect(db_url)
-            try:
-                await other.fetchval("select pg_terminate_backend($1)", pid)
-            finally:
-                await other.close()
+        other = await asyncpg.connect(db_url)
+        try:
+            await other.fetchval("select pg_terminate_backend($1)", pid)
+        finally:
+            await other.close()
         await leases.release_quietly(pool, conn, transaction)
         async with pool.acquire() as fresh:  # a new connection, not the dead one
             assert await fresh.fetchval("select pg_backend_pid()") != pid
-    finally:
-        await pool.close()
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
@@ -442,11 +451,7 @@ async def test_a_release_cancelled_during_its_rollback_still_frees_the_pools_pla
     """A run stopped while ``leases.release_quietly`` rolls back: the connection, in an
     unknown state, is closed, and its place in the pool is free again (a pool of one hands
     out a new connection)."""
-    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=1)
-    try:
-        conn = await pool.acquire()
-        transaction = conn.transaction()
-        await transaction.start()
+    async with pool_of_one_in_a_transaction(db_url) as (pool, conn, transaction):
         pid = conn.get_server_pid()
         release = asyncio.ensure_future(leases.release_quietly(pool, conn, transaction))
         await asyncio.sleep(0)  # it has sent its ROLLBACK and waits for the answer
@@ -456,5 +461,3 @@ async def test_a_release_cancelled_during_its_rollback_still_frees_the_pools_pla
             await release
         async with asyncio.timeout(60), pool.acquire() as fresh:
             assert await fresh.fetchval("select pg_backend_pid()") != pid
-    finally:
-        pool.terminate()
