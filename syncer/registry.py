@@ -20,7 +20,7 @@ import importlib.metadata
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from syncer.errors import ConfigError
 from syncer.tomlspec import Key
@@ -126,6 +126,8 @@ class DestinationType:
     check_detail: Callable[[Any], str]  # `syncer check`: what can be said without a request
 
 
+_T = TypeVar("_T")
+
 _SOURCES: dict[str, SourceType] = {}
 _DESTINATIONS: dict[str, DestinationType] = {}
 _LOADED: set[str] = set()
@@ -155,20 +157,18 @@ def destination_types() -> Mapping[str, DestinationType]:
 
 def source_type(name: str) -> SourceType:
     """The registered source type ``name``; ConfigError naming the ones there are."""
-    kinds = source_types()
-    if name not in kinds:
-        raise ConfigError(
-            f'unknown source type "{name}"; registered: {", ".join(sorted(kinds))} '
-            f"(a plugin's type needs its module in ${PLUGINS_ENV} or installed)"
-        )
-    return kinds[name]
+    return _registered(source_types(), "source", name)
 
 
 def destination_type(name: str) -> DestinationType:
-    kinds = destination_types()
+    """The registered destination type ``name``; ConfigError naming the ones there are."""
+    return _registered(destination_types(), "destination", name)
+
+
+def _registered(kinds: Mapping[str, _T], what: str, name: str) -> _T:
     if name not in kinds:
         raise ConfigError(
-            f'unknown destination type "{name}"; registered: {", ".join(sorted(kinds))} '
+            f'unknown {what} type "{name}"; registered: {", ".join(sorted(kinds))} '
             f"(a plugin's type needs its module in ${PLUGINS_ENV} or installed)"
         )
     return kinds[name]

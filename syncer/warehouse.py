@@ -57,7 +57,7 @@ async def ensure_schema(conn: Connection, source: SourceSettings) -> None:
     """Create ``source``'s schema and tables unless they exist (the built-in sources' schemas
     are the migrations' business). ConfigError when the source was synced by an earlier
     release into its type's schema, which this release would otherwise leave behind."""
-    if await schema_ready(conn, source):
+    if await _in_place(conn, source):
         return
     async with conn.transaction():
         await conn.execute(
@@ -72,11 +72,16 @@ async def schema_ready(conn: Connection, source: SourceSettings) -> bool:
     """Whether ``source``'s tables exist, creating nothing (``syncer status`` reads through
     it). ConfigError as :func:`ensure_schema` when an earlier release synced the source into
     its type's schema."""
-    kind = registry.source_type(source.type)
-    if source.schema == kind.migrated_schema or await _provisioned(conn, source):
+    if await _in_place(conn, source):
         return True
     await _refuse_earlier_layout(conn, source)
     return False
+
+
+async def _in_place(conn: Connection, source: SourceSettings) -> bool:
+    """Whether ``source``'s tables are there: its type's migrated schema, or provisioned."""
+    kind = registry.source_type(source.type)
+    return source.schema == kind.migrated_schema or await _provisioned(conn, source)
 
 
 async def _refuse_earlier_layout(conn: Connection, source: SourceSettings) -> None:
