@@ -24,15 +24,15 @@ STEPS = (
     ("syncer.sources.moco.stream", "_Ahead.first", "fetch ahead: the first page of a walk"),
     ("syncer.sources.moco.stream", "_Ahead.next", "fetch ahead: the next page or sprint"),
     ("syncer.sources.moco.stream", "_Ahead._sprint", "  a sprint (pages at once, then a check)"),
-    ("syncer.pipeline", "_fetch", "fetch a page (slot, GET, parse)"),
+    ("syncer.runners.sync", "_fetch", "fetch a page (slot, GET, parse)"),
     ("syncer.store.rate", "SharedRequestLimiter.acquire", "  take a rate-limit slot (ledger)"),
     ("syncer.store.rate", "Spent.settle", "  settle the slot (ledger)"),
     ("syncer.http.client", "ApiClient.get", "  GET incl. slot and settle"),
     ("syncer.http.client", "Response.json", "  orjson.loads of the body"),
     ("syncer.sources.moco.stream", "split_records", "  split_records (orjson.dumps per record)"),
-    ("syncer.pipeline", "split_records", "  split_records (orjson.dumps per record)"),
+    ("syncer.runners.sync", "split_records", "  split_records (orjson.dumps per record)"),
     ("syncer.sources.moco.stream", "_commit", "commit (one transaction: a page or a sprint)"),
-    ("syncer.pipeline", "_commit", "commit (one transaction: a page or a sprint)"),
+    ("syncer.runners.sync", "_commit", "commit (one transaction: a page or a sprint)"),
     ("syncer.store.pages", "upsert_rows", "  COPY into stage + INSERT … ON CONFLICT"),
 )
 

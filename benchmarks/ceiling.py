@@ -31,10 +31,10 @@ import asyncpg
 from benchmarks import common, profiles
 from benchmarks.extract import UNLIMITED
 from benchmarks.sandbox import IndexedMocoSandbox, check_equivalence
+from syncer.extract.records import Row, split_records
+from syncer.extract.walk import Walk
 from syncer.sandbox.moco_data import MocoData
-from syncer.sources.base import Row, split_records
 from syncer.sources.moco import api as moco
-from syncer.sources.moco.walk import Walk
 from syncer.store import database, pages, runs
 
 TARGET_FRACTION = 0.40

@@ -2,9 +2,10 @@
 
 The command always paces through the ledger in PostgreSQL (a transaction per request to take
 a slot and an update to settle it, see syncer/store/rate.py). This runs the very same
-command, through the CLI's own ``runtime`` (database resolved and migrated, pool, HTTP session
-with the metrics trace), but calls ``sync_source`` without ``limiter``, which then paces in
-memory; the difference between the two measures what the ledger costs.
+command, through the CLI's own ``runtime`` (``syncer.commands``: database resolved and
+migrated, pool, HTTP session with the metrics trace), but calls ``sync_source`` without
+``limiter``, which then paces in memory; the difference between the two measures what the
+ledger costs.
 
 Usage: python -m benchmarks.library_sync SOURCE (configuration and database from the same
 environment variables as the command: SYNCER_CONFIG, SYNCER_DATABASE_URL, the keys).
@@ -16,9 +17,10 @@ import asyncio
 import os
 import sys
 
-from syncer.cli import print_sync_result, runtime
+from syncer.commands import runtime
 from syncer.config import load_settings
-from syncer.pipeline import sync_source
+from syncer.runners.sync import sync_source
+from syncer.show.sync import print_sync_result
 
 
 async def run(source_name: str) -> int:

@@ -57,7 +57,7 @@ STRATEGIES: Mapping[str, str] = {
 DELETIONS: Mapping[str, str] = {
     "ids": "sweep by ids",  # `syncer sweep`: the list's `ids` filter, 100 ids a request
     "listing": "sweep by listing",  # `syncer sweep`: every id listed again (per parent)
-    "sync": "listing",  # the sync lists everything and finds them itself
+    "sync": "by the sync",  # the sync lists everything and finds them itself
     "parent": "with its parent",  # a detail row goes when its record goes
     "none": "none",  # reports (re-pulled per period) and objects
 }
@@ -91,6 +91,11 @@ class Parent:
     stream: str
     param: str
     column: str  # the view's column holding the parent's id ("project_id")
+    # How the source counts the list over every parent, for `syncer verify`: a list of its own
+    # holding the same records (``twin``: /projects/expenses for each project's expenses), or
+    # the field of a parent's record naming its children (``embedded``: a project's tasks).
+    twin: str | None = None
+    embedded: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,9 @@ class Stream:
     enabled: bool = True  # synced unless the configuration leaves it out
     parent: Parent | None = None  # listed per record of another stream
     detail_of: str | None = None  # a detail stream: the stream whose records it reads one by one
+    # A detail computed from other records (a project's report, from its activities): it
+    # changes without its record, so every run reads it again (within the details budget).
+    aggregate: bool = False
     period: Period | None = None  # a report: how its periods are asked for
     natural_key: tuple[str, ...] = ()  # a report row's key fields
     columns: tuple[Column, ...] = ()  # the typed view, in order
@@ -140,6 +148,28 @@ class Stream:
     def takes(self, parameter: str) -> bool:
         """Whether the vendor documents ``parameter`` for this list."""
         return parameter in self.query
+
+    @property
+    def verifiable(self) -> bool:
+        """Whether ``syncer verify`` can compare it with the source (records, not reports,
+        objects or details)."""
+        return self.strategy not in ("report", "object", "detail")
+
+    @property
+    def sweepable(self) -> bool:
+        """Whether ``syncer sweep`` checks it for deletions: by ``ids``, or by listing its ids
+        in full (others find deletions in their sync, or have none to find)."""
+        return self.deletions in ("ids", "listing")
+
+    @property
+    def backfillable(self) -> bool:
+        """Whether ``syncer backfill`` can re-read it in windows of ``updated_at``: a list of
+        its own with ``updated_after``, whose records carry ``updated_at``."""
+        return (
+            self.strategy in ("sorted", "unsorted")
+            and self.parent is None
+            and self.replication_key is not None
+        )
 
     @property
     def snapshots(self) -> bool:
@@ -177,9 +207,12 @@ class Stream:
                     "stream": self.parent.stream,
                     "param": self.parent.param,
                     "column": self.parent.column,
+                    "twin": self.parent.twin,
+                    "embedded": self.parent.embedded,
                 }
             ),
             "detail_of": self.detail_of,
+            "aggregate": self.aggregate,
             "period": (
                 None
                 if self.period is None
@@ -212,9 +245,16 @@ class Stream:
             parent=(
                 None
                 if parent is None
-                else Parent(parent["stream"], parent["param"], parent["column"])
+                else Parent(
+                    parent["stream"],
+                    parent["param"],
+                    parent["column"],
+                    parent.get("twin"),
+                    parent.get("embedded"),
+                )
             ),
             detail_of=data.get("detail_of"),
+            aggregate=bool(data.get("aggregate", False)),
             period=None if period is None else Period(period["unit"], tuple(period["params"])),
             natural_key=tuple(data.get("natural_key", ())),
             columns=tuple(Column.from_json(c) for c in data.get("columns", ())),
@@ -237,7 +277,8 @@ class Catalog:
             raise ValueError(f"streams listed twice: {', '.join(sorted(duplicates))}")
         known = set(names)
         for stream in self.streams:
-            for ref in (stream.parent.stream if stream.parent else None, stream.detail_of):
+            twin = stream.parent.twin if stream.parent else None
+            for ref in (stream.parent.stream if stream.parent else None, stream.detail_of, twin):
                 if ref is not None and ref not in known:
                     raise ValueError(f"{stream.name}: refers to unknown stream {ref!r}")
 

@@ -28,7 +28,7 @@ import asyncpg
 from syncer import registry
 from syncer.config import DestinationSettings, Settings, SourceSettings
 from syncer.errors import SyncerError
-from syncer.pipeline import client_for
+from syncer.runners.sync import client_for
 from syncer.store import database
 
 Status = Literal["ok", "failed", "not_checked"]
@@ -101,12 +101,7 @@ async def _database(settings: Settings) -> list[CheckRow]:
         ]
     try:
         version = await conn.fetchval("show server_version")
-        schema = await conn.fetchval("select to_regclass('syncer.alembic_version') is not null")
-        revision = (
-            await conn.fetchval("select version_num from syncer.alembic_version")
-            if schema
-            else None
-        )
+        revision = await database.revision(conn)
     except asyncpg.PostgresError as exc:
         return [
             CheckRow(

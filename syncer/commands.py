@@ -2,11 +2,12 @@
 
 The CLI builds a command from its arguments, the daemon from a job's ``run`` line (the same
 grammar, :func:`add_subcommands`); both check it (:func:`check`), then run it on a
-:class:`Runtime` with :func:`execute`, which returns the run's result. What the user reads is
-the caller's business: the CLI prints a summary or JSON, the daemon logs and records the job.
+``dispatch.Runtime`` with ``dispatch.execute``, which returns the run's result. What the user
+reads is the caller's business: the CLI prints a summary or JSON, the daemon logs and records
+the job.
 
-``sweep`` and ``backfill`` exist for the source types that register them
-(``SourceType.commands``); for another type the command is refused with the type's reason.
+``sweep``, ``backfill`` and ``verify`` exist for the source types that have them
+(``registry.supports``); for another type the command is refused with the type's reason.
 """
 
 from __future__ import annotations
@@ -15,41 +16,32 @@ import argparse
 import contextlib
 import os
 import shlex
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, TypeAlias
 
-import aiohttp
-
 from syncer import registry
 from syncer.config import JobSettings, Settings, SourceSettings
 from syncer.errors import ConfigError
-from syncer.pipeline import shared_limiter_for, sync_source
-from syncer.results import Report
-from syncer.store import database
-from syncer.store.types import Pool
-from syncer.warehouse import ensure_schema
 
 __all__ = [
     "JOB_COMMANDS",
     "Backfill",
     "Command",
     "Load",
-    "Runtime",
     "Sweep",
     "Sync",
+    "Verify",
     "add_subcommands",
     "check",
     "common_options",
-    "execute",
     "from_args",
     "parse_job",
-    "runtime",
 ]
 
-JOB_COMMANDS = ("sync", "load", "backfill", "sweep")
+JOB_COMMANDS = ("sync", "load", "backfill", "sweep", "verify")
 
 
 @dataclass(frozen=True)
@@ -59,6 +51,7 @@ class Sync:
     source: str
     streams: tuple[str, ...] = ()
     full_refresh: bool = False
+    skip: tuple[str, ...] = ()  # streams left out of this run (`--skip-stream`)
 
 
 @dataclass(frozen=True)
@@ -90,7 +83,16 @@ class Backfill:
     window_s: float = 30 * 86400.0
 
 
-Command: TypeAlias = Sync | Load | Sweep | Backfill
+@dataclass(frozen=True)
+class Verify:
+    """Prove a source's streams complete against its own counts (``syncer verify SOURCE``)."""
+
+    source: str
+    streams: tuple[str, ...] = ()
+    repair: bool = True
+
+
+Command: TypeAlias = Sync | Load | Sweep | Backfill | Verify
 
 
 # --- the grammar -------------------------------------------------------------------------------
@@ -101,6 +103,11 @@ def _date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-01-31") from None
+
+
+def duration_argument(text: str) -> float:
+    """A duration argument ("8d", "90s") in seconds, for argparse."""
+    return _duration(text)
 
 
 def _duration(text: str) -> float:
@@ -142,6 +149,29 @@ def common_options(*, defaults: bool) -> argparse.ArgumentParser:
     return common
 
 
+def env_int(name: str) -> int | None:
+    value = os.environ.get(name, "")
+    return int(value) if value.isdigit() else None
+
+
+def metrics_options(parser: argparse.ArgumentParser) -> None:
+    """Where a long-running command serves /healthz and /metrics."""
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=env_int("SYNCER_METRICS_PORT"),
+        metavar="N",
+        help="serve /healthz and /metrics on port N (env: SYNCER_METRICS_PORT)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default=os.environ.get("SYNCER_METRICS_HOST") or "127.0.0.1",
+        metavar="HOST",
+        help="address /healthz and /metrics listen on, e.g. 0.0.0.0 for a Prometheus in "
+        "another container (env: SYNCER_METRICS_HOST; default 127.0.0.1)",
+    )
+
+
 def json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json",
@@ -167,6 +197,14 @@ def add_subcommands(
         default=[],
         metavar="NAME",
         help="only this stream (repeatable)",
+    )
+    sync.add_argument(
+        "--skip-stream",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="leave this stream out of this run (repeatable), e.g. the per-project lists a "
+        "less frequent job reads",
     )
     sync.add_argument(
         "--full-refresh",
@@ -238,19 +276,41 @@ def add_subcommands(
         help="only this stream (repeatable)",
     )
     json_option(sweep)
-    return {"sync": sync, "load": load, "backfill": backfill, "sweep": sweep}
+
+    verify = commands.add_parser(
+        "verify",
+        parents=common,
+        help="prove a source's streams complete against its own counts, and repair",
+    )
+    verify.add_argument("source", help="a source configured under [sources], e.g. moco")
+    verify.add_argument(
+        "--stream",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this stream (repeatable)",
+    )
+    verify.add_argument(
+        "--no-repair",
+        action="store_true",
+        help="find and report what differs; store and mark nothing",
+    )
+    json_option(verify)
+    return {"sync": sync, "load": load, "backfill": backfill, "sweep": sweep, "verify": verify}
 
 
 def from_args(args: argparse.Namespace) -> Command:
     """The command that parsed arguments (of :func:`add_subcommands`) name."""
     if args.command == "sync":
-        return Sync(args.source, tuple(args.stream), args.full_refresh)
+        return Sync(args.source, tuple(args.stream), args.full_refresh, tuple(args.skip_stream))
     if args.command == "load":
         return Load(args.destination, tuple(args.only), args.dry_run, args.release_held)
     if args.command == "sweep":
         return Sweep(args.source, tuple(args.stream))
     if args.command == "backfill":
         return Backfill(args.source, args.stream, args.since, args.until, args.window)
+    if args.command == "verify":
+        return Verify(args.source, tuple(args.stream), not args.no_repair)
     raise ValueError(f"{args.command} is not a command that runs work")
 
 
@@ -279,14 +339,30 @@ def parse_job(job: JobSettings) -> Command:
     return from_args(args)
 
 
+def secret_values(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """Every secret value the settings hold (those set), for the log filter to redact."""
+    values = [settings.database.url.value] if settings.database.url else []
+    for source in settings.sources.values():
+        values.append(source.secret.value)
+        hooks = registry.source_type(source.type).webhooks
+        webhook_env = hooks.secret_env(source) if hooks is not None else None
+        if webhook_env:  # read only when serving webhooks
+            values.append(environ.get(webhook_env, ""))
+    for destination in settings.destinations.values():
+        values += [secret.value for secret in destination.secrets]
+    return [v for v in values if v]
+
+
 # --- checks ------------------------------------------------------------------------------------
 
 
-def _streams_of(source: SourceSettings, streams: Sequence[str]) -> None:
+def _streams_of(
+    source: SourceSettings, streams: Sequence[str], *, option: str = "--stream"
+) -> None:
     unknown = [s for s in streams if s not in source.streams]
     if unknown:
         raise ConfigError(
-            f"--stream {unknown[0]}: not a stream of source {source.name!r}; "
+            f"{option} {unknown[0]}: not a stream of source {source.name!r}; "
             f"choose from {', '.join(source.streams)}"
         )
 
@@ -294,9 +370,8 @@ def _streams_of(source: SourceSettings, streams: Sequence[str]) -> None:
 def _supporting(settings: Settings, verb: str, name: str) -> SourceSettings:
     """The source ``name``, if its type has the command ``verb``; ConfigError saying why not."""
     source = settings.source(name)
-    kind = registry.source_type(source.type)
-    if verb not in kind.commands:
-        reason = kind.refusals.get(verb) or f"{kind.vendor} sources have no {verb}"
+    reason = registry.supports(registry.source_type(source.type), verb)
+    if reason is not None:
         raise ConfigError(f"{verb}: {name!r} is a {source.type} source; {reason}")
     return source
 
@@ -304,11 +379,28 @@ def _supporting(settings: Settings, verb: str, name: str) -> SourceSettings:
 def check(settings: Settings, command: Command) -> None:
     """ConfigError if ``command`` names what is not configured, or what its type cannot do."""
     if isinstance(command, Sync):
-        _streams_of(settings.source(command.source), command.streams)
+        source = settings.source(command.source)
+        _streams_of(source, command.streams)
+        _streams_of(source, command.skip, option="--skip-stream")
+        if not [s for s in (command.streams or source.streams) if s not in command.skip]:
+            raise ConfigError(
+                f"--skip-stream: leaves no stream of source {source.name!r} to sync; "
+                "skip fewer streams"
+            )
     elif isinstance(command, Sweep):
         _streams_of(_supporting(settings, "sweep", command.source), command.streams)
     elif isinstance(command, Backfill):
         _supporting(settings, "backfill", command.source)
+    elif isinstance(command, Verify):
+        source = settings.source(command.source)
+        kind = registry.source_type(source.type)
+        if registry.supports(kind, "verify") is not None:
+            raise ConfigError(
+                f"verify: {command.source!r} is a {source.type} source; {kind.vendor} sources "
+                "cannot be verified: their type declares no way to count a list (a plugin "
+                "gives SourceType count, lister and catalog)"
+            )
+        _streams_of(source, command.streams)
     else:
         destination = settings.destination(command.destination)
         models = registry.destination_type(destination.type).models
@@ -343,102 +435,3 @@ def check_jobs(settings: Settings) -> list[Command]:
     if problems:
         raise ConfigError(problems)
     return found
-
-
-# --- running -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Runtime:
-    """What a command that touches the database and the network gets: opened once, at the top."""
-
-    settings: Settings
-    pool: Pool
-    session: aiohttp.ClientSession
-    url: str  # the database's, resolved once (the embedded server is found or started once)
-
-
-@contextlib.asynccontextmanager
-async def runtime(settings: Settings, *, pool_size: int = 10) -> AsyncIterator[Runtime]:
-    """The database (migrated to head) and one HTTP session, for the commands of a process."""
-    from syncer.observability import http_trace_config
-
-    url = await database.resolve_url(settings)
-    await database.migrate(url)
-    apis = {s.base_url: s.name for s in settings.sources.values()}
-    apis.update({d.base_url: d.name for d in settings.destinations.values()})
-    async with (
-        database.open_pool(url, max_size=pool_size) as pool,
-        aiohttp.ClientSession(trace_configs=[http_trace_config(apis)]) as session,
-    ):
-        yield Runtime(settings, pool, session, url)
-
-
-def pool_size(settings: Settings, command: Command) -> int:
-    """Connections a command needs: a sync's streams in flight, its lock and a spare; a load's
-    lock, its rows' cursor, the lease held while a body is in flight, and one to write."""
-    if isinstance(command, Load):
-        return 5
-    return settings.source(command.source).concurrency + 2
-
-
-async def execute(
-    rt: Runtime,
-    command: Command,
-    *,
-    command_line: str,
-    on_progress: Callable[[Any], None] | None = None,
-) -> Report:
-    """Run ``command``; its result. ``command_line`` is what ``syncer.runs`` records;
-    ``on_progress`` is told a backfill's progress."""
-    check(rt.settings, command)
-    if isinstance(command, Load):
-        destination = rt.settings.destination(command.destination)
-        kind = registry.destination_type(destination.type)
-        result: Report = await kind.load(
-            rt.pool,
-            rt.session,
-            destination,
-            only=command.only,
-            dry_run_dir=command.dry_run,
-            command=command_line,
-        )
-        return result
-    source = rt.settings.source(command.source)
-    async with rt.pool.acquire() as conn:
-        await ensure_schema(conn, source)
-    limiter = shared_limiter_for(rt.pool, source)
-    if isinstance(command, Sync):
-        return await sync_source(
-            rt.pool,
-            rt.session,
-            source,
-            streams=command.streams,
-            full_refresh=command.full_refresh,
-            command=command_line,
-            limiter=limiter,
-        )
-    run = registry.source_type(source.type).commands
-    if isinstance(command, Sweep):
-        swept: Report = await run["sweep"](
-            rt.pool,
-            rt.session,
-            source,
-            streams=command.streams,
-            command=command_line,
-            limiter=limiter,
-        )
-        return swept
-    backfilled: Report = await run["backfill"](
-        rt.pool,
-        rt.session,
-        source,
-        command.stream,
-        since=command.since,
-        until=command.until,
-        window_s=command.window_s,
-        command=command_line,
-        progress=on_progress,
-        limiter=limiter,
-    )
-    return backfilled

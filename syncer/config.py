@@ -29,7 +29,7 @@ Keys (required unless a default is given; durations are strings like ``"90s"``, 
     [[jobs]]                        # for `syncer run`
     id = "moco-every-15-min"        # unique, [A-Za-z0-9_.-]+; the job's identity in the database
     run = "sync moco"               # a syncer command line without the program name;
-                                    # starts with sync, backfill, load or sweep
+                                    # starts with sync, backfill, load, sweep or verify
     every = "15m"                   # either every (duration > 0) ...
     cron = "*/15 * * * *"           # ... or cron (5 fields), not both
     timezone = "Europe/Berlin"      # for cron (default "UTC")
@@ -58,6 +58,7 @@ from typing import Any, Protocol
 
 from syncer import registry
 from syncer.errors import ConfigError
+from syncer.store import database as database_urls
 from syncer.tomlspec import (
     Ctx,
     Invalid,
@@ -94,12 +95,12 @@ DEFAULT_DATABASE_URL_ENV = "SYNCER_DATABASE_URL"
 # variable above is unset and [database] url_env is not configured.
 FALLBACK_DATABASE_URL_ENV = "DATABASE_URL"
 # postgresql://, postgres://, and SQLAlchemy's postgresql+DRIVER:// (the driver is ignored).
-POSTGRES_URL_SCHEME = re.compile(r"^postgres(?:ql)?(?:\+[A-Za-z0-9_]+)?://", re.IGNORECASE)
+POSTGRES_URL_SCHEME = database_urls.POSTGRES_URL_SCHEME
 # `syncer status` flags a stream STALE after this long without a successful sync: a day, so
 # that a once-a-day schedule is not flagged; set it to a few of your job intervals.
 DEFAULT_STALE_AFTER_S = 86400.0
 
-JOB_COMMANDS: tuple[str, ...] = ("sync", "backfill", "load", "sweep")
+JOB_COMMANDS: tuple[str, ...] = ("sync", "backfill", "load", "sweep", "verify")
 
 
 # --- settings ----------------------------------------------------------------------------------
@@ -218,6 +219,11 @@ class Settings:
     destinations: Mapping[str, DestinationSettings] = field(
         default_factory=lambda: MappingProxyType({})
     )
+
+    @property
+    def database_url(self) -> str | None:
+        """The configured database URL; None: the embedded server (``store.database``)."""
+        return self.database.url.value if self.database.url is not None else None
 
     def secrets_of(
         self, *, sources: Iterable[str] = (), destinations: Iterable[str] = ()

@@ -1,7 +1,7 @@
 """Deletions no API announces: whether a disappearance may be marked, decided in one place.
 
 Neither MOCO nor MOCA sends tombstones: a deleted record simply stops being listed. The MOCA
-scans (``sources/moca/scan.py``) and the MOCO sweep (``sources/moco/sweep.py``) therefore
+scans (``sources/moca/scan.py``) and the sweep (``runners/sweep.py``) therefore
 infer deletions from absence.
 A mass disappearance is far more often a fault (a key that lost access to part of the data, a
 filter a server stopped honouring, an outage answering empty lists) than a real clean-up, and

@@ -1,4 +1,11 @@
-"""Durations as people write them: ``"90s"``, ``"15m"``, ``"2h"``, ``"1d"``, ``"1h30m"``."""
+"""Durations as people write them: ``"90s"``, ``"15m"``, ``"2h"``, ``"1d"``, ``"1h30m"``.
+
+Two ways to write one, on purpose: :func:`format_duration` exactly, the way a configuration
+says it and :func:`parse_duration` reads it back (``every 15m``, ``timed out after 1h30m``);
+:func:`format_rounded` to the second and in two units at most, for a reader watching a run
+(``about 14m 30s left``, ``2h 05m``), its second unit padded to two digits so that a live
+display keeps its width. A rounded figure is not one to copy into a configuration.
+"""
 
 from __future__ import annotations
 
@@ -55,9 +62,35 @@ def format_duration(seconds: float) -> str:
     return "".join(parts)
 
 
+def format_rounded(seconds: float) -> str:
+    """``seconds`` rounded, for reading: ``45s``, ``14m 30s``, ``2h 05m`` (0 for less than 0)."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:
         return False
     return True
+
+
+def format_age(seconds: float) -> str:
+    """An age for people, at most two units, rounded down: "45s", "3m", "2h 5m", "4d 3h"."""
+    whole = int(max(0.0, seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m"
+    if whole < 86400:
+        (major, minor), units = divmod(whole // 60, 60), ("h", "m")
+    else:
+        (major, minor), units = divmod(whole // 3600, 24), ("d", "h")
+    return f"{major}{units[0]}" + (f" {minor}{units[1]}" if minor else "")

@@ -32,8 +32,7 @@ from syncer.logs import configure_logging
 from syncer.metrics import Registry
 
 if TYPE_CHECKING:
-    from syncer.loading import LoadResult
-    from syncer.results import SyncResult
+    from syncer.results import LoadResult, SyncResult, VerifyResult
 
 __all__ = [
     "METRICS",
@@ -140,6 +139,23 @@ class SyncerMetrics:
             "When a job last succeeded, in Unix seconds.",
             ("job_id",),
         )
+        self.verify_missing = r.gauge(
+            "syncer_verify_missing_rows",
+            "Rows the last verify found missing from a stream's table or extra in it (what the "
+            "incremental sync had not seen), repaired or not.",
+            ("source", "stream"),
+        )
+        self.verify_unrepaired = r.gauge(
+            "syncer_verify_unrepaired_rows",
+            "Differences the last verify of a stream found and left unrepaired.",
+            ("source", "stream"),
+        )
+        self.verify_last_success = r.gauge(
+            "syncer_verify_last_success_timestamp_seconds",
+            "When a verify last left a stream exact (nothing differed, or all repaired), in "
+            "Unix seconds.",
+            ("source", "stream"),
+        )
 
 
 METRICS = SyncerMetrics(process=True)
@@ -160,6 +176,21 @@ def record_sync(
         m.stream_runs.inc(outcome=s.outcome, **labels)
     m.rate_limited.inc(result.http.rate_limited, vendor=result.source)
     m.retries.inc(result.http.retries, vendor=result.source)
+
+
+def record_verify(
+    result: VerifyResult, *, metrics: SyncerMetrics | None = None, now_s: float | None = None
+) -> None:
+    """The completeness a verify found, per stream it could compare."""
+    m = metrics or METRICS
+    for s in result.streams:
+        if s.verdict == "not_verified" or s.outcome != "succeeded":
+            continue
+        labels = {"source": result.source, "stream": s.stream}
+        m.verify_missing.set(s.missing + s.extra, **labels)
+        m.verify_unrepaired.set(s.unrepaired, **labels)
+        if s.verdict in ("verified", "repaired"):
+            m.verify_last_success.set(time.time() if now_s is None else now_s, **labels)
 
 
 def record_load(

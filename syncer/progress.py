@@ -29,10 +29,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
+from syncer.durations import format_rounded, parse_duration
 from syncer.errors import ConfigError
 
 if TYPE_CHECKING:
-    from syncer.loading import LoadResult
+    from syncer.results import LoadResult
 
 PERIOD_ENV = "SYNCER_PROGRESS_INTERVAL"
 DEFAULT_PERIOD_S = 30.0
@@ -148,18 +149,6 @@ def time_left(
     return out
 
 
-def format_duration(seconds: float) -> str:
-    """``45s``, ``14m 30s``, ``2h 05m``."""
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m {seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
 def stream_text(f: Figures, eta_s: float | None, *, share: bool = True) -> str:
     """What one stream has done, e.g. ``120 pages, 12,000 records, 12% of ~100,000, about
     14m 30s left``."""
@@ -172,7 +161,7 @@ def stream_text(f: Figures, eta_s: float | None, *, share: bool = True) -> str:
         fraction = f.fraction or 0.0
         parts.append(f"{fraction:.0%} of ~{f.records + f.left:,}")
     if f.state == "running" and eta_s is not None:
-        parts.append(f"about {format_duration(eta_s)} left")
+        parts.append(f"about {format_rounded(eta_s)} left")
     return ", ".join(parts)
 
 
@@ -184,7 +173,7 @@ def load_text(result: LoadResult) -> str:
     if dead:
         text += f", {dead:,} dead letters"
     if result.waited_s >= 1:
-        text += f", {format_duration(result.waited_s)} waiting for the rate limit"
+        text += f", {format_rounded(result.waited_s)} waiting for the rate limit"
     return text
 
 
@@ -227,7 +216,7 @@ def table(board: Board, now: float) -> Any:
     from rich.progress_bar import ProgressBar
     from rich.table import Table
 
-    title = f"{board.kind} {board.name} · {format_duration(now - board.started)}"
+    title = f"{board.kind} {board.name} · {format_rounded(now - board.started)}"
     grid = Table(title=title, title_justify="left", box=None, padding=(0, 1))
     if board.kind == "load":
         grid.add_column("load")
@@ -252,8 +241,6 @@ def table(board: Board, now: float) -> Any:
 
 def period_s() -> float:
     """Seconds between plain lines: ``SYNCER_PROGRESS_INTERVAL`` (``30s``, ``1m``, ``0.5``)."""
-    from syncer.durations import parse_duration
-
     text = os.environ.get(PERIOD_ENV, "").strip()
     if not text:
         return DEFAULT_PERIOD_S

@@ -1,11 +1,12 @@
 """Source and destination types: what a vendor package registers, and how plugins are found.
 
 A source type (``type = "moco"`` in ``[sources.NAME]``) or a destination type is one
-:class:`SourceType` or :class:`DestinationType`, registered by its package's ``plugin`` module
-(``syncer/sources/moco/plugin.py``) calling :func:`register_source` or
-:func:`register_destination` when imported. The generic parts of syncer (configuration, the
-sync run, the load run, ``status``, ``check``, the daemon) ask this registry, never a vendor
-package, for what differs between vendors.
+:class:`~syncer.sources.base.SourceType` or :class:`~syncer.destinations.base.DestinationType`
+(the contracts, in ``sources/base.py`` and ``destinations/base.py``), made by its package's
+``plugin`` module as the module's ``TYPE``: importing the module registers it. A plugin outside
+syncer may instead call :func:`register_source` or :func:`register_destination` itself. The
+generic parts of syncer (configuration, the runners, ``status``, ``check``, the daemon) ask this
+registry, never a vendor package, for what differs between vendors.
 
 Plugins are imported by :func:`load_plugins`: the built-in ones, then every module named by an
 entry point of the group ``syncer.plugins`` (an installed package), then the modules listed in
@@ -18,28 +19,18 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Mapping
+from typing import TypeVar
 
-from syncer.errors import ConfigError
-from syncer.tomlspec import Key
-
-if TYPE_CHECKING:
-    from datetime import datetime
-
-    from sqlalchemy import MetaData, Table
-
-    from syncer.config import DestinationSettings, SourceSettings
-    from syncer.http.client import Credential
-    from syncer.results import LoadOutcome, StreamResult, SyncContext
-    from syncer.store.status import ModelStatus
-    from syncer.store.types import Connection
+from syncer.destinations.base import DestinationType
+from syncer.errors import ConfigError, SyncerError
+from syncer.sources.base import SourceType, Webhooks
 
 __all__ = [
     "PLUGINS_ENV",
     "DestinationType",
     "SourceType",
+    "Webhooks",
     "destination_type",
     "destination_types",
     "load_plugins",
@@ -47,6 +38,8 @@ __all__ = [
     "register_source",
     "source_type",
     "source_types",
+    "supports",
+    "webhook_receiver",
 ]
 
 PLUGINS_ENV = "SYNCER_PLUGINS"
@@ -58,72 +51,38 @@ BUILT_IN = (
 )
 
 
-def _one_level(names: Sequence[str]) -> Sequence[Sequence[str]]:
-    return (names,)
+def webhook_receiver(kinds: list[SourceType], chosen: SourceType | None) -> Webhooks:
+    """The webhook receiver of ``chosen`` (the type of ``--source``'s source) if it has one;
+    otherwise of the one type among ``kinds`` (the configured sources' types) that has one.
+    ConfigError when that is not one type."""
+    if chosen is not None and chosen.webhooks is not None:
+        return chosen.webhooks
+    having = {k.name: k for k in kinds if k.webhooks is not None}
+    having = having or {k.name: k for k in _SOURCES.values() if k.webhooks is not None}
+    if len(having) != 1:
+        names = ", ".join(sorted(having)) or "none"
+        raise ConfigError(
+            f"webhooks serve: choose the source the hooks are for with --source (source types "
+            f"with webhooks: {names})"
+        )
+    (kind,) = having.values()
+    assert kind.webhooks is not None
+    return kind.webhooks
 
 
-def _no_parent(_stream: str) -> str | None:
+def supports(kind: SourceType, verb: str) -> str | None:
+    """None if sources of ``kind`` have the command ``verb`` (``sweep``, ``backfill``,
+    ``verify``, ``webhooks``); else why not, in words for the user."""
+    if verb in kind.refusals:
+        return kind.refusals[verb]
+    missing = f"{kind.vendor} sources have no {verb}"
+    if verb == "webhooks":
+        return None if kind.webhooks is not None else missing
+    if kind.catalog is None or kind.lister is None or kind.options is None:
+        return missing
+    if verb == "verify" and kind.count is None:
+        return f"{kind.vendor} sources declare no way to count what a list holds"
     return None
-
-
-@dataclass(frozen=True)
-class SourceType:
-    """What syncer needs to know of one kind of source.
-
-    ``sync_stream(context, result)`` reads one stream into the warehouse: it starts and ends
-    the stream's run (``pipeline.start_stream``/``pipeline.finish_stream``), stores pages as it
-    goes and counts into ``result``; the generic sync run holds the locks, runs the streams
-    side by side and records the run. ``tables(schema)`` are the tables a source of this type
-    writes, created in its schema when the source is first used.
-    """
-
-    name: str  # the value of `type`
-    vendor: str  # for messages: "MOCO"
-    streams: tuple[str, ...]  # every stream a source of this type can have (`syncer status`)
-    keys: tuple[Key, ...]  # the keys of [sources.NAME] besides `type`
-    build: Callable[..., SourceSettings]  # settings from name=..., **keys
-    credential: Callable[[Any], Credential]  # auth headers of one source's settings
-    sync_stream: Callable[[SyncContext[Any], StreamResult], Awaitable[None]]
-    tables: Callable[[str, MetaData], Sequence[Table]]  # one schema's tables, declared on
-    probe: Callable[[Any], tuple[str, dict[str, str]]]  # `syncer check`: its cheapest read
-    # The schema syncer's migrations create this type's tables in (the built-in types: their
-    # name); None: created when a source of the type is first used.
-    migrated_schema: str | None = None
-    levels: Callable[[Sequence[str]], Sequence[Sequence[str]]] = _one_level  # parents first
-    parent_of: Callable[[str], str | None] = _no_parent  # a child fails when its parent did
-    # Typed views over one schema's tables: (schema, view schema) -> `create or replace view`
-    # statements; None: no views. The built-in schemas' views are the migrations' business.
-    views: Callable[[str, str], Sequence[str]] | None = None
-    # `syncer status`: rows and the newest record's time of one stream's table(s)
-    count_rows: Callable[[Connection, str, str], Awaitable[tuple[int, datetime | None]]] | None = (
-        None
-    )
-    # Commands beyond `sync` (``sweep``, ``backfill``): the function that runs each; or, for a
-    # command the type has no use for, why not (``refusals``).
-    commands: Mapping[str, Callable[..., Awaitable[Any]]] = field(default_factory=dict)
-    refusals: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DestinationType:
-    """What syncer needs to know of one kind of destination.
-
-    ``load(pool, session, settings, **options)`` runs one load and ``status(conn, settings)``
-    says per model what is pending, sent and dead-lettered. Both are usually
-    ``syncer.loading.loader(build)`` and ``syncer.loading.statuses(build)``, where ``build``
-    makes the destination's ``syncer.loading.Destination`` from its settings: the generic load
-    run does the frame, the pending rows, acknowledgements and dead letters; the destination
-    turns rows into items, packs and delivers. ``models`` are the names of its SQL models.
-    """
-
-    name: str
-    vendor: str
-    keys: tuple[Key, ...]
-    build: Callable[..., DestinationSettings]
-    models: tuple[str, ...]  # the names of its SQL models (`syncer load --only`)
-    load: Callable[..., Awaitable[LoadOutcome]]
-    status: Callable[[Connection, Any], Awaitable[Sequence[ModelStatus]]]  # per model
-    check_detail: Callable[[Any], str]  # `syncer check`: what can be said without a request
 
 
 _T = TypeVar("_T")
@@ -188,7 +147,9 @@ def load_plugins(environ: Mapping[str, str] | None = None) -> None:
         if module in _LOADED:
             continue
         try:
-            importlib.import_module(module)
+            loaded = importlib.import_module(module)
+        except SyncerError:
+            raise  # a plugin's own clear message (a setting it reads at import, say)
         except ImportError as exc:
             raise ConfigError(
                 f"{PLUGINS_ENV}: cannot import plugin module {module!r} ({exc}); install it or "
@@ -201,3 +162,8 @@ def load_plugins(environ: Mapping[str, str] | None = None) -> None:
                 f"{PLUGINS_ENV if module not in BUILT_IN else 'the installation'}"
             ) from None
         _LOADED.add(module)
+        kind = getattr(loaded, "TYPE", None)  # a plugin module's type, registered on import
+        if isinstance(kind, SourceType) and kind.name not in _SOURCES:
+            register_source(kind)
+        elif isinstance(kind, DestinationType) and kind.name not in _DESTINATIONS:
+            register_destination(kind)

@@ -36,8 +36,8 @@ import logging
 import os
 import signal
 import socket
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -45,16 +45,16 @@ from typing import TYPE_CHECKING, Any, cast
 import aiohttp
 import asyncpg
 
-from syncer import commands, observability, shutdown
+from syncer import commands, dispatch, observability, shutdown
 from syncer.config import JobSettings, Settings
 from syncer.durations import format_duration
 from syncer.errors import EXIT_FAILED, EXIT_OK, BusyError, ConfigError, SyncerError
-from syncer.results import Outcome
-from syncer.store import locks
+from syncer.results import Outcome, Report
+from syncer.store import jobs, locks
 from syncer.store.types import Connection, Pool
 
 if TYPE_CHECKING:
-    from syncer.results import SyncResult
+    from syncer.results import SyncResult, VerifyResult
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,14 @@ def replica_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _no_progress(command: commands.Command) -> None:
+    return None
+
+
+def _nothing_to_show(command: commands.Command, result: Report) -> None:
+    return None
+
+
 @dataclass
 class Daemon:
     settings: Settings
@@ -92,6 +100,11 @@ class Daemon:
     outcomes: list[JobOutcome] = field(default_factory=list)
     replica: str = field(default_factory=replica_name)
     heartbeat: float = field(default_factory=time.monotonic)
+    # What a job shows beside the log, by default nothing (the CLI passes syncer.show.run's:
+    # a backfill's progress lines and summary): the callback its command's progress is told,
+    # if any (dispatch.execute's on_progress), and what to show once it ended.
+    job_progress: Callable[[commands.Command], Callable[[Any], None] | None] = _no_progress
+    job_finished: Callable[[commands.Command, Report], None] = _nothing_to_show
 
     def beat(self) -> None:
         """The loop is alive (``/healthz`` watches this)."""
@@ -101,13 +114,7 @@ class Daemon:
         """Run ``job`` for ``fire`` if this replica claims it first; None if another did."""
         try:
             async with self.pool.acquire() as conn:
-                claimed = await conn.fetchval(
-                    "insert into syncer.job_fires (job_id, fire_time, replica)"
-                    " values ($1, $2, $3) on conflict do nothing returning true",
-                    job.id,
-                    fire,
-                    self.replica,
-                )
+                claimed = await jobs.claim_tick(conn, job.id, fire, self.replica)
         except Exception as exc:  # the database is down: the next tick tries again
             log.error(
                 "job %s: cannot claim its tick of %s (%s); tries again at its next tick",
@@ -135,14 +142,13 @@ class Daemon:
         """Record the outcome of the tick this replica claimed."""
         try:
             async with self.pool.acquire() as conn:
-                await conn.execute(
-                    "update syncer.job_fires set finished_at = now(), outcome = $3, error = $4,"
-                    " attempts = $5 where job_id = $1 and fire_time = $2",
+                await jobs.finish_tick(
+                    conn,
                     job.id,
                     fire,
-                    outcome.outcome,
-                    outcome.error,
-                    outcome.attempts,
+                    outcome=outcome.outcome,
+                    error=outcome.error,
+                    attempts=outcome.attempts,
                 )
         except Exception as exc:
             log.error(
@@ -162,10 +168,7 @@ class Daemon:
         if shutdown.requested():
             return JobOutcome(job.id, "skipped", "stopping")
         async with self.pool.acquire() as lock:
-            held = await lock.fetchval(
-                "select pg_try_advisory_lock($1, hashtext($2))", JOB_LOCK_CLASS, job.id
-            )
-            if not held:
+            if not await locks.try_lock(lock, JOB_LOCK_CLASS, job.id):
                 log.info("job %s: running elsewhere; skipped this tick", job.id)
                 return self._record(JobOutcome(job.id, "skipped", "running in another replica"))
             attempts = [0]
@@ -201,9 +204,7 @@ class Daemon:
             finally:
                 # A lost connection took the lock with it.
                 with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                    await lock.execute(
-                        "select pg_advisory_unlock($1, hashtext($2))", JOB_LOCK_CLASS, job.id
-                    )
+                    await locks.unlock(lock, JOB_LOCK_CLASS, job.id)
         outcome.attempts = attempts[0]
         outcome.duration_s = time.monotonic() - started
         if outcome.outcome == "failed":
@@ -219,17 +220,10 @@ class Daemon:
 
         Ticks skipped because the job itself ran elsewhere neither count nor break the streak.
         """
-        outcomes = await conn.fetch(
-            "select outcome from syncer.job_fires where job_id = $1 and fire_time < $2"
-            " and finished_at is not null and outcome <> 'skipped'"
-            " order by fire_time desc limit $3",
-            job.id,
-            fire,
-            BUSY_SKIPS_BEFORE_WAIT,
+        outcomes = await jobs.finished_outcomes(
+            conn, job.id, before=fire, limit=BUSY_SKIPS_BEFORE_WAIT
         )
-        return len(outcomes) == BUSY_SKIPS_BEFORE_WAIT and all(
-            r["outcome"] == "busy" for r in outcomes
-        )
+        return len(outcomes) == BUSY_SKIPS_BEFORE_WAIT and all(o == "busy" for o in outcomes)
 
     async def _attempt(self, job: JobSettings, *, wait: bool, attempts: list[int]) -> JobOutcome:
         """Run the job; when ``wait``, try again while its work is busy (until the timeout)."""
@@ -257,29 +251,24 @@ class Daemon:
 
     async def _execute(self, job: JobSettings) -> JobOutcome:
         command = commands.parse_job(job)
-        rt = commands.Runtime(self.settings, self.pool, self.session, "")
-        on_progress = None
-        if isinstance(command, commands.Backfill):
-            from syncer.sources.moco.backfill import progress_lines
-
-            on_progress = progress_lines(command.source, command.stream)
-        result = await commands.execute(
-            rt, command, command_line=f"job {job.id}: {job.run}", on_progress=on_progress
+        rt = dispatch.Runtime(self.settings, self.pool, self.session, "")
+        result = await dispatch.execute(
+            rt,
+            command,
+            command_line=jobs.command_line(job.id, job.run),
+            on_progress=self.job_progress(command),
         )
         if isinstance(command, commands.Load):
-            from syncer.loading import LoadResult
+            from syncer.results import LoadResult
 
-            assert isinstance(result, LoadResult), "every destination loads via syncer.loading"
+            assert isinstance(result, LoadResult), "every destination loads via syncer.runners.load"
             observability.record_load(result, job.id)
         elif isinstance(command, commands.Sync | commands.Sweep):
             # A sweep's deletions count as its streams' rows changed.
             observability.record_sync(cast("SyncResult", result), job.id)
-        else:
-            from syncer.sources.moco.backfill import summary
-
-            print(summary(result))  # type: ignore[arg-type]
-            if result.outcome != Outcome.SUCCEEDED:
-                print(f"error: {'; '.join(result.errors)}", file=sys.stderr)
+        elif isinstance(command, commands.Verify):
+            observability.record_verify(cast("VerifyResult", result))
+        self.job_finished(command, result)
         if result.outcome == Outcome.INTERRUPTED:
             raise shutdown.Interrupted()
         outcome = Outcome.SUCCEEDED if result.outcome == Outcome.SUCCEEDED else Outcome.FAILED

@@ -288,11 +288,16 @@ def secret_from_env(
     return make(env, value)
 
 
-def streams(known: tuple[str, ...]) -> Convert:
+def stream_names(known: tuple[str, ...]) -> Convert:
+    """Stream names, each one known and listed once; an empty list is allowed."""
+    return streams(known, allow_empty=True)
+
+
+def streams(known: tuple[str, ...], *, allow_empty: bool = False) -> Convert:
     def convert(value: object, ctx: Ctx) -> tuple[str, ...]:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise Invalid(f"expected an array of stream names, got {describe(value)}")
-        if not value:
+        if not value and not allow_empty:
             raise Invalid(
                 f"name at least one stream, or leave the key out for all: {comma_list(known)}"
             )

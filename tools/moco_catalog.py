@@ -30,6 +30,7 @@ import hashlib
 import re
 import sys
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -112,11 +113,21 @@ NATURAL_KEYS: Mapping[str, tuple[str, ...]] = {
     "report_utilization": ("date", "user_id"),
 }
 
-# Detail reads (opt-in): (name, path, the stream whose records are read one by one).
-DETAILS: tuple[tuple[str, str, str], ...] = (
-    ("invoice_details", "/invoices/{id}", "invoices"),  # with items, payments, reminders
-    ("offer_details", "/offers/{id}", "offers"),  # with items
-    ("project_reports", "/projects/{id}/report", "projects"),  # budget, hours, costs
+# How `syncer verify` counts a per-project list over every project: a top-level list holding the
+# same records (its "twin"), or the field of a project's record naming them ("embedded").
+TWINS: Mapping[str, str] = {
+    "project_expenses": "expenses",
+    "project_payment_schedules": "payment_schedules",
+    "project_recurring_expenses": "recurring_expenses",
+}
+EMBEDDED: Mapping[str, str] = {"project_tasks": "tasks", "project_contracts": "contracts"}
+
+# Detail reads (opt-in): (name, path, the stream whose records are read one by one, whether it
+# is an aggregate of other records, read again every run).
+DETAILS: tuple[tuple[str, str, str, bool], ...] = (
+    ("invoice_details", "/invoices/{id}", "invoices", False),  # items, payments, reminders
+    ("offer_details", "/offers/{id}", "offers", False),  # with items
+    ("project_reports", "/projects/{id}/report", "projects", True),  # budget, hours, costs
 )
 OBJECTS = ("/account/hourly_rates",)
 
@@ -532,7 +543,9 @@ def list_stream(spec: Spec, path: str) -> Stream:
     parent = None
     match = re.fullmatch(r"/projects/\{(\w+)\}/\w+", path)
     if match:
-        parent = Parent("projects", match.group(1), "project_id")
+        parent = Parent(
+            "projects", match.group(1), "project_id", TWINS.get(name), EMBEDDED.get(name)
+        )
     if path.startswith("/report/"):
         strategy = "report"
         unit = "year" if "year" in query else "month"
@@ -569,7 +582,8 @@ def list_stream(spec: Spec, path: str) -> Stream:
         volatile=VOLATILE.get(name, ()),
         deletions=deletions,
         webhook_targets=targets_of(name),
-        enabled=not snapshot,
+        # A project's list with a twin is opt-in: the twin holds the same records in one list.
+        enabled=not snapshot and (parent is None or parent.twin is None),
         parent=parent,
         period=period,
         natural_key=NATURAL_KEYS.get(name, ()),
@@ -599,7 +613,7 @@ def object_stream(spec: Spec, path: str) -> Stream:
     )
 
 
-def detail_stream(spec: Spec, name: str, path: str, of: str) -> Stream:
+def detail_stream(spec: Spec, name: str, path: str, of: str, aggregate: bool) -> Stream:
     _, body = spec.answer(path)
     columns = record_columns(spec, body, frozenset({"id", "updated_at"}))
     return Stream(
@@ -613,6 +627,7 @@ def detail_stream(spec: Spec, name: str, path: str, of: str) -> Stream:
         deletions="parent",
         enabled=False,
         detail_of=of,
+        aggregate=aggregate,
         columns=(Column("id", RAW), *columns, Column("updated_at", RAW), Column("_synced_at", RAW)),
     )
 
@@ -621,13 +636,27 @@ def detail_stream(spec: Spec, name: str, path: str, of: str) -> Stream:
 FIRST = ("activities", "projects", "companies", "contacts", "users", "invoices", "offers", "deals")
 
 
-def generate(raw: bytes) -> Catalog:
-    """The catalog of the OpenAPI description ``raw`` (its bytes, for the digest)."""
+def kept_columns(stream: Stream, previous: Catalog | None) -> Stream:
+    """``stream`` with the columns its view had in the ``previous`` catalog first, in their
+    order, and new ones after them: a view only ever grows at its end, so the warehouse
+    replaces it in place (``create or replace view``) and what an analyst built on it stays.
+    A field the description no longer has keeps its column (it reads NULL)."""
+    if previous is None or stream.name not in previous:
+        return stream
+    before = previous[stream.name].columns
+    names = {c.name for c in before}
+    return replace(stream, columns=(*before, *(c for c in stream.columns if c.name not in names)))
+
+
+def generate(raw: bytes, previous: Catalog | None = None) -> Catalog:
+    """The catalog of the OpenAPI description ``raw`` (its bytes, for the digest), keeping the
+    view columns of the ``previous`` catalog (the committed one) in their order."""
     data = orjson.loads(raw)
     spec = Spec(data)
     streams = [list_stream(spec, path) for path in spec.lists()]
     streams += [object_stream(spec, path) for path in OBJECTS]
     streams += [detail_stream(spec, *detail) for detail in DETAILS]
+    streams = [kept_columns(s, previous) for s in streams]
     rank = {name: i for i, name in enumerate(FIRST)}
     streams.sort(key=lambda s: (rank.get(s.name, len(FIRST)), s.parent is not None, s.name))
     names = {s.name for s in streams}
@@ -651,7 +680,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.moco_catalog", description=__doc__)
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 if stale")
     args = parser.parse_args(argv)
-    text = generate(SPEC.read_bytes()).dumps()
+    previous = Catalog.load(CATALOG) if CATALOG.exists() else None
+    text = generate(SPEC.read_bytes(), previous).dumps()
     if args.check:
         if CATALOG.read_bytes() != text:
             print(f"{CATALOG} is out of date: run python -m tools.moco_catalog", file=sys.stderr)

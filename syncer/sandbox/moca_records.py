@@ -8,6 +8,9 @@ sit under `config`, triggers and actions are discriminated by `@type` (or by `ty
 Android SDK spells it), segment queries are stored as JSON text and optional campaign fields
 are left out when unset. Every record points only at records already
 stored; `MocaData` decides when records are made and keeps them.
+
+One concept: one builder per MOCA stream, kept together because records point at each other
+and draw from one random generator in one order (a seed makes the same account).
 """
 
 from __future__ import annotations

@@ -1,12 +1,16 @@
 """The MOCO REST API v1 simulator: an aiohttp.web app serving MocoData strictly to the contract.
 
-It answers the paginated list endpoints of the eight synced streams (docs/vendors/moco.md):
-key auth in both header forms, `page`/`per_page` with X-Page, X-Per-Page, X-Total and an
-api-pagination style Link header, the `ids`, `updated_after`, `include_archived` and
-`include_disregarded` filters, `sort_by` (or, per stream, a server that ignores it and lists by
-id: MOCO does not say which endpoints honour it), a sliding-window rate limit per key that
-answers 429 without Retry-After, and switchable faults. Every request lands in
-`MocoSandbox.requests`. Changes to its data are delivered as signed webhooks to registered
+It answers every stream of the catalog at the path MOCO documents (docs/vendors/moco.md), each
+obeying exactly the query parameters MOCO documents for it and ignoring all others, as a
+server made from MOCO's OpenAPI description would: `page`/`per_page` (an unpaged list serves
+itself whole for any `page`; without a documented `per_page`, pages of 100), the `ids`,
+`updated_after`, `include_archived` and `include_disregarded` filters, `sort_by` (or, per
+stream, a server that ignores it and lists by id), X-Page, X-Per-Page, X-Total and an
+api-pagination style Link header only where MOCO documents them. Per-project lists answer 404
+for a project that is gone; reports answer rows for the period asked; detail reads and the
+hourly-rates object answer one object. Key auth in both header forms, a sliding-window rate
+limit per key that answers 429 without Retry-After, and switchable faults. Every request lands
+in `MocoSandbox.requests`. Changes to its data are delivered as signed webhooks to registered
 hooks (`moco_webhooks`).
 """
 
@@ -21,18 +25,19 @@ import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from aiohttp import web
 
+from syncer.catalog import Stream
 from syncer.sandbox.moco_data import MOCO_STREAM_PATHS, MocoData, parse_ts
 from syncer.sandbox.moco_records import Record
+from syncer.sandbox.moco_routes import Routes
 from syncer.sandbox.moco_webhooks import MocoWebhooks
 
 API_PREFIX = "/api/v1"
 
-_STREAM_BY_PATH = {f"{API_PREFIX}{path}": stream for stream, path in MOCO_STREAM_PATHS.items()}
 _ARCHIVABLE = frozenset({"projects", "companies", "users"})
 _AUTH = (
     re.compile(r'Token\s+token="?([^"\s]+)"?', re.IGNORECASE),
@@ -77,6 +82,7 @@ class MocoSandboxSettings:
 
 
 ALL_STREAMS = frozenset(MOCO_STREAM_PATHS)
+DEFAULT_PER_PAGE = 100  # MOCO's page size where a list documents no per_page
 
 
 @dataclass
@@ -123,6 +129,7 @@ class MocoSandbox:
         self.faults = MocoFaults()
         self.requests: list[RequestRecord] = []
         self._accepted_at: dict[str, deque[float]] = {}
+        self._routes = Routes(self.data.catalog)
         # Signed webhooks for changes to `data`, once a hook is registered (moco_webhooks).
         self.webhooks = MocoWebhooks(self.data)
 
@@ -186,19 +193,36 @@ class MocoSandbox:
         if not self._admit(key):
             return web.Response(status=429, text="Retry later\n")
 
-        stream = _STREAM_BY_PATH.get(path.removesuffix("/").removesuffix(".json"))
-        if stream is None:
+        route = (
+            self._routes.find(path.removeprefix(API_PREFIX))
+            if path.startswith(API_PREFIX)
+            else None
+        )
+        if route is None:
             return _json_error(404, f"Not found: {path}")
         if request.method != "GET":
             response = _json_error(405, f"Method {request.method} not allowed on {path}")
             response.headers["Allow"] = "GET"
             return response
+        spec = route.stream
         try:
-            query = _parse_query(request.query, self.settings.max_per_page)
-            rows = self._select(stream, query)
+            if spec.strategy == "object":
+                return _json(self.data.hourly_rates(spec.name))
+            if spec.strategy == "detail":
+                found = self.data.detail(spec.name, route.key or 0)
+                return _json(found) if found else _json_error(404, f"Not found: {path}")
+            query = _parse_query(request.query, self.settings.max_per_page, spec)
+            if spec.strategy == "report":
+                rows = self.data.report_rows(spec.name, _period(request.query, spec))
+            else:
+                if spec.parent is not None:
+                    projects = {int(p["id"]) for p in self.data.live(spec.parent.stream)}
+                    if route.key not in projects:
+                        return _json_error(404, f"Couldn't find Project with 'id'={route.key}")
+                rows = self._select(spec.name, query, route.key)
         except _Unprocessable as exc:
             return _json_error(422, str(exc))
-        return self._page(request, stream, rows, query)
+        return self._page(request, spec, rows, query)
 
     def _admit(self, key: str) -> bool:
         """True (and counted) if `key` is under its limit; rejected requests are not counted."""
@@ -212,7 +236,7 @@ class MocoSandbox:
         window.append(now)
         return True
 
-    def _select(self, stream: str, query: _ListQuery) -> list[Record]:
+    def _select(self, stream: str, query: _ListQuery, parent: int | None = None) -> list[Record]:
         if stream in self.settings.ignore_sort_by:
             query = replace(query, sort=None)
         if query.sort is not None:
@@ -228,7 +252,7 @@ class MocoSandbox:
             self.data.create(stream, 1)
         if query.page >= 2 and self.faults.delete_between_pages > 0:
             self.data.delete(stream, self.faults.delete_between_pages)
-        rows = self.data.live(stream)
+        rows = self.data.children(stream, parent) if parent is not None else self.data.live(stream)
         if stream in _ARCHIVABLE and not query.include_archived:
             rows = [row for row in rows if row.get("active", True)]
         if stream == "invoices" and not query.include_disregarded:
@@ -236,11 +260,11 @@ class MocoSandbox:
         if query.ids is not None:
             rows = [row for row in rows if row["id"] in query.ids]
         if query.updated_after is not None:
-            after = query.updated_after
+            after_ms = int(query.updated_after.timestamp() * 1000)
             if self.settings.updated_after_inclusive:
-                rows = [row for row in rows if parse_ts(row["updated_at"]) >= after]
+                rows = [r for r in rows if (self.data.changed_at_ms(stream, r) or 0) >= after_ms]
             else:
-                rows = [row for row in rows if parse_ts(row["updated_at"]) > after]
+                rows = [r for r in rows if (self.data.changed_at_ms(stream, r) or 0) > after_ms]
         rows.sort(key=lambda row: int(row["id"]))
         if query.sort is not None:
             name, descending = query.sort
@@ -249,13 +273,21 @@ class MocoSandbox:
         return rows
 
     def _page(
-        self, request: web.Request, stream: str, rows: Sequence[Record], query: _ListQuery
+        self, request: web.Request, spec: Stream, rows: Sequence[Record], query: _ListQuery
     ) -> web.Response:
+        stream = spec.name
+        paged = spec.takes("page")
         per_page = min(query.per_page, self.settings.max_per_page)
+        if not paged:  # an unpaged list: the whole of it, whatever `page` says
+            per_page, query = max(len(rows), 1), replace(query, page=1)
         total = len(rows)
         pages = max(1, -(-total // per_page))
         start = (query.page - 1) * per_page
-        served: list[Any] = self.data.serve(stream, rows[start : start + per_page])
+        served: list[Any] = (
+            self.data.serve(stream, rows[start : start + per_page])
+            if not spec.snapshots
+            else [dict(r) for r in rows[start : start + per_page]]
+        )
         if served and self.faults.bad_records_next > 0:
             self.faults.bad_records_next -= 1
             served += [
@@ -269,10 +301,12 @@ class MocoSandbox:
             text = text[: max(1, len(text) // 2)]
         body = text.encode()
         response = web.Response(body=body, content_type="application/json", charset="utf-8")
+        response.headers["ETag"] = f'W/"{hashlib.md5(body).hexdigest()}"'
+        if not (paged and spec.paged_headers):
+            return response  # MOCO documents no paging headers for this list
         response.headers["X-Page"] = str(query.page)
         response.headers["X-Per-Page"] = str(per_page)
         response.headers["X-Total"] = str(total)
-        response.headers["ETag"] = f'W/"{hashlib.md5(body).hexdigest()}"'
         if pages > 1:
             rels: list[tuple[str, int]] = []
             if query.page > 1:
@@ -294,16 +328,55 @@ def _api_key(header: str) -> str | None:
     return None
 
 
-def _parse_query(params: Mapping[str, str], max_per_page: int) -> _ListQuery:
-    """The list parameters MOCO understands; raises _Unprocessable for a bad value."""
+def _parse_query(params: Mapping[str, str], max_per_page: int, spec: Stream) -> _ListQuery:
+    """The list parameters MOCO documents for ``spec`` (the others are ignored, as a server
+    made from MOCO's description ignores them); raises _Unprocessable for a bad value."""
+    documented = {k: v for k, v in params.items() if spec.takes(k)}
+    default = min(DEFAULT_PER_PAGE, max_per_page)
+    per_page = _positive_int(documented, "per_page", default)
+    if spec.max_per_page is not None:
+        per_page = min(per_page, spec.max_per_page)
     return _ListQuery(
-        page=_positive_int(params, "page", 1),
-        per_page=_positive_int(params, "per_page", min(100, max_per_page)),
-        updated_after=_timestamp(params.get("updated_after")),
-        include_archived=_flag(params, "include_archived"),
-        include_disregarded=_flag(params, "include_disregarded"),
-        ids=_ids(params.get("ids")),
-        sort=_sort(params.get("sort_by")),
+        page=_positive_int(documented, "page", 1),
+        per_page=per_page,
+        updated_after=_timestamp(documented.get("updated_after")),
+        include_archived=_flag(documented, "include_archived"),
+        include_disregarded=_flag(documented, "include_disregarded"),
+        ids=_ids(documented.get("ids")),
+        sort=_sort(documented.get("sort_by")),
+    )
+
+
+def _period(params: Mapping[str, str], spec: Stream) -> tuple[date, date]:
+    """A report's period: ``from``/``to`` (YYYY-MM-DD), or a ``year``; by default this month
+    or this year."""
+    today = datetime.now(UTC).date()
+    if spec.takes("year"):
+        raw = params.get("year", str(today.year))
+        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 9999:
+            raise _Unprocessable(f"year must be a year such as 2026, got {raw!r}")
+        return date(int(raw), 1, 1), date(int(raw), 12, 31)
+    first = _date(params.get("from"), "from") or today.replace(day=1)
+    last = _date(params.get("to"), "to") or today
+    if last < first:
+        raise _Unprocessable(f"to ({last}) is before from ({first})")
+    return first, last
+
+
+def _date(raw: str | None, name: str) -> date | None:
+    if raw is None:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise _Unprocessable(f"{name} must be a date such as 2026-01-31, got {raw!r}") from None
+
+
+def _json(body: Any) -> web.Response:
+    return web.Response(
+        body=json.dumps(body, ensure_ascii=False).encode(),
+        content_type="application/json",
+        charset="utf-8",
     )
 
 

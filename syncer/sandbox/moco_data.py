@@ -1,8 +1,10 @@
-"""Deterministic MOCO data: the eight synced streams of one account, in memory, mutable.
+"""Deterministic MOCO data: every stream of the catalog for one account, in memory, mutable.
 
 `MocoData` keeps the records, gives them large non-sequential ids and the API's timestamps, and
-applies the changes tests make. How a record looks is `moco_records`. The same seed, counts,
-clock and sequence of calls give the same data.
+applies the changes tests make. The eight streams of the first releases have hand-made records
+(`moco_records`); every other catalog stream's are generated from its columns
+(`moco_account`, `moco_generated`), from a random generator of their own, so the eight are the
+same as ever for a seed. The same seed, counts, clock and sequence of calls give the same data.
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ import hashlib
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 
+from syncer.catalog import Catalog
+from syncer.sandbox import moco_generated
+from syncer.sandbox.moco_account import CatalogStreams, record_streams
 from syncer.sandbox.moco_records import Record, RecordBuilder
+from syncer.sources.moco.catalog import CATALOG
 
 MOCO_STREAM_PATHS: dict[str, str] = {
     "activities": "/activities",
@@ -99,12 +105,13 @@ class MocoData:
         now: Callable[[], float] = time.time,
         *,
         ids_follow_updates: bool = False,
+        catalog: Catalog = CATALOG,
     ) -> None:
-        unknown = set(counts or {}) - set(MOCO_STREAM_PATHS)
+        self.catalog = catalog
+        known = [s.name for s in record_streams(catalog)]
+        unknown = set(counts or {}) - set(known) - set(MOCO_STREAM_PATHS)
         if unknown:
-            raise ValueError(
-                f"unknown MOCO streams {sorted(unknown)}; use {list(MOCO_STREAM_PATHS)}"
-            )
+            raise ValueError(f"unknown MOCO streams {sorted(unknown)}; use {known}")
         self.seed = seed
         self.ids_follow_updates = ids_follow_updates
         self._now = now
@@ -130,6 +137,13 @@ class MocoData:
                 {k: p[k] for k in ("id", "identifier", "name", "active", "billable")}
                 for p in projects_by_customer.get(company["id"], [])
             ]
+        # Every other stream of the catalog, from its own random generator.
+        self.others = CatalogStreams(catalog, self._rows, counts or {}, seed, now)
+
+    @staticmethod
+    def stream_names(catalog: Catalog = CATALOG) -> tuple[str, ...]:
+        """The record streams the sandbox serves for ``catalog``."""
+        return tuple(s.name for s in record_streams(catalog))
 
     def records(self, stream: str) -> list[Record]:
         """Copies of every current record of `stream` (archived too), as the API serves them."""
@@ -137,9 +151,45 @@ class MocoData:
 
     def live(self, stream: str) -> list[Record]:
         """The stored records of `stream` in id order: the dicts themselves, to read only."""
-        if stream not in self._rows:
-            raise KeyError(f"unknown MOCO stream {stream!r}; use one of {list(MOCO_STREAM_PATHS)}")
-        return list(self._rows[stream])
+        if stream in MOCO_STREAM_PATHS:
+            return list(self._rows[stream])
+        if self.others.owns(stream):
+            return self.others.live(stream)
+        raise KeyError(f"unknown MOCO stream {stream!r}; use one of {list(self.catalog.names)}")
+
+    def parent_of(self, stream: str, record_id: int) -> int | None:
+        """The project a per-project list's record is listed under (None for other streams)."""
+        return self.others.parent_of(stream, record_id)
+
+    def children(self, stream: str, project_id: int) -> list[Record]:
+        """A per-project list of one project, as stored."""
+        return self.others.children(self.others.twins.get(stream, stream), project_id)
+
+    def changed_at_ms(self, stream: str, record: Record) -> int | None:
+        """When ``record`` last changed, in epoch ms (a record without ``updated_at`` too)."""
+        if stream in MOCO_STREAM_PATHS:
+            return int(parse_ts(record["updated_at"]).timestamp() * 1000)
+        return self.others.changed_at(stream, record)
+
+    def report_rows(self, stream: str, period: tuple[date, date]) -> list[Record]:
+        """The rows a report answers for ``period`` (first and last day)."""
+        return moco_generated.report_rows(self.catalog[stream], period, self._all(), self.seed)
+
+    def detail(self, stream: str, record_id: int) -> Record | None:
+        """What a detail read (``/invoices/{id}``) answers; None for no such record."""
+        spec = self.catalog[stream]
+        assert spec.detail_of is not None
+        base = next((r for r in self.live(spec.detail_of) if r["id"] == record_id), None)
+        if base is None:
+            return None
+        served = self.serve(spec.detail_of, [base])[0]
+        return moco_generated.detail(spec, served, self._all(), self.seed)
+
+    def hourly_rates(self, stream: str) -> Record:
+        return moco_generated.hourly_rates(self.catalog[stream], self._all(), self.seed)
+
+    def _all(self) -> dict[str, list[Record]]:
+        return self.others.rows
 
     def serve(self, stream: str, rows: Sequence[Record]) -> list[Record]:
         """Deep copies of `rows` as one response carries them, with per-read fields filled in.
@@ -164,6 +214,11 @@ class MocoData:
 
         Returns the ids changed, ascending.
         """
+        if stream not in MOCO_STREAM_PATHS:
+            self._checked(stream, n)
+            touched = self.others.update(stream, n, int(self._now() * 1000))
+            self._notify(stream, "update", touched)
+            return [r["id"] for r in touched]
         rows = self._checked(stream, n)
         stamp = self._stamp()
         changed = self._rng.sample(rows, min(n, len(rows)))
@@ -177,6 +232,11 @@ class MocoData:
 
     def create(self, stream: str, n: int) -> list[int]:
         """Adds `n` new active records (created_at = updated_at = now, ms); returns their ids."""
+        if stream not in MOCO_STREAM_PATHS:
+            self._checked(stream, n)
+            made = self.others.create(stream, n, int(self._now() * 1000))
+            self._notify(stream, "create", made)
+            return [r["id"] for r in made]
         rows = self._checked(stream, n)
         stamp = self._stamp()
         self._builder.fresh = True
@@ -191,12 +251,67 @@ class MocoData:
         return [row["id"] for row in created]
 
     def delete(self, stream: str, n: int) -> list[int]:
-        """Removes up to `n` random records (no tombstone, as in MOCO); returns their ids."""
+        """Removes up to `n` random records (no tombstone, as in MOCO); returns their ids. A
+        project's per-project records go with it (their lists then answer 404)."""
+        if stream not in MOCO_STREAM_PATHS:
+            self._checked(stream, n)
+            removed = self.others.delete(stream, n)
+            self._notify(stream, "delete", removed)
+            return sorted(r["id"] for r in removed)
         rows = self._checked(stream, n)
         gone = {row["id"] for row in self._rng.sample(rows, min(n, len(rows)))}
         self._notify(stream, "delete", [row for row in rows if row["id"] in gone])
         rows[:] = [row for row in rows if row["id"] not in gone]
+        if stream == "projects":
+            for child, records in self.others.drop_children(gone).items():
+                self._notify(child, "delete", records)
         return sorted(gone)
+
+    def backdate(
+        self,
+        n: int,
+        streams: Sequence[str] | None = None,
+        *,
+        min_age_days: float = 42,
+        max_age_days: float = 84,
+    ) -> dict[str, list[int]]:
+        """``n`` new records (spread over ``streams``, by default every list read by
+        ``updated_after`` whose records carry ``updated_at``) that appear with an ``updated_at``
+        6-12 weeks old, as after an import or a restore: a client whose watermark is past
+        that time never sees them by ``updated_after``. The ids made, by stream."""
+        names = list(streams) if streams else self.backdatable()
+        now_ms = int(self._now() * 1000)
+        low, high = int(min_age_days * 86_400_000), int(max_age_days * 86_400_000)
+        made: dict[str, list[int]] = {}
+        for i in range(n):
+            stream = names[i % len(names)]
+            at_ms = now_ms - self._rng.randint(low, high)
+            if stream in MOCO_STREAM_PATHS:
+                stamp = format_ts(at_ms, with_ms=stream in _MS_STREAMS)
+                self._builder.fresh = True
+                try:
+                    record = self._builder.build(stream, self._new_id(stream), stamp, stamp)
+                finally:
+                    self._builder.fresh = False
+                self._rows[stream].append(record)
+                made.setdefault(stream, []).append(record["id"])
+            else:
+                for name, records in self.others.backdate(
+                    1, [stream], now_ms=now_ms, age_ms=(at_ms, at_ms)
+                ).items():
+                    made.setdefault(name, []).extend(int(r["id"]) for r in records)
+        return made
+
+    def backdatable(self) -> list[str]:
+        """The streams :meth:`backdate` spreads over by default."""
+        return [
+            s.name
+            for s in record_streams(self.catalog)
+            if s.parent is None
+            and s.replication_key
+            and s.takes("updated_after")
+            and s.name not in self.others.twins
+        ]
 
     def _notify(self, stream: str, event: str, rows: list[Record]) -> None:
         if self.listeners and rows:
@@ -208,7 +323,7 @@ class MocoData:
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         self.live(stream)  # raises for an unknown stream
-        return self._rows[stream]
+        return self._rows[stream] if stream in MOCO_STREAM_PATHS else []
 
     def _stamp(self) -> str:
         return format_ts(int(self._now() * 1000), with_ms=True)

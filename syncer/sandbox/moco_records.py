@@ -4,6 +4,10 @@ Records follow the current documented list shapes (docs/vendors/moco.md): nested
 point at ids of records already stored, custom properties, German text with umlauts, ß and emoji,
 null next to "", money as int, whole float or cents (as recorded responses show), archived records
 and disregarded invoices. `MocoData` decides ids, timestamps and when records are made.
+
+One concept: the hand-made records of the eight classic streams, one builder each, kept
+together because they point at each other (an activity at its project's task, a deal at its
+company) and draw from one random generator in one order (a seed makes the same account).
 """
 
 from __future__ import annotations

@@ -33,19 +33,20 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from syncer.sandbox.moco_data import MOCO_STREAM_PATHS, MocoData
+from syncer.sandbox.moco_data import MocoData
 from syncer.sandbox.moco_records import Record
 
-TARGETS: dict[str, str] = {
-    "activities": "Activity",
-    "projects": "Project",
-    "companies": "Company",
-    "contacts": "Contact",
-    "users": "User",
-    "invoices": "Invoice",
-    "offers": "Offer",
-    "deals": "Deal",
-}
+
+def stream_targets(data: MocoData) -> dict[str, str]:
+    """Each stream with webhook targets and the X-Moco-Target its changes are sent as (the
+    catalog's first; a per-project list's twin, the same records, as its own)."""
+    found = {s.name: s.webhook_targets[0] for s in data.catalog if s.webhook_targets}
+    for twin, owner in data.others.twins.items():
+        if owner in found:
+            found[twin] = found[owner]
+    return found
+
+
 EVENTS = ("create", "update", "delete")
 DISABLE_AFTER_FAILURES = 500
 
@@ -158,7 +159,7 @@ class MocoWebhooks:
             frozenset(targets) if targets is not None else None,
             frozenset(events) if events is not None else None,
         )
-        unknown = (hook.targets or frozenset()) - set(TARGETS.values())
+        unknown = (hook.targets or frozenset()) - set(stream_targets(self.data).values())
         unknown |= (hook.events or frozenset()) - set(EVENTS)
         if unknown:
             raise ValueError(f"unknown targets or events {sorted(unknown)}")
@@ -176,7 +177,9 @@ class MocoWebhooks:
 
     def notify(self, stream: str, event: str, records: list[Record], at_ms: int) -> None:
         """`MocoData`'s listener: queues a delivery per record and hook (from any thread)."""
-        target = TARGETS[stream]
+        target = stream_targets(self.data).get(stream)
+        if target is None:
+            return  # MOCO sends no webhook for this stream
         hooks = [hook for hook in self.hooks if hook.wants(target, event)]
         if not hooks:
             return
@@ -323,11 +326,11 @@ class MocoWebhooks:
     async def _changes_handler(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
         stream, event, n = body.get("stream"), body.get("event"), body.get("n", 1)
-        if stream not in MOCO_STREAM_PATHS or event not in EVENTS or not isinstance(n, int):
+        streams = list(stream_targets(self.data))
+        if stream not in streams or event not in EVENTS or not isinstance(n, int):
             return _error(
                 422,
-                f'send {{"stream": one of {list(MOCO_STREAM_PATHS)}, "event": one of '
-                f'{list(EVENTS)}, "n": count}}',
+                f'send {{"stream": one of {streams}, "event": one of {list(EVENTS)}, "n": count}}',
             )
         change = {"create": self.data.create, "update": self.data.update}.get(
             event, self.data.delete

@@ -8,6 +8,9 @@ documented 400s, and per-workspace user and event budgets (429, nothing applied)
 it answers 200 for elements it then drops; each drop is recorded with its reason in
 `MoengageSandbox.drops` (the rules are in `moengage_rules.py`). `GET /_sandbox/state` shows the
 whole workspace without auth.
+
+One concept: the simulated workspace and the endpoints that change it, which share its
+state and budgets; the rules it applies are ``moengage_rules.py``.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Pure functions over parsed JSON (no I/O, no state); `moengage.py` applies them t
 workspace. The rules are MoEngage's, as docs/vendors/moengage.md cites them. Messages are the
 documented ones, including the stray leading `'` MoEngage puts in its /transition messages;
 where no text is documented the wording is ours and says so in a comment.
+
+One concept: MoEngage's validation rules, one function per documented rule, read in one
+place against the vendor's pages; splitting them would hide which rule wins when several apply.
 """
 
 from __future__ import annotations

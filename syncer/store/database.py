@@ -21,13 +21,12 @@ import re
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 import asyncpg
 import sqlalchemy.engine
 
-from syncer.config import POSTGRES_URL_SCHEME, Settings
 from syncer.errors import DatabaseError, SyncerError
 from syncer.store import locks
 from syncer.store.types import Connection
@@ -44,6 +43,20 @@ MASK = "***"
 URL_VARIABLES = "SYNCER_DATABASE_URL (or DATABASE_URL, or your [database] url_env)"
 
 # --- URLs --------------------------------------------------------------------------------------
+
+# postgresql://, postgres:// and postgresql+driver:// (SQLAlchemy's form) all name Postgres.
+POSTGRES_URL_SCHEME = re.compile(r"^postgres(?:ql)?(?:\+[A-Za-z0-9_]+)?://", re.IGNORECASE)
+
+
+class DatabaseChoice(Protocol):
+    """What a command's settings say of the database (``syncer.config.Settings``)."""
+
+    @property
+    def database_url(self) -> str | None: ...  # the configured URL; None: the embedded one
+
+    @property
+    def home(self) -> Path: ...  # where the embedded server lives
+
 
 # Query parameters whose value is (or may be) a secret: password, sslpassword, the names other
 # drivers use (pwd, passwd), tokens, keys, credentials.
@@ -210,10 +223,10 @@ async def ensure_database(admin_url: str, name: str) -> str:
     return with_database(admin_url, name)
 
 
-async def resolve_url(settings: Settings) -> str:
+async def resolve_url(settings: DatabaseChoice) -> str:
     """The database URL to use: the configured one, else the embedded server's (said once)."""
-    if settings.database.url is not None:
-        return asyncpg_url(settings.database.url.value)
+    if settings.database_url is not None:
+        return asyncpg_url(settings.database_url)
     announce_embedded(settings.home)
     admin = await asyncio.to_thread(start_embedded, settings.home)
     return await ensure_database(admin, DATABASE_NAME)
@@ -253,6 +266,14 @@ def head_revision() -> str:
     ``revision = "NNNN"`` (a test checks it against Alembic's own idea of the head)."""
     names = (migrations_dir() / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")
     return max(path.name[:4] for path in names)
+
+
+async def revision(conn: Connection) -> str | None:
+    """The migration the database is at; None if it was never migrated."""
+    if not await conn.fetchval("select to_regclass('syncer.alembic_version') is not null"):
+        return None
+    value = await conn.fetchval("select version_num from syncer.alembic_version")
+    return value if isinstance(value, str) else None
 
 
 async def _at_head(conn: Connection, url: str) -> bool:
@@ -342,7 +363,7 @@ async def migrate(url: str) -> None:
         await conn.close()
 
 
-async def migrate_url(settings: Settings) -> str:
+async def migrate_url(settings: DatabaseChoice) -> str:
     url = await resolve_url(settings)
     await migrate(url)
     return url

@@ -1,6 +1,6 @@
 """The loader's state: pending rows (a diff against acknowledged sends), acks, dead letters,
-the in-flight journal that tells, after a crash, which rows may have been sent, and per key the
-sends whose answer never came (``syncer.lost_answers``)."""
+the in-flight journal that tells, after a crash, which rows may have been sent, per key the
+sends whose answer never came (``syncer.lost_answers``), and each load run's counts."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
+from syncer.store.status import json_object
 from syncer.store.types import Connection
 
 
@@ -51,6 +54,12 @@ def pending_query(
         order by h._order collate "C" nulls last, h._key collate "C",
                  h._hash collate "C"
     """
+
+
+async def count_pending(conn: Connection, destination: str, query: str) -> int:
+    """How many rows the pending-rows ``query`` (:func:`pending_query`) returns."""
+    count: int = await conn.fetchval(f"select count(*) from ({query}) p", destination)
+    return count
 
 
 DUPLICATE_KEY = "duplicate_key"  # the rule of a row whose key an earlier row of the run had
@@ -284,3 +293,45 @@ async def model_counts(
             "n"
         ]
     return out
+
+
+async def record_run_counts(conn: Connection, run_id: int, counts: Mapping[str, Any]) -> None:
+    """What the load run ``run_id`` did (``syncer.runs.counts``)."""
+    await conn.execute(
+        "update syncer.runs set counts = $2::jsonb where id = $1",
+        run_id,
+        orjson.dumps(counts).decode(),
+    )
+
+
+async def last_run_counts(conn: Connection, destination: str) -> dict[str, Any]:
+    """The counts of the last load of ``destination`` that recorded any; empty if none did."""
+    last = await conn.fetchrow(
+        "select counts from syncer.runs where kind = 'load' and source = $1"
+        " and counts is not null order by id desc limit 1",
+        destination,
+    )
+    return json_object(last["counts"]) if last else {}
+
+
+async def possibly_duplicated(conn: Connection, destination: str) -> int:
+    """Sends counted as possible duplicates by every load of ``destination``."""
+    total = await conn.fetchval(
+        "select coalesce(sum((counts->>'possibly_duplicated_events')::bigint), 0)"
+        " from syncer.runs where kind = 'load' and source = $1",
+        destination,
+    )
+    return int(total)
+
+
+async def dead_letter_examples(conn: Connection, destination: str, model: str) -> list[str]:
+    """One reason per rule of the model's dead letters, the newest (``rule: reason``)."""
+    return [
+        f"{r['rule']}: {r['reason']}"
+        for r in await conn.fetch(
+            "select distinct on (rule) rule, reason from syncer.dead_letters"
+            " where destination = $1 and model = $2 order by rule, last_at desc",
+            destination,
+            model,
+        )
+    ]

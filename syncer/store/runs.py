@@ -136,3 +136,31 @@ async def stream_run_counts(conn: Connection, run_id: int) -> list[dict[str, Any
         run_id,
     )
     return [dict(r) for r in rows]
+
+
+async def add_stream_counts(
+    conn: Connection,
+    run_id: int,
+    stream: str,
+    *,
+    pages: int = 0,
+    requests: int = 0,
+    records: int = 0,
+    upserted: int = 0,
+    rejected: int = 0,
+    deleted: int = 0,
+) -> None:
+    """Add to a stream run's counts (in the caller's transaction, with what they count)."""
+    await conn.execute(
+        "update syncer.stream_runs set pages = pages + $3, requests = requests + $4,"
+        " records = records + $5, upserted = upserted + $6, rejected = rejected + $7,"
+        " deleted = deleted + $8 where run_id = $1 and stream = $2",
+        run_id,
+        stream,
+        pages,
+        requests,
+        records,
+        upserted,
+        rejected,
+        deleted,
+    )

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from syncer.config import DEFAULT_STALE_AFTER_S
+from syncer.durations import format_age
 from syncer.store.types import Connection
+from syncer.store.verify import Verification
 
 
 @dataclass(frozen=True)
@@ -52,20 +53,6 @@ def _age(now: datetime, then: datetime | None) -> float | None:
     return None if then is None else max(0.0, (now - then).total_seconds())
 
 
-def format_age(seconds: float) -> str:
-    """An age for people, at most two units, rounded down: "45s", "3m", "2h 5m", "4d 3h"."""
-    whole = int(max(0.0, seconds))
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m"
-    if whole < 86400:
-        (major, minor), units = divmod(whole // 60, 60), ("h", "m")
-    else:
-        (major, minor), units = divmod(whole // 3600, 24), ("d", "h")
-    return f"{major}{units[0]}" + (f" {minor}{units[1]}" if minor else "")
-
-
 @dataclass(frozen=True)
 class StreamStatus:
     source: str
@@ -80,12 +67,22 @@ class StreamStatus:
     rejected: int
     newest_record_at: datetime | None
     freshness: Freshness
+    verifiable: bool = False  # `syncer verify` can compare it with the source
+    verification: Verification | None = None  # its latest completeness report
+    configured: bool = True  # the configuration syncs it
+
+    @property
+    def shown(self) -> bool:
+        """Whether the status table lists it: configured, or holding anything (rows, a run)."""
+        return self.configured or self.rows > 0 or self.last_run_at is not None
 
     def to_json(self) -> dict[str, Any]:
         fresh = self.freshness
+        check = self.verification
         return {
             "source": self.source,
             "stream": self.stream,
+            "configured": self.configured,
             "watermark": _iso(self.watermark),
             "in_progress": self.in_progress,
             "last_success_at": _iso(self.last_success_at),
@@ -99,7 +96,30 @@ class StreamStatus:
             "since_success_s": _seconds(fresh.since_success_s),
             "stale": fresh.stale,
             "stale_after_s": fresh.stale_after_s,
+            "verifiable": self.verifiable,
+            "verified_at": _iso(check.verified_at) if check else None,
+            "verified": check.outcome if check else None,
+            "verify_source_count": check.source_count if check else None,
+            "verify_warehouse_count": check.warehouse_count if check else None,
+            "verify_missing": check.missing if check else None,
+            "verify_extra": check.extra if check else None,
+            "verify_repaired": check.repaired if check else None,
+            "verify_unrepaired": check.unrepaired if check else None,
         }
+
+    def unverified(self, now: datetime, max_age_s: float) -> str | None:
+        """Why ``--fail-if-unverified`` fails this stream (never verified, not within
+        ``max_age_s``, or differences left unrepaired), or None."""
+        if not self.verifiable or not self.freshness.expected:
+            return None
+        check = self.verification
+        if check is None or check.verified_at is None:
+            return "never verified"
+        if check.outcome in ("differs", "failed"):
+            return f"its last verify {check.outcome}"
+        if (now - check.verified_at).total_seconds() > max_age_s:
+            return f"last verified {format_age((now - check.verified_at).total_seconds())} ago"
+        return None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -114,10 +134,26 @@ CountRows = Callable[[Connection, str, str], Awaitable[tuple[int, datetime | Non
 
 
 async def record_counts(conn: Connection, schema: str, stream: str) -> tuple[int, datetime | None]:
-    """A record table's live rows and its newest record's ``updated_at``."""
+    """A record table's live rows and its newest record's ``updated_at`` (none while the table
+    is not made yet: a stream new to this release, before its source's first sync)."""
+    if await conn.fetchval("select to_regclass($1)", f'"{schema}"."{stream}"') is None:
+        return 0, None
     row = await conn.fetchrow(
         f'select count(*) as n, max(updated_at) as newest from "{schema}"."{stream}"'
         " where _deleted_at is null"
+    )
+    assert row is not None
+    return row["n"], row["newest"]
+
+
+async def snapshot_counts(
+    conn: Connection, schema: str, stream: str
+) -> tuple[int, datetime | None]:
+    """A report's rows (every period) and when the newest of them was pulled."""
+    if await conn.fetchval("select to_regclass($1)", f'"{schema}"."{stream}"') is None:
+        return 0, None
+    row = await conn.fetchrow(
+        f'select count(*) as n, max(_synced_at) as newest from "{schema}"."{stream}"'
     )
     assert row is not None
     return row["n"], row["newest"]
@@ -135,7 +171,7 @@ async def stream_statuses(
     tables: Sequence[str],
     *,
     count_rows: CountRows | None = None,
-    stale_after_s: float = DEFAULT_STALE_AFTER_S,
+    stale_after_s: float,
     configured: Collection[str] | None = None,
     now: datetime | None = None,
 ) -> list[StreamStatus]:
@@ -188,6 +224,7 @@ async def stream_statuses(
                 stale_after_s,
                 expected=configured is None or r["stream"] in configured,
             ),
+            configured=configured is None or r["stream"] in configured,
         )
         for r in rows
     ]

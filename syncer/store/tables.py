@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -22,6 +23,8 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+
+from syncer.catalog import Stream
 
 BOOKKEEPING_SCHEMA = "syncer"
 
@@ -223,9 +226,18 @@ load_batches = Table(
 
 
 def record_table(
-    name: str, schema: str, id_type: type[BigInteger] | type[Text], on: MetaData
+    name: str,
+    schema: str,
+    id_type: type[BigInteger] | type[Text],
+    on: MetaData,
+    *,
+    parent: bool = False,
 ) -> Table:
-    """A warehouse table: one row per record, ``data`` as the API sent it."""
+    """A warehouse table: one row per record, ``data`` as the API sent it. With ``parent``,
+    a per-parent list's table: ``_parent_id`` is the id of the record it was listed for."""
+    extra: list[Column[object] | Index] = []
+    if parent:
+        extra = [Column("_parent_id", BigInteger), Index(None, "_parent_id")]
     return Table(
         name,
         on,
@@ -235,8 +247,33 @@ def record_table(
         timestamp("_synced_at", nullable=False, now=True),
         timestamp("_deleted_at"),
         Index(None, "updated_at"),
+        *extra,
         schema=schema,
     )
+
+
+def snapshot_table(name: str, schema: str, on: MetaData) -> Table:
+    """A report's table: its rows per period as the API sent them, keyed by the period and
+    the row's natural key; pulling a period again replaces that period's rows."""
+    return Table(
+        name,
+        on,
+        Column("period_start", Date, nullable=False),
+        Column("period_end", Date, nullable=False),
+        Column("key", Text, nullable=False),
+        Column("data", JSONB, nullable=False),
+        timestamp("_synced_at", nullable=False, now=True),
+        PrimaryKeyConstraint("period_start", "period_end", "key"),
+        schema=schema,
+    )
+
+
+def stream_table(stream: Stream, schema: str, on: MetaData) -> Table:
+    """The warehouse table of a catalog stream."""
+    if stream.snapshots:
+        return snapshot_table(stream.name, schema, on)
+    id_type = BigInteger if stream.key_type == "bigint" else Text
+    return record_table(stream.name, schema, id_type, on, parent=stream.parent is not None)
 
 
 backfills = Table(
@@ -326,5 +363,77 @@ job_fires = Table(
         "outcome in ('running', 'succeeded', 'failed', 'interrupted', 'skipped', 'busy')",
         name="outcome",
     ),
+    schema=BOOKKEEPING_SCHEMA,
+)
+
+
+# A per-parent list's position per parent record: its watermark, and the walk in progress.
+parent_positions = Table(
+    "parent_positions",
+    metadata,
+    Column("source", Text, primary_key=True),
+    Column("stream", Text, primary_key=True),
+    Column("parent", Text, primary_key=True),
+    timestamp("watermark"),
+    Column("walk", JSONB),
+    timestamp("updated_at", nullable=False, now=True),
+    schema=BOOKKEEPING_SCHEMA,
+)
+
+# The ids a full listing under way has stored (per parent; "" for none): what it did not see
+# by its end are candidates for deletion; kept across a crash, so the listing resumes.
+seen_ids = Table(
+    "seen_ids",
+    metadata,
+    Column("source", Text, primary_key=True),
+    Column("stream", Text, primary_key=True),
+    Column("parent", Text, primary_key=True, server_default=""),
+    Column("key", Text, primary_key=True),
+    schema=BOOKKEEPING_SCHEMA,
+)
+
+# Per schema of a source: the source type and the catalog digest its tables and views follow.
+provisioned = Table(
+    "provisioned",
+    metadata,
+    Column("schema", Text, primary_key=True),
+    Column("source_type", Text, nullable=False),
+    Column("fingerprint", Text, nullable=False),
+    timestamp("provisioned_at", nullable=False, now=True),
+    schema=BOOKKEEPING_SCHEMA,
+)
+
+# What each verify run found per stream (``syncer verify``): the counts it compared, what was
+# missing or extra, what it repaired. `syncer status` shows the latest per stream.
+verifications = Table(
+    "verifications",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column(
+        "run_id",
+        BigInteger,
+        ForeignKey(f"{BOOKKEEPING_SCHEMA}.runs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("source", Text, nullable=False),
+    Column("stream", Text, nullable=False),
+    timestamp("verified_at", nullable=False, now=True),
+    # verified: equal; repaired: differences found and all repaired; differs: found, not all
+    # repaired (--no-repair, the deletion guard); not_verified: no way to count the stream.
+    Column("outcome", Text, nullable=False),
+    Column("method", Text, nullable=False),  # counts, listing, parents, none
+    Column("source_count", BigInteger),
+    Column("warehouse_count", BigInteger),
+    Column("missing", BigInteger, nullable=False, server_default="0"),
+    Column("extra", BigInteger, nullable=False, server_default="0"),
+    Column("repaired", BigInteger, nullable=False, server_default="0"),
+    Column("unrepaired", BigInteger, nullable=False, server_default="0"),
+    Column("requests", Integer, nullable=False, server_default="0"),
+    Column("error", Text),
+    CheckConstraint(
+        "outcome in ('verified', 'repaired', 'differs', 'failed', 'interrupted', 'not_verified')",
+        name="outcome",
+    ),
+    Index("ix_verifications_source", "source", "stream"),
     schema=BOOKKEEPING_SCHEMA,
 )

@@ -24,10 +24,11 @@ from syncer.sandbox.moco import MocoSandbox, MocoSandboxSettings
 from syncer.sandbox.moco_data import MocoData
 from syncer.sandbox.server import RunningSandbox
 from syncer.sources.moca.settings import MocaSourceSettings
-from syncer.sources.moco.settings import MOCO_STREAMS
+from syncer.sources.moco.catalog import CATALOG
 from syncer.sources.moco.webhooks import WebhookReceiver, webhook_config
 from syncer.store.rate import credential_scope
 from syncer.warehouse import ensure_schema
+from tests.conftest import CLASSIC_STREAMS as MOCO_STREAMS
 from tests.conftest import moco_source, sandbox_in_thread
 from tests.integration.test_cli import Env, Ran, syncer
 from tests.integration.test_webhooks import SECRET, Receiver, project
@@ -71,12 +72,16 @@ async def accounts(db_url: str, tmp_path: Path) -> AsyncIterator[Accounts]:
 type = "moco"
 base_url = "{acme.moco_base_url}"
 api_key_env = "ACME_MOCO_KEY"
+streams = ["activities", "projects", "companies", "contacts",
+    "users", "invoices", "offers", "deals"]
 rate_limit = {{ requests = 1000, per_seconds = 1 }}
 
 [sources.globex]
 type = "moco"
 base_url = "{globex.moco_base_url}"
 api_key_env = "GLOBEX_MOCO_KEY"
+streams = ["activities", "projects", "companies", "contacts",
+    "users", "invoices", "offers", "deals"]
 rate_limit = {{ requests = 1000, per_seconds = 1 }}
 """
         )
@@ -124,7 +129,7 @@ async def test_two_moco_accounts_sync_into_their_own_schemas(accounts: Accounts,
     assert ran.code == 0, ran
     streams = orjson.loads(ran.stdout)["streams"]
     assert {(s["source"], s["stream"], s["rows"]) for s in streams} == {
-        (source, s, 0) for source in ("acme", "globex") for s in MOCO_STREAMS
+        (source, s, 0) for source in ("acme", "globex") for s in CATALOG.names
     }
     assert await schemas(pool) == BUILT_IN_SCHEMAS
 
@@ -172,10 +177,10 @@ async def test_two_moco_accounts_sync_into_their_own_schemas(accounts: Accounts,
     assert ran.code == 0, ran
     streams = orjson.loads(ran.stdout)["streams"]
     rows = {(s["source"], s["stream"]): s["rows"] for s in streams}
-    assert rows == {
-        (source, s): len(moco.data.records(s))
+    assert rows == {  # every stream of the type; those not configured hold nothing
+        (source, s): len(moco.data.records(s)) if s in MOCO_STREAMS else 0
         for source, moco in (("acme", acme), ("globex", globex))
-        for s in MOCO_STREAMS
+        for s in CATALOG.names
     }
 
     # A second sync of acme is incremental, reads nothing of globex, and picks up the changes.
@@ -227,6 +232,8 @@ async def test_a_source_named_moco_still_writes_the_moco_schema(
 type = "moco"
 base_url = "{sandbox.moco_base_url}"
 api_key_env = "MOCO_API_KEY"
+streams = ["activities", "projects", "companies", "contacts",
+    "users", "invoices", "offers", "deals"]
 rate_limit = {{ requests = 1000, per_seconds = 1 }}
 """
     )
@@ -280,7 +287,15 @@ async def test_a_new_source_schema_is_made_once_by_processes_starting_together(
         "beacons",
         "beacons_views",
     }
-    # The same tables, indexes and views as the built-in schemas the migrations made.
+    async with pool.acquire() as conn:  # the built-in schemas, provisioned as a sync does
+        await ensure_schema(conn, moco_source("http://127.0.0.1:9/api/v1"))
+        await ensure_schema(
+            conn,
+            MocaSourceSettings(
+                name="moca", base_url="http://127.0.0.1:9/v1", token=Secret("T", "t")
+            ),
+        )
+    # The same tables, indexes and views as the built-in schemas.
     for schema, built_in in (("acme", "moco"), ("beacons", "moca")):
         for kind in ("r", "i", "v"):
             assert await relations(pool, schema, kind) == await relations(pool, built_in, kind)
@@ -306,10 +321,18 @@ async def test_a_provisioned_schema_takes_no_lock_when_used_again(pool: Any) -> 
             await conn.execute("reset lock_timeout")
 
 
-async def test_the_built_in_schema_is_left_to_the_migrations(pool: Any) -> None:
+async def test_the_built_in_schema_is_provisioned_once_per_layout(pool: Any) -> None:
+    """The migrations make the eight tables of release 0.2; the first sync provisions the rest
+    of the catalog's, once: a view dropped afterwards by hand stays dropped (nothing is made
+    again while the catalog's layout is the one recorded)."""
+    moco = moco_source("http://127.0.0.1:9/api/v1")
+    assert await relations(pool, "moco", "r") == len(MOCO_STREAMS)
+    async with pool.acquire() as conn:
+        await ensure_schema(conn, moco)
+    assert await relations(pool, "moco", "r") == len(CATALOG)
     await pool.execute("drop view moco_views.deals")
     async with pool.acquire() as conn:
-        await ensure_schema(conn, moco_source("http://127.0.0.1:9/api/v1"))
+        await ensure_schema(conn, moco)
     assert await schemas(pool) == BUILT_IN_SCHEMAS
     assert await pool.fetchval("select to_regclass('moco_views.deals')") is None
 
@@ -327,6 +350,8 @@ async def test_webhooks_of_a_source_of_another_name_land_in_its_schema(
 type = "moco"
 base_url = "http://127.0.0.1:9/api/v1"
 api_key_env = "ACME_MOCO_KEY"
+streams = ["activities", "projects", "companies", "contacts",
+    "users", "invoices", "offers", "deals"]
 webhook_secret_env = "ACME_WEBHOOK_SECRET"
 """
     )

@@ -16,19 +16,14 @@ import orjson
 import pytest
 
 from syncer.errors import ConfigError, FatalError
-from syncer.pipeline import RUN_LOCK_CLASS, limiter_for, sync_source
+from syncer.extract.walk import Walk
+from syncer.results import BackfillProgress, BackfillResult
+from syncer.runners.backfill import BACKFILL_LOCK_CLASS, plan_windows, run_backfill
+from syncer.runners.sync import RUN_LOCK_CLASS, limiter_for, sync_source
 from syncer.sandbox.moco import MocoSandbox, MocoSandboxSettings
 from syncer.sandbox.moco_data import format_ts, parse_ts
 from syncer.sandbox.server import RunningSandbox
 from syncer.sources.moco.api import format_updated_after
-from syncer.sources.moco.backfill import (
-    BACKFILL_LOCK_CLASS,
-    BackfillProgress,
-    BackfillResult,
-    plan_windows,
-    run_backfill,
-)
-from syncer.sources.moco.walk import Walk
 from tests.conftest import SANDBOX_KEY, moco_source, wait_for_dead_sessions
 from tests.integration.test_moco_sync import source_contents, table_contents
 
@@ -207,7 +202,7 @@ CHILD = """
 import asyncio, os, signal, sys
 from datetime import date
 import aiohttp
-from syncer.sources.moco.backfill import run_backfill
+from syncer.runners.backfill import run_backfill
 from syncer.config import RateLimit, Secret
 from syncer.sources.moco.settings import MocoSourceSettings
 from syncer.store.database import open_pool

@@ -21,7 +21,8 @@ import pytest
 
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.server import RunningSandbox
-from syncer.sources.moco.settings import MOCO_STREAMS
+from syncer.sources.moco.catalog import CATALOG
+from tests.conftest import CLASSIC_STREAMS as MOCO_STREAMS
 from tests.conftest import SANDBOX_KEY
 
 WRONG_KEY = "wrong-key-5d1c9e"  # distinctive, so that finding it in the output means a leak
@@ -129,6 +130,8 @@ def write_config(tmp_path: Path, sandbox: RunningSandbox) -> WriteConfig:
             'type = "moco"',
             f'base_url = "{base_url or sandbox.moco_base_url}"',
             'api_key_env = "MOCO_API_KEY"',
+            'streams = ["activities", "projects", "companies", "contacts",',
+            '    "users", "invoices", "offers", "deals"]',
             *lines,
         ]
         if not any(line.startswith("rate_limit") for line in lines):
@@ -245,9 +248,10 @@ async def test_sync_with_bad_records_succeeds_keeps_them_aside_and_status_shows_
     )
     assert as_json.code == 0, as_json
     streams = {s["stream"]: s for s in orjson.loads(as_json.stdout)["streams"]}
-    assert set(streams) == set(MOCO_STREAMS)
+    assert set(streams) == set(CATALOG.names)  # every stream of the type, configured or not
+    assert {s for s in streams if streams[s]["configured"]} == set(MOCO_STREAMS)
     assert {s: streams[s]["rows"] for s in MOCO_STREAMS} == sandbox_counts(moco)
-    assert all(s["last_run_outcome"] == "succeeded" for s in streams.values())
+    assert all(streams[s]["last_run_outcome"] == "succeeded" for s in MOCO_STREAMS)
     assert {s: streams[s]["rejected"] for s in MOCO_STREAMS} == {
         s: 2 if s == "activities" else 0 for s in MOCO_STREAMS
     }

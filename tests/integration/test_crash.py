@@ -13,11 +13,11 @@ import aiohttp
 import orjson
 import pytest
 
-from syncer.pipeline import sync_source
+from syncer.extract.walk import Walk
+from syncer.runners.sync import sync_source
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.server import RunningSandbox
 from syncer.sources.moco.api import format_updated_after
-from syncer.sources.moco.walk import Walk
 from tests.conftest import SANDBOX_KEY, moco_source, wait_for_dead_sessions
 from tests.integration.test_moco_sync import assert_tables_equal_source
 
@@ -29,6 +29,8 @@ def write_config(path: Path, base_url: str, requests_per_s: int = 12) -> None:
 type = "moco"
 base_url = "{base_url}"
 api_key_env = "MOCO_API_KEY"
+streams = ["activities", "projects", "companies", "contacts",
+    "users", "invoices", "offers", "deals"]
 rate_limit = {{ requests = {requests_per_s}, per_seconds = 1 }}
 concurrency = 2
 page_concurrency = 4
@@ -124,6 +126,6 @@ async def test_a_sync_killed_mid_run_resumes_and_converges_exactly(
 
 
 def _path(stream: str) -> str:
-    from syncer.sources.moco.api import STREAMS
+    from syncer.sources.moco.catalog import CATALOG
 
-    return STREAMS[stream].path
+    return CATALOG[stream].path

@@ -35,6 +35,8 @@ def config(tmp_path: Path, sandbox: RunningSandbox, *, rate: str, jobs: str) -> 
 type = "moco"
 base_url = "{sandbox.moco_base_url}"
 api_key_env = "MOCO_API_KEY"
+streams = ["activities", "projects", "companies", "contacts",
+    "users", "invoices", "offers", "deals"]
 rate_limit = {rate}
 concurrency = 2
 {jobs}
@@ -342,6 +344,8 @@ async def test_a_job_that_hangs_is_cancelled_at_its_timeout_while_another_keeps_
 type = "moco"
 base_url = "http://127.0.0.1:{port}/api/v1"
 api_key_env = "MOCO_API_KEY"
+streams = ["activities", "projects", "companies", "contacts",
+    "users", "invoices", "offers", "deals"]
 timeout = "10m"
 
 [sources.moca]

@@ -17,7 +17,7 @@ import pytest
 
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.server import RunningSandbox
-from syncer.sources.moco.settings import MOCO_STREAMS
+from tests.conftest import CLASSIC_STREAMS as MOCO_STREAMS
 from tests.conftest import SANDBOX_KEY
 from tests.integration.test_cli import Env, Ran, syncer
 
@@ -69,6 +69,8 @@ def write_config(tmp_path: Path, sandbox: RunningSandbox) -> Path:
 type = "moco"
 base_url = "{sandbox.moco_base_url}"
 api_key_env = "MOCO_API_KEY"
+streams = ["activities", "projects", "companies", "contacts",
+    "users", "invoices", "offers", "deals"]
 rate_limit = {{ requests = 1000, per_seconds = 1 }}
 
 [destinations.moengage]

@@ -21,9 +21,9 @@ import asyncpg
 import pytest
 
 from syncer import cli
+from syncer.extract.records import Row
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.server import RunningSandbox
-from syncer.sources.base import Row
 from syncer.store import leases, pages, runs
 from tests.conftest import SANDBOX_KEY, wait_for_dead_sessions
 from tests.integration.test_crash import write_config

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from syncer.config import RateLimit, Secret
-from syncer.pipeline import SyncResult, sync_source
+from syncer.runners.sync import SyncResult, sync_source
 from syncer.sandbox.moca import MocaSandbox
 from syncer.sandbox.moca_data import ID_FIELDS, MocaData
 from syncer.sandbox.server import RunningSandbox

@@ -11,10 +11,10 @@ import orjson
 import pytest
 
 from syncer.config import RateLimit
-from syncer.pipeline import sync_source
+from syncer.runners.sync import sync_source
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.server import RunningSandbox
-from syncer.sources.moco.settings import MOCO_STREAMS
+from tests.conftest import CLASSIC_STREAMS as MOCO_STREAMS
 from tests.conftest import moco_source
 
 FAST = {"backoff_base_s": 0.01}
@@ -206,7 +206,7 @@ async def test_a_second_concurrent_sync_of_the_same_stream_is_refused(
     pool: Any, sandbox: RunningSandbox
 ) -> None:
     from syncer.errors import BusyError
-    from syncer.pipeline import RUN_LOCK_CLASS
+    from syncer.runners.sync import RUN_LOCK_CLASS
 
     lock = "select pg_advisory_lock($1, hashtext('moco.contacts'))"
     async with pool.acquire() as conn:

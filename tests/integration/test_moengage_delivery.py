@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from syncer.destinations.moengage.settings import ModelSettings, MoengageRateLimit
-from syncer.destinations.moengage.status import destination_status
 from syncer.destinations.moengage.values import MAX_VALUE_CHARS
 from syncer.errors import ConfigError
+from syncer.runners.load_status import destination_status
 from syncer.sandbox.server import RunningSandbox
 from syncer.store import loads
 from syncer.store.database import connect, migrations_dir, with_database

@@ -16,12 +16,13 @@ import aiohttp
 import pytest
 
 from syncer.config import Secret
-from syncer.destinations.moengage.load import BODY_MARGIN_S, load_destination
+from syncer.destinations.moengage.load import BODY_MARGIN_S
 from syncer.destinations.moengage.settings import ModelSettings, MoengageRateLimit, MoengageSettings
 from syncer.errors import ConfigError
-from syncer.loading import LoadResult
 from syncer.pacing import margin_for
-from syncer.pipeline import sync_source
+from syncer.results import LoadResult
+from syncer.runners.load import load_destination
+from syncer.runners.sync import sync_source
 from syncer.sandbox.moengage import MoengageSandbox
 from syncer.sandbox.server import RunningSandbox
 from tests.conftest import moco_source, wait_for_dead_sessions
@@ -290,7 +291,7 @@ select 'e3', 'good-3', 'Signed Up', now() - interval '1 day', '{}'::jsonb, 3600
 async def test_rows_moengage_would_drop_are_dead_lettered_with_reasons_and_never_sent(
     pool: Any, sandbox: RunningSandbox
 ) -> None:
-    from syncer.destinations.moengage.status import destination_status
+    from syncer.runners.load_status import destination_status
 
     settings = moengage(
         sandbox,

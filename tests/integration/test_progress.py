@@ -66,6 +66,8 @@ async def test_a_piped_sync_prints_periodic_progress_lines_on_stderr(
         'type = "moco"\n'
         f'base_url = "{running.moco_base_url}"\n'
         'api_key_env = "MOCO_API_KEY"\n'
+        'streams = ["activities", "projects", "companies", "contacts",\n'
+        '    "users", "invoices", "offers", "deals"]\n'
         "rate_limit = { requests = 10, per_seconds = 1 }\n"
     )
     ran = await syncer(

@@ -21,7 +21,7 @@ from typing import Any
 
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.server import running_sandbox
-from syncer.sources.moco.settings import MOCO_STREAMS
+from tests.conftest import CLASSIC_STREAMS as MOCO_STREAMS
 from tests.integration.test_cli import syncer
 from tests.integration.test_daemon import environment, start
 from tests.integration.test_moco_sync import assert_tables_equal_source
@@ -45,6 +45,8 @@ def configuration(path: Path, base_url: str) -> Path:
 type = "moco"
 base_url = "{base_url}"
 api_key_env = "MOCO_API_KEY"
+streams = ["activities", "projects", "companies", "contacts",
+    "users", "invoices", "offers", "deals"]
 rate_limit = {{ requests = 20, per_seconds = 1 }}
 concurrency = 2
 

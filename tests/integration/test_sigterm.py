@@ -32,6 +32,8 @@ def write_config(tmp_path: Path, sandbox: RunningSandbox, rate: str) -> Path:
 type = "moco"
 base_url = "{sandbox.moco_base_url}"
 api_key_env = "MOCO_API_KEY"
+streams = ["activities", "projects", "companies", "contacts",
+    "users", "invoices", "offers", "deals"]
 rate_limit = {rate}
 per_page = 20
 concurrency = 2

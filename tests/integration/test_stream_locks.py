@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 
 from syncer.errors import BusyError
+from syncer.runners.sweep import SWEEP_LOCK_CLASS, sweep_source
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.server import RunningSandbox
-from syncer.sources.moco.sweep import SWEEP_LOCK_CLASS, sweep_source
 from tests.conftest import SANDBOX_KEY, moco_source
 from tests.integration.test_crash import write_config
 from tests.integration.test_leases import finish, start

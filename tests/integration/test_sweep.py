@@ -14,16 +14,17 @@ import orjson
 import pytest
 
 from syncer.errors import FatalError
-from syncer.pipeline import sync_source
+from syncer.extract.records import split_records
+from syncer.results import SweepResult
+from syncer.runners.sweep import CHUNK, SWEEP_LOCK_CLASS, sweep_source
+from syncer.runners.sync import sync_source
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.moco_data import MOCO_STREAM_PATHS, MocoData, format_ts
 from syncer.sandbox.moco_records import Record
 from syncer.sandbox.server import RunningSandbox
-from syncer.sources.base import split_records
-from syncer.sources.moco import api as moco_source_module
-from syncer.sources.moco.settings import MOCO_STREAMS
-from syncer.sources.moco.sweep import CHUNK, SWEEP_LOCK_CLASS, SweepResult, sweep_source
+from syncer.sources.moco.catalog import CATALOG
 from syncer.store.pages import upsert_rows
+from tests.conftest import CLASSIC_STREAMS as MOCO_STREAMS
 from tests.conftest import moco_source
 from tests.integration.test_cli import syncer
 from tests.integration.test_daemon import config, environment
@@ -241,9 +242,9 @@ async def test_a_server_ignoring_the_ids_filter_fails_the_stream_and_marks_nothi
 ) -> None:
     await sync(pool, sandbox, streams=["activities"])
     # A server without the filter answers the whole stream, as a request without ids gets.
-    plain = moco_source_module.STREAMS["activities"].params
+    plain = CATALOG["activities"].params
     monkeypatch.setattr(
-        "syncer.sources.moco.sweep.ids_params", lambda spec, chunk: {**plain, "page": "1"}
+        "syncer.runners.sweep.ids_params", lambda lister, spec, chunk: {**plain, "page": "1"}
     )
     result = await sweep(pool, sandbox, streams=["activities"])
     assert not result.ok
@@ -271,7 +272,7 @@ async def test_a_page_requested_before_the_mark_does_not_resurrect_a_deleted_rec
     await sync(pool, sandbox, streams=["contacts"])
     stale, _ = split_records(
         orjson.loads(orjson.dumps(moco.data.records("contacts"))),
-        moco_source_module.STREAMS["contacts"],
+        CATALOG["contacts"],
     )
     before = datetime.now(UTC)
     gone = data(moco).delete("contacts", 2)

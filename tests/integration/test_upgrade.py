@@ -24,13 +24,13 @@ from alembic.config import Config
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from syncer.extract.records import parse_timestamp
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.moco_data import MocoData
 from syncer.sandbox.server import RunningSandbox
-from syncer.sources.base import parse_timestamp
-from syncer.sources.moco import api
-from syncer.sources.moco.settings import MOCO_STREAMS
+from syncer.sources.moco.catalog import CATALOG
 from syncer.store.database import migrations_dir, with_database
+from tests.conftest import CLASSIC_STREAMS as MOCO_STREAMS
 from tests.conftest import SANDBOX_KEY, sandbox_in_thread
 from tests.integration.test_accounts import BUILT_IN_SCHEMAS, ids, sandbox_ids, schemas
 from tests.integration.test_cli import Env, Ran, assert_one_error_line, syncer
@@ -126,7 +126,19 @@ async def load_state(pool: Any) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in acks] + [tuple(r) for r in letters]
 
 
-def write_config(path: Path, running: RunningSandbox, source: str, *extra: str) -> Path:
+CLASSIC = (
+    'streams = ["activities", "projects", "companies", "contacts",',
+    '    "users", "invoices", "offers", "deals"]',
+)
+
+
+def write_config(
+    path: Path,
+    running: RunningSandbox,
+    source: str,
+    *extra: str,
+    streams: tuple[str, ...] = CLASSIC,
+) -> Path:
     path.write_text(
         "\n".join(
             [
@@ -134,6 +146,7 @@ def write_config(path: Path, running: RunningSandbox, source: str, *extra: str) 
                 'type = "moco"',
                 f'base_url = "{running.moco_base_url}"',
                 'api_key_env = "MOCO_API_KEY"',
+                *streams,
                 "rate_limit = { requests = 1000, per_seconds = 1 }",
                 *extra,
                 "",
@@ -163,7 +176,7 @@ def environment(url: str, tmp_path: Path, running: RunningSandbox) -> Env:
 
 def assert_incremental(moco: MocoSandbox, marks: dict[str, datetime]) -> None:
     """Every list request asked only for what changed since (about) the old watermark."""
-    streams = {f"/api/v1{api.STREAMS[s].path}": s for s in MOCO_STREAMS}
+    streams = {f"/api/v1{CATALOG[s].path}": s for s in MOCO_STREAMS}
     requests = [r for r in moco.requests if r.path.startswith("/api/v1/")]
     assert {streams.get(r.path) for r in requests} == set(MOCO_STREAMS), requests
     for r in requests:
@@ -217,7 +230,9 @@ async def test_the_moco_source_continues_in_the_moco_schema_after_the_upgrade(
     assert ran.code == 0, ran
     document = orjson.loads(ran.stdout)
     rows = {s["stream"]: s["rows"] for s in document["streams"] if s["source"] == "moco"}
-    assert rows == {s: len(expected_ids(moco)[s]) for s in MOCO_STREAMS}
+    assert rows == {  # every stream of the type; those not configured hold nothing
+        s: len(expected_ids(moco)[s]) if s in MOCO_STREAMS else 0 for s in CATALOG.names
+    }
     models = {m["model"]: m for m in document["destinations"]["moengage"]}
     assert (models["users"]["sent"], models["events"]["sent"]) == (2, 1)
     assert models["users"]["dead_letters"] == {"forbidden_customer_id": 1}
@@ -265,3 +280,30 @@ async def test_a_moco_source_of_another_name_is_told_to_keep_the_moco_schema(
     streams = await old_pool.fetch("select source, stream, watermark from syncer.streams")
     assert {r["source"] for r in streams} == {"acme"}
     assert all(r["watermark"] >= marks[r["stream"]] for r in streams)
+
+
+async def test_a_configuration_of_the_previous_release_syncs_all_of_moco_after_the_upgrade(
+    old_db: str, old_pool: Any, account: RunningSandbox, tmp_path: Path
+) -> None:
+    """A 0.2 configuration names no streams: after the upgrade it syncs every default stream,
+    the eight it had incrementally from their watermarks, the others from the start."""
+    moco = account.moco
+    marks = await previous_release(old_pool, moco, "moco")
+    before = await load_state(old_pool)
+    moco.reset_log()
+    config = write_config(tmp_path / "schedules.toml", account, "moco", streams=())
+    env = environment(old_db, tmp_path, account)
+    ran = await syncer("sync", "moco", "--config", config, env=env, cwd=tmp_path)
+    assert ran.code == 0, ran
+    classic = {f"/api/v1{CATALOG[s].path}": s for s in MOCO_STREAMS}
+    for r in moco.requests:
+        if r.path in classic:
+            since = parse_timestamp(r.query.get("updated_after"))
+            assert since is not None, r
+            assert marks[classic[r.path]] - timedelta(days=1) <= since, r
+    assert await ids(old_pool, "moco") == expected_ids(moco)
+    for name in CATALOG.defaults:
+        if CATALOG[name].verifiable:
+            rows = await old_pool.fetch(f"select id from moco.{name} where _deleted_at is null")
+            assert {r["id"] for r in rows} == {r["id"] for r in moco.data.records(name)}, name
+    assert await load_state(old_pool) == before

@@ -29,8 +29,8 @@ from syncer.errors import ConfigError
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.moco_data import MocoData, parse_ts
 from syncer.sandbox.server import RunningSandbox, running_sandbox
-from syncer.sources.moco.settings import MOCO_STREAMS
 from syncer.sources.moco.webhooks import DELIVERIES, WebhookConfig, WebhookReceiver, sign
+from tests.conftest import CLASSIC_STREAMS as MOCO_STREAMS
 from tests.conftest import SANDBOX_KEY
 from tests.integration.test_cli import assert_one_error_line, closed_port, syncer
 
@@ -230,7 +230,7 @@ async def test_duplicate_and_out_of_order_deliveries_converge(hooks: Receiver, p
 @pytest.mark.parametrize(
     ("target", "event", "reason"),
     [
-        ("Comment", "create", "target 'Comment' is not synced"),
+        ("InvoiceDraft", "create", "target 'InvoiceDraft' is not synced"),
         ("Deal", "update", "stream 'deals' (target 'Deal') is not configured"),
         ("Project", "archive", "event 'archive' is not one of"),
         (None, "update", "no X-Moco-Target header"),
@@ -385,6 +385,8 @@ def write_config(tmp_path: Path, sandbox: RunningSandbox, *extra: str) -> Path:
         'type = "moco"',
         f'base_url = "{sandbox.moco_base_url}"',
         'api_key_env = "MOCO_API_KEY"',
+        'streams = ["activities", "projects", "companies", "contacts",',
+        '    "users", "invoices", "offers", "deals"]',
         *extra,
     ]
     path.write_text("\n".join(lines) + "\n")

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from syncer.sources.moco.backfill import MAX_WINDOWS, covered, plan_windows
+from syncer.runners.backfill import MAX_WINDOWS, covered, plan_windows
 
 DAY = timedelta(days=1)
 

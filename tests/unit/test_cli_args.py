@@ -44,8 +44,8 @@ def test_the_moca_sandbox_shape_comes_from_the_flag_or_the_environment(
 def test_a_load_summary_speaks_of_the_destinations_vendor_and_models(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from syncer.cli import print_load_result
-    from syncer.loading import LoadResult
+    from syncer.results import LoadResult
+    from syncer.show.load import print_load_result
 
     result = LoadResult(
         "sink",

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from syncer.cli import _secrets, build_parser, require_secrets
+from syncer.cli import build_parser, require_secrets
+from syncer.commands import secret_values
 from syncer.config import Settings, load_settings
 from syncer.errors import ConfigError
 
@@ -100,6 +101,6 @@ def test_the_daemon_needs_the_secrets_of_its_jobs_only(tmp_path: Path) -> None:
 
 
 def test_only_present_secrets_go_to_the_log_filter(tmp_path: Path) -> None:
-    values = _secrets(settings(tmp_path, {"MOCO_API_KEY": "moco-key-1"}))
+    values = secret_values(settings(tmp_path, {"MOCO_API_KEY": "moco-key-1"}), {})
     assert values == ["moco-key-1"]
-    assert sorted(_secrets(settings(tmp_path, ALL))) == sorted(ALL.values())
+    assert sorted(secret_values(settings(tmp_path, ALL), {})) == sorted(ALL.values())

@@ -8,7 +8,7 @@ import pytest
 
 from syncer.config import DatabaseSettings, JobSettings, RateLimit, Secret, Settings, load_settings
 from syncer.errors import ConfigError
-from syncer.sources.moco.settings import MOCO_STREAMS, MocoSourceSettings
+from syncer.sources.moco.settings import DEFAULT_STREAMS, MocoSourceSettings
 
 API_KEY = "sk-live-7f3a9c-DO-NOT-PRINT"
 DB_URL = "postgresql://syncer:hunter2-DO-NOT-PRINT@db.internal:5432/warehouse"
@@ -115,7 +115,7 @@ def test_moco_source_gets_documented_defaults(tmp_path: Path) -> None:
         name="moco",
         base_url="https://acme.mocoapp.com/api/v1",
         api_key=Secret(env="MOCO_API_KEY", value=API_KEY),
-        streams=MOCO_STREAMS,
+        streams=DEFAULT_STREAMS,  # every record list; reports and details opt-in
         rate_limit=RateLimit(requests=120, per_seconds=120.0),
         overlap_s=300.0,
         per_page=100,

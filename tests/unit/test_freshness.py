@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from syncer.config import load_settings
+from syncer.durations import format_age
 from syncer.errors import ConfigError
-from syncer.store.status import Freshness, StreamStatus, format_age, freshness
+from syncer.store.status import Freshness, StreamStatus, freshness
 
 NOW = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 DAY = 86400.0

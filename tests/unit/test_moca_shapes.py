@@ -7,9 +7,9 @@ from typing import Any
 
 import orjson
 
-from syncer.sources.base import has_nul, split_records
+from syncer.extract.records import has_nul, split_records
 from syncer.sources.moca import api as moca
-from syncer.sources.moco.api import STREAMS as MOCO_STREAMS
+from syncer.sources.moco.catalog import CATALOG as MOCO_STREAMS
 
 URL = "https://api.example/v2/apps/A/analytics/geolocations"
 WINDOW = (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 8, tzinfo=UTC))

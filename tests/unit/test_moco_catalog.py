@@ -24,7 +24,7 @@ def spec() -> dict[str, object]:
 
 
 def test_the_committed_catalog_is_what_the_generator_makes_of_the_spec() -> None:
-    made = moco_catalog.generate(moco_catalog.SPEC.read_bytes())
+    made = moco_catalog.generate(moco_catalog.SPEC.read_bytes(), committed())
     assert made.dumps() == moco_catalog.CATALOG.read_bytes(), (
         "syncer/sources/moco/catalog.json is out of date: run python -m tools.moco_catalog"
     )
@@ -147,8 +147,13 @@ def test_only_what_the_spec_documents_is_sent() -> None:
 
 
 def test_record_lists_are_on_by_default_reports_and_details_are_not() -> None:
+    """And a project's list that a top-level list holds too (its twin) is opt-in: its records
+    are synced once, by the twin."""
     for stream in committed():
-        assert stream.enabled == (stream.strategy not in ("report", "detail"))
+        twinned = stream.parent is not None and stream.parent.twin is not None
+        assert stream.enabled == (stream.strategy not in ("report", "detail") and not twinned)
+    assert not _by_path("/projects/{project_id}/expenses").enabled
+    assert _by_path("/projects/expenses").enabled
 
 
 def test_the_eight_views_of_the_previous_release_keep_their_columns_in_order() -> None:
@@ -192,3 +197,19 @@ def test_every_webhook_target_maps_to_streams_of_the_catalog() -> None:
     assert catalog.targets <= documented
     assert {s.name for s in catalog.by_target("Expense")} == {"expenses", "project_expenses"}
     assert {s.name for s in catalog.by_target("Task")} == {"project_tasks"}
+
+
+def test_a_regenerated_catalog_only_adds_view_columns_at_the_end() -> None:
+    """A new field in a newer description goes after every column the view had: the view is
+    replaced in place and nothing built on it breaks."""
+    import dataclasses
+
+    before = committed()
+    shrunk = dataclasses.replace(
+        before["todos"], columns=tuple(c for c in before["todos"].columns if c.name != "title")
+    )
+    previous = before.with_stream(shrunk)
+    made = moco_catalog.generate(moco_catalog.SPEC.read_bytes(), previous)
+    names = [c.name for c in made["todos"].columns]
+    assert names[: len(shrunk.columns)] == [c.name for c in shrunk.columns]
+    assert names[-1] == "title"

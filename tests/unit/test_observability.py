@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 import pytest
 
 from syncer.http.client import RequestStats
-from syncer.loading import LoadResult
 from syncer.logs import configure_logging
 from syncer.metrics import Registry
 from syncer.observability import (
@@ -26,7 +25,8 @@ from syncer.observability import (
     record_timeout,
     status_class,
 )
-from syncer.pipeline import StreamResult, SyncResult
+from syncer.results import LoadResult
+from syncer.runners.sync import StreamResult, SyncResult
 
 # --- a strict parser of the text exposition format 0.0.4 ---------------------------------------
 
@@ -354,7 +354,7 @@ def test_openmetrics_is_served_when_asked_for_and_the_process_registry_has_proce
 
 def test_every_syncer_metric_is_prefixed_and_counters_end_in_total() -> None:
     families = parse_exposition(SyncerMetrics().registry.render())
-    assert len(families) == 16
+    assert len(families) == 19  # with verify's three gauges
     for name, family in families.items():
         assert name.startswith("syncer_")
         assert family.help
@@ -424,7 +424,7 @@ def test_json_logs_are_one_object_per_line_with_the_extra_fields() -> None:
     out = io.StringIO()
     configure_logging("json", True, [SECRET], stream=out)
 
-    logging.getLogger("syncer.pipeline").info(
+    logging.getLogger("syncer.runners.sync").info(
         "page %d stored", 4, extra={"run_id": 9, "stream": "projects", "job": "moco", "level": 1}
     )
     try:
@@ -436,7 +436,7 @@ def test_json_logs_are_one_object_per_line_with_the_extra_fields() -> None:
     assert list(first)[:4] == ["ts", "level", "logger", "message"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["ts"])
     assert first["level"] == "INFO"
-    assert first["logger"] == "syncer.pipeline"
+    assert first["logger"] == "syncer.runners.sync"
     assert first["message"] == "page 4 stored"
     assert (first["run_id"], first["stream"], first["job"]) == (9, "projects", "moco")
     assert first["extra_level"] == 1  # an extra never hides a standard field
@@ -531,3 +531,40 @@ def test_configuring_again_replaces_only_the_handler_it_installed() -> None:
 def test_an_unknown_log_format_is_refused() -> None:
     with pytest.raises(ValueError, match="'text' or 'json'"):
         configure_logging("yaml", False, [])  # type: ignore[arg-type]
+
+
+def test_a_verify_sets_each_compared_stream_s_differences_and_its_last_exact_time() -> None:
+    from syncer.http.client import RequestStats
+    from syncer.observability import record_verify
+    from syncer.results import StreamVerify, VerifyResult
+
+    def stream(name: str, **fields: object) -> StreamVerify:
+        s = StreamVerify(name, outcome="succeeded")
+        for key, value in fields.items():
+            setattr(s, key, value)
+        return s
+
+    result = VerifyResult(
+        1,
+        "moco",
+        [
+            stream("activities", verdict="repaired", missing=2, extra=1, repaired=3),
+            stream("deals", verdict="differs", missing=2, extra=0, repaired=0),
+            stream("report_finance", verdict="not_verified"),
+        ],
+        1.0,
+        RequestStats(),
+        10,
+        True,
+    )
+    m = SyncerMetrics()
+    record_verify(result, metrics=m, now_s=1_800_000_000.0)
+    text = m.registry.render()
+    assert 'syncer_verify_missing_rows{source="moco",stream="activities"} 3.0' in text
+    assert 'syncer_verify_unrepaired_rows{source="moco",stream="deals"} 2.0' in text
+    assert (
+        'syncer_verify_last_success_timestamp_seconds{source="moco",stream="activities"} 1.8e+09'
+        in text
+    )
+    assert 'stream="deals"} 1.8e+09' not in text  # not left exact
+    assert "report_finance" not in text

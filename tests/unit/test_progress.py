@@ -11,11 +11,11 @@ import pytest
 from rich.console import Console
 
 from syncer import progress
+from syncer.durations import format_rounded
 from syncer.errors import ConfigError
-from syncer.loading import LoadResult
-from syncer.pipeline import StreamResult
 from syncer.progress import Board, Figures, figures_of, records_left, stream_text, time_left
-from syncer.sources.moco.sweep import StreamSweep
+from syncer.results import LoadResult, StreamSweep
+from syncer.runners.sync import StreamResult
 
 
 def stream(name: str, *, pages: int, records: int, left: int | None, requests: int) -> Any:
@@ -86,9 +86,9 @@ def test_a_sweep_stream_counts_ids_and_requests_of_100() -> None:
 
 
 def test_durations_read_naturally() -> None:
-    assert progress.format_duration(45.4) == "45s"
-    assert progress.format_duration(870) == "14m 30s"
-    assert progress.format_duration(2 * 3600 + 5 * 60 + 59) == "2h 05m"
+    assert format_rounded(45.4) == "45s"
+    assert format_rounded(870) == "14m 30s"
+    assert format_rounded(2 * 3600 + 5 * 60 + 59) == "2h 05m"
 
 
 def test_plain_lines_report_running_streams_each_time_and_an_end_once() -> None:

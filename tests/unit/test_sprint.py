@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from syncer.sources.moco.sprint import SprintPage, pages_to_fetch, trusted, worth_it
+from syncer.extract.sprint import SprintPage, pages_to_fetch, trusted, worth_it
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -10,8 +10,9 @@ from syncer import commands
 from syncer.config import load_settings
 from syncer.deletions import guard_warning
 from syncer.errors import ConfigError
-from syncer.sources.moco.api import STREAMS
-from syncer.sources.moco.sweep import decide, ids_params
+from syncer.runners.sweep import decide, ids_params
+from syncer.sources.moco.api import MocoLister
+from syncer.sources.moco.catalog import CATALOG as STREAMS
 
 MOCO = """
 [sources.moco]
@@ -29,14 +30,14 @@ ENV = {"MOCO_API_KEY": "k", "MOCA_API_TOKEN": "t"}
 
 
 def test_the_ids_query_carries_the_parameters_the_sync_sends() -> None:
-    params = ids_params(STREAMS["invoices"], [4_294_000_001, 4_294_000_999])
+    params = ids_params(MocoLister(""), STREAMS["invoices"], [4_294_000_001, 4_294_000_999])
     assert params == {
         "include_disregarded": "true",
         "ids": "4294000001,4294000999",
         "page": "1",
         "per_page": "2",
     }
-    assert ids_params(STREAMS["projects"], [1])["include_archived"] == "true"
+    assert ids_params(MocoLister(""), STREAMS["projects"], [1])["include_archived"] == "true"
 
 
 @pytest.mark.parametrize(

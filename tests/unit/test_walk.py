@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from syncer.sources.moco.walk import Walk
+from syncer.extract.walk import Walk
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 PAGE = 10

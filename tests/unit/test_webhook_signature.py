@@ -11,7 +11,7 @@ import pytest
 
 from syncer.config import load_settings
 from syncer.errors import ConfigError
-from syncer.sources.moco.settings import MOCO_STREAMS
+from syncer.sources.moco.catalog import CATALOG
 from syncer.sources.moco.webhook_store import Change, RowState, merge
 from syncer.sources.moco.webhooks import (
     Ignored,
@@ -21,10 +21,11 @@ from syncer.sources.moco.webhooks import (
     parse_change,
     sign,
     signature_matches,
-    stream_for,
+    streams_for,
     target_label,
     webhook_config,
 )
+from tests.conftest import CLASSIC_STREAMS as MOCO_STREAMS
 
 # The documented test vector (docs/vendors/moco.md).
 KEY = "1d608b9d72219b90ff2393a1d3ee0ac0"
@@ -85,13 +86,13 @@ def test_hex_case_and_surrounding_space_do_not_matter() -> None:
 )
 def test_each_synced_target_maps_to_its_stream(target: str, stream: str) -> None:
     for event in ("create", "update", "delete"):
-        assert stream_for(target, event, MOCO_STREAMS) == stream
+        assert streams_for(target, event, MOCO_STREAMS) == (stream,)
 
 
 @pytest.mark.parametrize(
     ("target", "event", "reason"),
     [
-        ("Comment", "create", "target 'Comment' is not synced"),
+        ("InvoiceDraft", "create", "target 'InvoiceDraft' is not synced"),
         ("activity", "create", "target 'activity' is not synced"),
         ("Deal", "update", "stream 'deals' (target 'Deal') is not configured"),
         ("Project", "archive", "event 'archive' is not one of create, update, delete"),
@@ -103,8 +104,15 @@ def test_other_targets_unconfigured_streams_and_other_events_are_ignored_with_th
     target: str | None, event: str | None, reason: str
 ) -> None:
     with pytest.raises(Ignored) as info:
-        stream_for(target, event, tuple(s for s in MOCO_STREAMS if s != "deals"))
+        streams_for(target, event, tuple(s for s in MOCO_STREAMS if s != "deals"))
     assert reason in str(info.value)
+
+
+def test_a_target_of_several_streams_changes_each_configured_one() -> None:
+    every = CATALOG.names
+    assert streams_for("Expense", "update", every) == ("expenses", "project_expenses")
+    assert streams_for("Expense", "delete", ("project_expenses",)) == ("project_expenses",)
+    assert streams_for("Comment", "create", every) == ("comments",)
 
 
 def test_count_labels_are_moco_targets_or_other() -> None:

@@ -1,5 +1,5 @@
-"""MoEngage as a destination of the generic load run (``syncer.loading``): its models, rows as
-validated elements, packed bodies, the POST and its answers.
+"""MoEngage as a destination of the generic load run (``syncer.runners.load``): its models, rows
+as validated elements, packed bodies, the POST and its answers.
 
 The order of work for each row: the model's SQL says what it is; rows already acknowledged as
 they are now (or dead-lettered as they are now) are skipped in SQL; the rest are validated, and
@@ -32,13 +32,12 @@ import base64
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 
-from syncer import loading
+from syncer.destinations import base
 from syncer.destinations.moengage import models
 from syncer.destinations.moengage.elements import (
     DeviceRow,
@@ -54,12 +53,10 @@ from syncer.destinations.moengage.packing import Item, Oversized, pack
 from syncer.destinations.moengage.settings import MODELS, MoengageSettings
 from syncer.errors import AuthError, FatalError, RequestRejectedError
 from syncer.http.client import Credential
-from syncer.loading import LoadResult
 from syncer.pacing import margin_for
 from syncer.store.rate import Limit
-from syncer.store.types import Pool
 
-__all__ = ["BODY_MARGIN_S", "MODELS", "LoadResult", "MoengageDestination", "load_destination"]
+__all__ = ["BODY_MARGIN_S", "MODELS", "MoengageDestination"]
 
 KIND = {"users": "user", "devices": "device", "events": "event"}
 KEY_EXPRESSIONS = {
@@ -69,28 +66,6 @@ KEY_EXPRESSIONS = {
 }
 KEY_LABELS = {"users": "customer_id", "devices": "customer_id and device_id", "events": "event_key"}
 BODY_MARGIN_S = 0.25
-
-
-async def load_destination(
-    pool: Pool,
-    session: aiohttp.ClientSession,
-    settings: MoengageSettings,
-    *,
-    only: Sequence[str] = (),
-    dry_run_dir: Path | None = None,
-    command: str = "load",
-    backoff_base_s: float = 1.0,
-) -> LoadResult:
-    """One reverse-ETL run; with ``dry_run_dir`` nothing is sent or written but the bodies."""
-    return await loading.load(
-        pool,
-        session,
-        MoengageDestination(settings),
-        only=only,
-        dry_run_dir=dry_run_dir,
-        command=command,
-        backoff_base_s=backoff_base_s,
-    )
 
 
 def _scope(settings: MoengageSettings) -> str:
@@ -109,13 +84,13 @@ def _headers(settings: MoengageSettings) -> dict[str, str]:
     }
 
 
-def model_list(settings: MoengageSettings) -> tuple[loading.Model, ...]:
+def model_list(settings: MoengageSettings) -> tuple[base.Model, ...]:
     """The destination's models: the configured SQL or the default, in merge order."""
     out = []
     for name in MODELS:
         configured = getattr(settings, name)
         out.append(
-            loading.Model(
+            base.Model(
                 name,
                 models.model_sql(name, configured.sql if configured else None),
                 key=KEY_EXPRESSIONS[name],
@@ -130,7 +105,7 @@ def model_list(settings: MoengageSettings) -> tuple[loading.Model, ...]:
 
 
 class MoengageDestination:
-    """One MoEngage workspace as a destination of the generic load run (``syncer.loading``)."""
+    """One MoEngage workspace, as the generic load run (``syncer.runners.load``) sees it."""
 
     vendor = "MoEngage"
 
@@ -159,19 +134,19 @@ class MoengageDestination:
         )
 
     def item(
-        self, model: loading.Model, row: Mapping[str, Any], now: datetime, cuts: list[str]
+        self, model: base.Model, row: Mapping[str, Any], now: datetime, cuts: list[str]
     ) -> Item:
         try:
             return _item(model.name, row, self.options, now, cuts)
         except Invalid as exc:
-            raise loading.Invalid(exc.rule, exc.reason) from None
+            raise base.Invalid(exc.rule, exc.reason) from None
 
     def payload(self, item: Item) -> Any:
         return item.payload
 
     def pack(
         self, items: Sequence[Item], caps: Mapping[str, int]
-    ) -> loading.Body[Item] | loading.TooLarge:
+    ) -> base.Body[Item] | base.TooLarge:
         packed = next(
             pack(
                 items,
@@ -181,21 +156,21 @@ class MoengageDestination:
             )
         )
         if isinstance(packed, Oversized):
-            return loading.TooLarge(
+            return base.TooLarge(
                 f"the element alone needs a body of {packed.size} bytes, over "
                 f"max_request_bytes = {self.settings.max_request_bytes}"
             )
         units = {"users": packed.users, "events": packed.events}
-        return loading.Body(packed.body, packed.items, units, packed)
+        return base.Body(packed.body, packed.items, units, packed)
 
     async def deliver(
         self,
         session: aiohttp.ClientSession,
-        body: loading.Body[Item],
+        body: base.Body[Item],
         answered: Callable[[], Awaitable[None]],
-    ) -> loading.Delivery:
+    ) -> base.Delivery:
         """POST one bulk-import body; MoEngage's answer, as the generic run acts on it."""
-        return await loading.post(
+        return await base.post(
             session,
             self.url,
             body,
@@ -212,14 +187,14 @@ def _accepted(status: int, raw: bytes) -> bool:
     return 200 <= status < 300 and _answer(raw).get("status") != "fail"
 
 
-def _rejected(status: int, raw: bytes) -> loading.Rejected:
+def _rejected(status: int, raw: bytes) -> base.Rejected:
     error = _error_of(_answer(raw))
     message = str(error.get("message") or _answer(raw) or "no message")[:300]
     request_id = error.get("request_id")
     reason = f"MoEngage rejected the request (HTTP {status}): {message}" + (
         f" (request_id {request_id})" if request_id else ""
     )
-    return loading.Rejected(f"http_{status}", reason, request_id=request_id)
+    return base.Rejected(f"http_{status}", reason, request_id=request_id)
 
 
 def _json(value: Any) -> Any:

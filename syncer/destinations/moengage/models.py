@@ -16,7 +16,7 @@ MoEngage"); anything else about it is the user's. The defaults suit a MOCO custo
 
 from __future__ import annotations
 
-from syncer.loading import INTEGER, JSON, TEXT, TIMESTAMP, Column
+from syncer.destinations.base import INTEGER, JSON, TEXT, TIMESTAMP, Column
 
 USERS = """
 select 'moco-contact-' || c.id as customer_id,

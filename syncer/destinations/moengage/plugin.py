@@ -5,38 +5,31 @@ MoEngage (https://developers.moengage.com/hc/en-us/articles/4413174113044-Bulk-I
 takes users, devices and events in bulk-import bodies of up to 128 KB. What syncer relies on is
 described in ``docs/vendors/moengage.md``. The SQL models say what is sent (``models.py``);
 rows become validated elements (``elements.py``, ``values.py``), packed into bodies
-(``packing.py``) and sent within the workspace's rate limits (``load.py``).
+(``packing.py``) and sent within the workspace's rate limits (``load.py``, by the generic load
+run).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from syncer import registry
+from syncer.destinations.base import DestinationType
 from syncer.destinations.moengage import settings
 from syncer.destinations.moengage.settings import MoengageSettings
 
 if TYPE_CHECKING:
-    from syncer.loading import LoadResult
-    from syncer.store.status import ModelStatus
-    from syncer.store.types import Connection
+    from syncer.destinations.moengage.load import MoengageDestination
 
 __all__ = ["TYPE"]
 
-# Every command loads the configuration, and with it this module: the load run (and the HTTP
-# client, the database) is imported by the hooks that need it.
+# Every command loads the configuration, and with it this module: the destination (and with
+# it the HTTP client) is imported when a load or `syncer status` makes one.
 
 
-async def _load(*args: Any, **kwargs: Any) -> LoadResult:
-    from syncer.destinations.moengage.load import load_destination
+def _destination(destination: MoengageSettings) -> MoengageDestination:
+    from syncer.destinations.moengage.load import MoengageDestination
 
-    return await load_destination(*args, **kwargs)
-
-
-async def _status(conn: Connection, destination: MoengageSettings) -> list[ModelStatus]:
-    from syncer.destinations.moengage.status import destination_status
-
-    return await destination_status(conn, destination)
+    return MoengageDestination(destination)
 
 
 def _check_detail(destination: MoengageSettings) -> str:
@@ -47,15 +40,12 @@ def _check_detail(destination: MoengageSettings) -> str:
     )
 
 
-TYPE = registry.register_destination(
-    registry.DestinationType(
-        name="moengage",
-        vendor="MoEngage",
-        keys=settings.KEYS,
-        build=MoengageSettings,
-        models=settings.MODELS,
-        load=_load,
-        status=_status,
-        check_detail=_check_detail,
-    )
+TYPE = DestinationType(
+    name="moengage",
+    vendor="MoEngage",
+    keys=settings.KEYS,
+    build=MoengageSettings,
+    models=settings.MODELS,
+    check_detail=_check_detail,
+    destination=_destination,
 )

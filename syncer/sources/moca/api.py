@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 
 from syncer.errors import MalformedResponseError
+from syncer.extract.records import NUL_REASON, Rejected, has_nul
 from syncer.http.client import Credential, Response
-from syncer.sources.base import NUL_REASON, Rejected, has_nul
 
 Extract = Callable[[dict[str, Any], str | None], Any]
 

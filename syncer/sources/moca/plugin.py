@@ -12,13 +12,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from syncer import registry
+from syncer.sources.base import SourceType
 from syncer.sources.moca import settings, views
 from syncer.sources.moca.settings import MocaSourceSettings
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData, Table
 
+    from syncer.catalog import Catalog
     from syncer.http.client import Credential
     from syncer.results import StreamResult, SyncContext
     from syncer.store.types import Connection
@@ -57,6 +58,12 @@ def _probe(source: MocaSourceSettings) -> tuple[str, dict[str, str]]:
     return f"{source.base_url}{path}", {"offset": "0", "limit": "1"}
 
 
+def _catalog() -> Catalog:
+    from syncer.sources.moca.catalog import CATALOG
+
+    return CATALOG
+
+
 def _levels(_names: object) -> tuple[tuple[str, ...], ...]:
     from syncer.sources.moca import api
 
@@ -87,30 +94,27 @@ async def _count_rows(conn: Connection, schema: str, stream: str) -> tuple[int, 
     return buckets["n"] + ranges["n"], newest
 
 
-TYPE = registry.register_source(
-    registry.SourceType(
-        name="moca",
-        vendor="MOCA",
-        streams=settings.MOCA_STREAMS,
-        keys=settings.KEYS,
-        build=MocaSourceSettings,
-        credential=_credential,
-        sync_stream=_sync_stream,
-        tables=_tables,
-        probe=_probe,
-        migrated_schema=settings.SCHEMA,
-        views=views.views,
-        levels=_levels,
-        parent_of=_parent_of,
-        count_rows=_count_rows,
-        refusals={
-            "sweep": (
-                "MOCA syncs scan every stream in full and confirm each missing record there, so "
-                "there is nothing to sweep. Sweep a MOCO source, e.g. `syncer sweep moco`"
-            ),
-            "backfill": (
-                "MOCA streams are scanned in full on every sync, so they need no backfill"
-            ),
-        },
-    )
+TYPE = SourceType(
+    name="moca",
+    vendor="MOCA",
+    streams=settings.MOCA_STREAMS,
+    keys=settings.KEYS,
+    build=MocaSourceSettings,
+    credential=_credential,
+    sync_stream=_sync_stream,
+    tables=_tables,
+    probe=_probe,
+    migrated_schema=settings.SCHEMA,
+    views=views.views,
+    levels=_levels,
+    parent_of=_parent_of,
+    count_rows=_count_rows,
+    catalog=_catalog,
+    refusals={
+        "sweep": (
+            "MOCA syncs scan every stream in full and confirm each missing record there, so "
+            "there is nothing to sweep. Sweep a MOCO source, e.g. `syncer sweep moco`"
+        ),
+        "backfill": ("MOCA streams are scanned in full on every sync, so they need no backfill"),
+    },
 )

@@ -29,8 +29,8 @@ from typing import Any
 from syncer import shutdown
 from syncer.deletions import guard_warning
 from syncer.errors import FatalError
+from syncer.extract.running import stream_run
 from syncer.http.client import RequestStats
-from syncer.pipeline import stream_run
 from syncer.results import StreamResult, SyncContext
 from syncer.sources.moca import api as moca
 from syncer.sources.moca import scan_store as scans

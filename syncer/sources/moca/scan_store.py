@@ -8,11 +8,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
-
-from syncer.sources.base import Rejected
+from syncer.extract.records import Rejected
 from syncer.sources.moca.api import AnalyticsPage, Bucket, MocaRow, MocaStream, RangeAggregate
-from syncer.store import leases
+from syncer.store import leases, pages, runs
+from syncer.store.rejected import record_rejected
 from syncer.store.types import Connection
 
 
@@ -60,24 +59,16 @@ async def upsert_rows(
                 """
             )
             changed = int(status.rsplit(" ", 1)[-1])
-        if rejected:
-            await conn.executemany(
-                "insert into syncer.rejected_records (run_id, source, stream, reason, record)"
-                " values ($1, $2, $3, $4, $5)",
-                [(run_id, source, stream.name, r.reason, r.record) for r in rejected],
-            )
-        await conn.execute(
-            """
-            update syncer.stream_runs set pages = pages + 1, requests = requests + $3,
-                records = records + $4, upserted = upserted + $5, rejected = rejected + $6
-            where run_id = $1 and stream = $2
-            """,
+        await record_rejected(conn, run_id, source, stream.name, rejected)
+        await runs.add_stream_counts(
+            conn,
             run_id,
             stream.name,
-            requests,
-            len(rows) + len(rejected),
-            changed,
-            len(rejected),
+            pages=1,
+            requests=requests,
+            records=len(rows) + len(rejected),
+            upserted=changed,
+            rejected=len(rejected),
         )
     return changed
 
@@ -99,13 +90,7 @@ async def mark_deleted(
             at,
         )
         count = int(status.rsplit(" ", 1)[-1])
-        await conn.execute(
-            "update syncer.stream_runs set deleted = deleted + $3"
-            " where run_id = $1 and stream = $2",
-            run_id,
-            stream,
-            count,
-        )
+        await runs.add_stream_counts(conn, run_id, stream, deleted=count)
     return count
 
 
@@ -131,25 +116,17 @@ async def upsert_analytics(
         changed = await _upsert_buckets(conn, schema, page.buckets) if page.buckets else 0
         if page.aggregates:
             changed += await _replace_aggregates(conn, schema, page.aggregates)
-        if page.rejected:
-            await conn.executemany(
-                "insert into syncer.rejected_records (run_id, source, stream, reason, record)"
-                " values ($1, $2, $3, $4, $5)",
-                [(run_id, source, "analytics", r.reason, r.record) for r in page.rejected],
-            )
+        await record_rejected(conn, run_id, source, "analytics", page.rejected)
         await save_state(conn, source, "analytics", {state_key: state_value})
-        await conn.execute(
-            """
-            update syncer.stream_runs set pages = pages + 1, requests = requests + $3,
-                records = records + $4, upserted = upserted + $5, rejected = rejected + $6
-            where run_id = $1 and stream = $2
-            """,
+        await runs.add_stream_counts(
+            conn,
             run_id,
             "analytics",
-            requests,
-            page.stored + len(page.rejected),
-            changed,
-            len(page.rejected),
+            pages=1,
+            requests=requests,
+            records=page.stored + len(page.rejected),
+            upserted=changed,
+            rejected=len(page.rejected),
         )
     return changed
 
@@ -225,14 +202,7 @@ async def _replace_aggregates(
 async def load_state(
     conn: Connection, source: str, stream: str
 ) -> tuple[datetime | None, dict[str, Any]]:
-    row = await conn.fetchrow(
-        "select watermark, state from syncer.streams where source = $1 and stream = $2",
-        source,
-        stream,
-    )
-    if row is None:
-        return None, {}
-    return row["watermark"], orjson.loads(row["state"]) if row["state"] else {}
+    return await pages.watermark_and_state(conn, source, stream)
 
 
 async def save_state(
@@ -247,30 +217,4 @@ async def save_state(
     """Merge ``state`` into the stream's state; set the watermark and success time if given."""
     async with conn.transaction():
         await leases.check(conn)
-        await _save_state(conn, source, stream, state, watermark, success)
-
-
-async def _save_state(
-    conn: Connection,
-    source: str,
-    stream: str,
-    state: dict[str, Any],
-    watermark: datetime | None,
-    success: bool,
-) -> None:
-    await conn.execute(
-        """
-        insert into syncer.streams as s (source, stream, watermark, state, last_success_at)
-        values ($1, $2, $3, $4::jsonb, case when $5 then now() end)
-        on conflict (source, stream) do update set
-            watermark = coalesce(excluded.watermark, s.watermark),
-            state = coalesce(s.state, '{}'::jsonb) || excluded.state,
-            last_success_at = coalesce(excluded.last_success_at, s.last_success_at),
-            updated_at = now()
-        """,
-        source,
-        stream,
-        watermark,
-        orjson.dumps(state).decode(),
-        success,
-    )
+        await pages.merge_state(conn, source, stream, state, watermark, success)

@@ -83,7 +83,14 @@ def merge(row: RowState | None, change: Change) -> Merged:
 
 
 async def apply_change(
-    conn: Connection, schema: str, table: str, change: Change, volatile: tuple[str, ...] = ()
+    conn: Connection,
+    schema: str,
+    table: str,
+    change: Change,
+    volatile: tuple[str, ...] = (),
+    *,
+    parent: str | None = None,
+    per_parent: bool = False,
 ) -> bool:
     """Apply ``change`` to ``<schema>.<table>`` (the source's schema) in one short transaction;
     True if the row changed.
@@ -92,15 +99,22 @@ async def apply_change(
     ``volatile`` keys (invoices' signed ``file_url``) do not count as a change of data.
     """
     target = f'"{schema}"."{table}"'
+    # A per-parent list's row keeps its parent's id: the body's where it names it, else the
+    # row's own (a new row without one gets it from the next sync).
+    parent_column = ", _parent_id" if per_parent else ""
+    parent_value = ", $5::bigint" if per_parent else ""
+    parent_args = [int(parent) if parent is not None else None] if per_parent else []
     async with conn.transaction():
         fresh = merge(None, change)
         inserted = await conn.fetchval(
-            f"insert into {target} (id, updated_at, data, _synced_at, _deleted_at)"
-            " values ($1, $2, $3::jsonb, now(), $4) on conflict (id) do nothing returning true",
+            f"insert into {target} (id, updated_at, data, _synced_at, _deleted_at{parent_column})"
+            f" values ($1, $2, $3::jsonb, now(), $4{parent_value})"
+            " on conflict (id) do nothing returning true",
             change.id,
             fresh.updated_at,
             change.data,
             fresh.deleted_at,
+            *parent_args,
         )
         if inserted:
             return True
@@ -109,13 +123,14 @@ async def apply_change(
         )
         assert row is not None  # inserted or present: the insert conflicted on it
         merged = merge(RowState(row["updated_at"], row["_deleted_at"]), change)
+        keep_parent = ", _parent_id = coalesce($7::bigint, _parent_id)" if per_parent else ""
         status: str = await conn.execute(
             f"""
             update {target} set
                 updated_at = $2,
                 data = case when $4 then $3::jsonb else data end,
                 _deleted_at = $5,
-                _synced_at = now()
+                _synced_at = now(){keep_parent}
             where id = $1
               and (updated_at is distinct from $2
                    or _deleted_at is distinct from $5
@@ -127,5 +142,6 @@ async def apply_change(
             merged.take_data,
             merged.deleted_at,
             list(volatile),
+            *parent_args,
         )
     return status == "UPDATE 1"

@@ -30,18 +30,19 @@ import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import orjson
 from aiohttp import web
 
+from syncer.catalog import RAW, Stream
 from syncer.config import Secret, Settings
 from syncer.errors import EXIT_OK, ConfigError, FatalError
+from syncer.extract.records import parse_timestamp
 from syncer.observability import METRICS
-from syncer.sources.base import parse_timestamp
-from syncer.sources.moco.api import STREAMS
-from syncer.sources.moco.settings import MocoSourceSettings
-from syncer.sources.moco.tables import SCHEMA
+from syncer.sources.moco.catalog import CATALOG
+from syncer.sources.moco.settings import SCHEMA, MocoSourceSettings
 from syncer.sources.moco.webhook_store import Change, apply_change
 from syncer.store.types import Pool
 from syncer.tomlspec import Invalid, secret_from_env
@@ -55,43 +56,22 @@ APPLY_TIMEOUT_S = 7.0
 SHUTDOWN_TIMEOUT_S = 10.0
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
-# X-Moco-Target -> stream. A customer is target "Company"; the docs' header example says
-# "Customer", so both are taken.
-TARGET_STREAMS: Mapping[str, str] = {
-    "Activity": "activities",
-    "Project": "projects",
-    "Company": "companies",
-    "Customer": "companies",
-    "Contact": "contacts",
-    "User": "users",
-    "Invoice": "invoices",
-    "Offer": "offers",
-    "Deal": "deals",
-}
-# Every target MOCO documents (docs/vendors/moco.md): the label values counts may take. Anything
-# else (an unsigned request can send any header) is counted as "other", so counts stay bounded.
-MOCO_TARGETS = frozenset(TARGET_STREAMS) | {
-    "Comment",
-    "Contract",
-    "Expense",
-    "Invoice::Approval",
-    "Invoice::Payment",
-    "InvoiceDraft",
-    "InvoiceReminder",
-    "PlanningEntry",
-    "Presence",
-    "Project::PaymentSchedule",
-    "Purchase",
-    "Purchase::Approval",
-    "Purchase::Draft",
-    "Purchase::Payment",
-    "RecurringExpense",
-    "Schedule",
-    "Task",
-    "User::HolidayRequest",
-    "User::AbsenceRequest",
-    "User::PeriodLockOverride",
-}
+# X-Moco-Target -> the streams it changes, from the catalog (MOCO's WebHookTarget values). A
+# customer is target "Company"; the docs' header example says "Customer", so both are taken.
+ALIASES: Mapping[str, str] = {"Customer": "Company"}
+# Every target MOCO documents (its WebHookTarget enum): the label values counts may take.
+# Anything else (an unsigned request can send any header) is counted as "other", so counts
+# stay bounded.
+MOCO_TARGETS = (
+    frozenset(CATALOG.targets)
+    | frozenset(ALIASES)
+    | {
+        "InvoiceDraft",
+        "Purchase::Order",
+        "User::HolidayRequest",
+        "User::PeriodLockOverride",
+    }
+)
 EVENTS = ("create", "update", "delete")
 OUTCOMES = ("received", "applied", "ignored", "rejected", "failed")
 
@@ -125,18 +105,35 @@ def signature_matches(secret: str, body: bytes, signature: str | None) -> bool:
     return hmac.compare_digest(given, sign(secret, body).encode())
 
 
-def stream_for(target: str | None, event: str | None, streams: tuple[str, ...]) -> str:
-    """The stream a delivery is for; :class:`Ignored` with the reason when it is for none."""
+def streams_for(target: str | None, event: str | None, streams: tuple[str, ...]) -> tuple[str, ...]:
+    """The configured streams a delivery changes (MOCO's ``Expense`` changes both the expenses
+    of all projects and a project's expenses); :class:`Ignored` with the reason for none."""
     if not target:
         raise Ignored("no X-Moco-Target header")
-    stream = TARGET_STREAMS.get(target)
-    if stream is None:
+    known = CATALOG.by_target(ALIASES.get(target, target))
+    if not known:
         raise Ignored(f"target {target!r} is not synced by syncer")
-    if stream not in streams:
-        raise Ignored(f"stream {stream!r} (target {target!r}) is not configured for the source")
+    chosen = tuple(s.name for s in known if s.name in streams)
+    if not chosen:
+        names = ", ".join(repr(s.name) for s in known)
+        raise Ignored(f"stream {names} (target {target!r}) is not configured for the source")
     if event not in EVENTS:
         raise Ignored(f"event {event!r} is not one of {', '.join(EVENTS)}")
-    return stream
+    return chosen
+
+
+def parent_of(stream: Stream, record: Mapping[str, Any]) -> str | None:
+    """A per-parent list's record: its parent's id, where the record names it
+    (``project: {id}`` in a contract); None where it does not (a task), or for other streams."""
+    if stream.parent is None:
+        return None
+    column = next((c for c in stream.columns if c.name == stream.parent.column), None)
+    if column is None or column.type == RAW:
+        return None
+    value: Any = record
+    for key in column.path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def event_time(header: str | None) -> datetime:
@@ -304,7 +301,7 @@ class WebhookReceiver:
             )
             return _answer(401, "rejected", "missing or wrong X-Moco-Signature")
         try:
-            stream = stream_for(raw_target, event, self.config.streams)
+            streams = streams_for(raw_target, event, self.config.streams)
             assert event is not None
             change = parse_change(body, event, event_time(headers.get("X-Moco-Timestamp")))
         except Ignored as exc:
@@ -315,12 +312,26 @@ class WebhookReceiver:
             self.counts.add(target, "rejected")
             log.warning("webhook rejected: %s", exc, extra={"target": target, "event": event})
             return _answer(400, "rejected", str(exc))
-        fields = {"target": target, "event": event, "stream": stream, "record_id": change.id}
+        stream_names = ",".join(streams)
+        fields = {"target": target, "event": event, "stream": stream_names, "record_id": change.id}
+        record = orjson.loads(change.data)
         try:
             async with asyncio.timeout(APPLY_TIMEOUT_S), self.pool.acquire() as conn:
-                changed = await apply_change(
-                    conn, self.config.schema, stream, change, STREAMS[stream].volatile
-                )
+                changed = False
+                for name in streams:
+                    stream = CATALOG[name]
+                    changed = (
+                        await apply_change(
+                            conn,
+                            self.config.schema,
+                            name,
+                            change,
+                            stream.volatile,
+                            parent=parent_of(stream, record),
+                            per_parent=stream.parent is not None,
+                        )
+                        or changed
+                    )
         except asyncpg.DataError as exc:  # e.g. a \u0000 that jsonb cannot hold
             self.counts.add(target, "rejected")
             log.warning("webhook rejected: the record cannot be stored (%s)", exc, extra=fields)

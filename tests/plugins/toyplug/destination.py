@@ -1,9 +1,9 @@
 """A toy destination type, registered from outside ``syncer/``: ``type = "toy_sink"``.
 
-It shows what a destination has to say for itself; the generic load run
-(``syncer.loading``) does the rest. Its one model, ``items``, returns ``key`` and ``payload``
-(by default from a table ``toy_items``). Bodies are ``{"items": [{"key": ..., "payload": ...},
-...]}``, at most ``max_items`` items, POSTed to ``{base_url}/items`` with
+It shows what a destination has to say for itself (``syncer.destinations.base``); the generic
+load run (``syncer.runners.load``) does the rest. Its one model, ``items``, returns ``key`` and
+``payload`` (by default from a table ``toy_items``). Bodies are ``{"items": [{"key": ...,
+"payload": ...}, ...]}``, at most ``max_items`` items, POSTed to ``{base_url}/items`` with
 ``Authorization: Bearer <token>``. The answers: 200 takes the body; 400 with
 ``{"rejected": [keys], "reason": "..."}`` refuses those keys (dead letters) and takes the rest;
 429 is throttling; 5xx is retried; 401/403/404 end the run.
@@ -29,14 +29,15 @@ from typing import Any, Literal
 import aiohttp
 import orjson
 
-from syncer import loading, registry
+from syncer import registry
 from syncer.config import Secret, env_secret
+from syncer.destinations import base
 from syncer.http.client import Credential
 from syncer.store.rate import Limit
 from syncer.tomlspec import Key, duration, http_url, integer, nested, number, string
 
 DEFAULT_SQL = "select key, payload from toy_items"
-COLUMNS = (loading.Column("key", loading.TEXT), loading.Column("payload", loading.JSON))
+COLUMNS = (base.Column("key", base.TEXT), base.Column("payload", base.JSON))
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class ToySink:
         self.settings = settings
         self.name = settings.name
         self.models = (
-            loading.Model("items", settings.sql.strip().rstrip(";"), "model.key::text", COLUMNS),
+            base.Model("items", settings.sql.strip().rstrip(";"), "model.key::text", COLUMNS),
         )
         self.scope = f"toy:{settings.name}"
         rate = settings.rate_limit
@@ -113,12 +114,12 @@ class ToySink:
         )
 
     def item(
-        self, model: loading.Model, row: Mapping[str, Any], now: datetime, cuts: list[str]
+        self, model: base.Model, row: Mapping[str, Any], now: datetime, cuts: list[str]
     ) -> ToyItem:
         payload = row["payload"]
         payload = orjson.loads(payload) if isinstance(payload, str) else payload
         if payload is None:
-            raise loading.Invalid("no_payload", "the row's payload is null; give it a value")
+            raise base.Invalid("no_payload", "the row's payload is null; give it a value")
         return ToyItem(row["_key"], payload)
 
     def payload(self, item: ToyItem) -> Any:
@@ -126,20 +127,20 @@ class ToySink:
 
     def pack(
         self, items: Sequence[ToyItem], caps: Mapping[str, int]
-    ) -> loading.Body[ToyItem] | loading.TooLarge:
+    ) -> base.Body[ToyItem] | base.TooLarge:
         taken = tuple(items[: min(self.settings.max_items, caps["items"])])
         data = orjson.dumps({"items": [self.payload(i) for i in taken]})
         if len(data) > self.max_body_bytes:
-            return loading.TooLarge(f"the item needs {len(data)} bytes of a body")
-        return loading.Body(data, taken, {"items": len(taken)})
+            return base.TooLarge(f"the item needs {len(data)} bytes of a body")
+        return base.Body(data, taken, {"items": len(taken)})
 
     async def deliver(
         self,
         session: aiohttp.ClientSession,
-        body: loading.Body[ToyItem],
+        body: base.Body[ToyItem],
         answered: Callable[[], Awaitable[None]],
-    ) -> loading.Delivery:
-        return await loading.post(
+    ) -> base.Delivery:
+        return await base.post(
             session,
             f"{self.settings.base_url}/items",
             body,
@@ -151,12 +152,12 @@ class ToySink:
         )
 
 
-def _rejected(status: int, raw: bytes) -> loading.Rejected:
+def _rejected(status: int, raw: bytes) -> base.Rejected:
     """The toy sink names the keys it refuses (the rest of the body is taken)."""
     answer = orjson.loads(raw) if raw.startswith(b"{") else {}
     keys = answer.get("rejected")
     reason = f"the toy sink refused it (HTTP {status}): {answer.get('reason', 'no reason')}"
-    return loading.Rejected(
+    return base.Rejected(
         f"http_{status}", reason, keys=frozenset(keys) if isinstance(keys, list) else None
     )
 
@@ -168,8 +169,7 @@ TYPE = registry.register_destination(
         keys=KEYS,
         build=ToySettings,
         models=("items",),
-        load=loading.loader(ToySink),
-        status=loading.statuses(ToySink),
         check_detail=lambda settings: f"${settings.token.env} is set",
+        destination=ToySink,
     )
 )

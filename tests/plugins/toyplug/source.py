@@ -6,11 +6,11 @@ paging. ``GET {base_url}/{stream}?limit=N&cursor=C&updated_since=T`` with
 ``Authorization: Bearer TOKEN`` answers ``{"records": [...], "next_cursor": "..." | null}``
 (records with an integer ``id`` and an ISO ``updated_at``).
 
-A stream is read incrementally: from ``updated_since`` = the stream's watermark (the newest
-``updated_at`` stored) minus ``overlap``, following ``next_cursor`` to the end. Each page is
-stored with the walk's position (the next cursor and the walk's lower bound) in one
-transaction, so a run killed mid-walk resumes at its cursor; the watermark moves only when the
-walk has read its last page, so it never passes a record that was not stored.
+The plugin declares its streams as a catalog and its paging as a lister; syncer's unsorted
+incremental strategy (``syncer.extract``) does the reading: from ``updated_since`` = the
+stream's watermark minus ``overlap``, following ``next_cursor`` to the end, each page stored
+with the walk's position (the next cursor) in one transaction, so a run killed mid-walk resumes
+at its cursor; the watermark moves only when the walk has read its last page.
 
 Keys::
 
@@ -30,14 +30,14 @@ Keys::
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, MetaData, Table
+from sqlalchemy import MetaData, Table
 
-from syncer import registry, shutdown
+from syncer import extract, registry
+from syncer.catalog import RAW, Catalog, Column, Stream
 from syncer.config import (
     DEFAULT_STALE_AFTER_S,
     RATE_LIMIT_KEYS,
@@ -51,19 +51,35 @@ from syncer.config import (
     request_keys,
 )
 from syncer.errors import MalformedResponseError
+from syncer.extract.base import Options, Page, Query
+from syncer.extract.records import parse_http_date, split_records
 from syncer.http.client import Credential, Response
-from syncer.pipeline import stream_run
 from syncer.results import StreamResult, SyncContext
-from syncer.sources.base import StreamSpec, split_records
-from syncer.store import pages
-from syncer.store.tables import record_table
+from syncer.sources.catalogs import catalog_tables
 from syncer.tomlspec import Key, duration, http_url, integer, nested, streams
 
-__all__ = ["KEYS", "STREAMS", "TYPE", "ToySourceSettings"]
+__all__ = ["CATALOG", "KEYS", "STREAMS", "TYPE", "ToySourceSettings"]
 
-log = logging.getLogger(__name__)
 
-STREAMS: tuple[str, ...] = ("widgets", "gadgets")
+def _stream(name: str) -> Stream:
+    return Stream(
+        name=name,
+        path=f"/{name}",
+        title=f"List {name}",
+        strategy="unsorted",
+        query=frozenset({"limit", "cursor", "updated_since"}),
+        paged_headers=False,
+        columns=(
+            Column("id", RAW),
+            Column("name", "text", ("name",)),
+            Column("updated_at", RAW),
+            Column("_synced_at", RAW),
+        ),
+    )
+
+
+CATALOG = Catalog("Toy API", (_stream("widgets"), _stream("gadgets")))
+STREAMS: tuple[str, ...] = CATALOG.names
 
 
 @dataclass(frozen=True)
@@ -121,135 +137,65 @@ def _probe(source: ToySourceSettings) -> tuple[str, dict[str, str]]:
 
 
 def _tables(schema: str, on: MetaData) -> list[Table]:
-    return [record_table(name, schema, BigInteger, on) for name in STREAMS]
-
-
-# --- a walk ---------------------------------------------------------------------------------
+    return list(catalog_tables(CATALOG)(schema, on))
 
 
 @dataclass(frozen=True)
-class Position:
-    """Where a walk is: stored with each page (``syncer.streams.walk``), resumed after a kill."""
+class ToyLister:
+    """The toy API's paging: ``limit``, an opaque ``cursor``, ``updated_since``."""
 
-    since: datetime | None  # the walk's updated_since; None: everything
-    cursor: str | None  # the next page's cursor; None: the first page
-    reached: datetime | None  # the newest updated_at stored by this walk
-    pages: int  # pages stored by this walk
+    base_url: str
+    page_size: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "since": _iso(self.since),
-            "cursor": self.cursor,
-            "reached": _iso(self.reached),
-            "pages": self.pages,
-        }
+    @property
+    def stable(self) -> bool:
+        return True  # a cursor continues exactly after the last record served
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Position:
-        return cls(
-            since=_dt(data.get("since")),
-            cursor=data.get("cursor"),
-            reached=_dt(data.get("reached")),
-            pages=int(data.get("pages", 0)),
+    def url(self, stream: Stream, *, parent: str | None = None, record: str | None = None) -> str:
+        return f"{self.base_url}{stream.path}"
+
+    def params(
+        self, stream: Stream, query: Query, page: int | None, cursor: str | None = None
+    ) -> dict[str, str]:
+        params = {"limit": str(query.size or self.page_size)}
+        if cursor is not None:
+            params["cursor"] = cursor
+        if query.updated_after is not None:
+            params["updated_since"] = query.updated_after.isoformat()
+        return params
+
+    def read(self, stream: Stream, response: Response, query: Query) -> Page:
+        body = response.json()
+        records = body.get("records") if isinstance(body, dict) else None
+        cursor = body.get("next_cursor") if isinstance(body, dict) else None
+        if not isinstance(records, list) or not (cursor is None or isinstance(cursor, str)):
+            raise MalformedResponseError(
+                f"{response.url} answered without a records list and a next_cursor; "
+                "check base_url points at the toy API"
+            )
+        rows, rejected = split_records(records, stream)
+        return Page(
+            rows,
+            rejected,
+            len(records),
+            None,
+            cursor is not None,
+            parse_http_date(response.headers.get("Date")) or datetime.now(UTC),
+            query.size or self.page_size,
+            items=records,
+            next_cursor=cursor,
         )
 
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value is not None else None
-
-
-def _page(response: Response) -> tuple[list[Any], str | None]:
-    """The records and the next cursor of one answer; MalformedResponseError if it is neither."""
-    body = response.json()
-    records = body.get("records") if isinstance(body, dict) else None
-    cursor = body.get("next_cursor") if isinstance(body, dict) else None
-    if not isinstance(records, list) or not (cursor is None or isinstance(cursor, str)):
-        raise MalformedResponseError(
-            f"{response.url} answered without a records list and a next_cursor; "
-            "check base_url points at the toy API"
-        )
-    return records, cursor
+    def body(self, stream: Stream, response: Response) -> Any:
+        return response.json()
 
 
 async def sync_stream(ctx: SyncContext[ToySourceSettings], result: StreamResult) -> None:
-    """The toy type's ``sync_stream``: one stream's run, begun and ended."""
-    pool, source = ctx.pool, ctx.source
-    async with pool.acquire() as conn:
-        state = await pages.load_state(conn, source.name, result.stream)
-    resumed = None if ctx.full_refresh or state.walk is None else Position.from_json(state.walk)
-    if resumed is not None:
-        result.resumed_after_pages = resumed.pages
-    interrupted = "stopped by a signal; resumes at its cursor next run"
-    async with stream_run(ctx, result, interrupted=interrupted):
-        await _walk(ctx, result, state.watermark, resumed)
-
-
-async def _walk(
-    ctx: SyncContext[ToySourceSettings],
-    result: StreamResult,
-    watermark: datetime | None,
-    position: Position | None,
-) -> None:
-    source, stream = ctx.source, result.stream
-    if position is None:
-        since = None
-        if watermark is not None and not ctx.full_refresh:
-            since = watermark - timedelta(seconds=source.overlap_s)
-        position = Position(since=since, cursor=None, reached=None, pages=0)
-    spec = StreamSpec(stream, f"/{stream}")
-    url = f"{source.base_url}/{stream}"
-    while True:
-        shutdown.check()
-        params = {"limit": str(source.page_size)}
-        if position.cursor is not None:
-            params["cursor"] = position.cursor
-        if position.since is not None:
-            params["updated_since"] = position.since.isoformat()
-        before = result.http.requests
-        requested_at = datetime.now(UTC)
-        response = await ctx.client.get(url, params, stats=result.http)
-        records, cursor = _page(response)
-        if cursor is not None and cursor == position.cursor:
-            raise MalformedResponseError(
-                f"{url} answered the cursor it was asked for as the next one; the API loops, "
-                "report it to its maintainers"
-            )
-        rows, rejected = split_records(records, spec)
-        stamps = [r.updated_at for r in rows if r.updated_at is not None]
-        reached = max([*stamps, position.reached] if position.reached else stamps, default=None)
-        position = Position(position.since, cursor, reached, position.pages + 1)
-        done = cursor is None
-        if done and reached is not None:
-            watermark = reached if watermark is None else max(watermark, reached)
-        async with ctx.pool.acquire() as conn:
-            result.upserted += await pages.commit_page(
-                conn,
-                pages.PageCommit(
-                    schema=source.schema,
-                    table=stream,
-                    volatile=(),
-                    source=source.name,
-                    stream=stream,
-                    run_id=ctx.run_id,
-                    rows=rows,
-                    rejected=rejected,
-                    requests=result.http.requests - before,
-                    walk=None if done else position.to_json(),
-                    watermark=watermark,
-                    requested_at=requested_at,
-                ),
-            )
-        result.committed_requests = result.http.requests
-        result.pages += 1
-        result.records += len(records)
-        result.rejected += len(rejected)
-        if done:
-            break
-    result.watermark = watermark
+    """The toy type's ``sync_stream``: the catalog's strategy over the toy's paging."""
+    source = ctx.source
+    lister = ToyLister(source.base_url, source.page_size)
+    options = Options(overlap_s=source.overlap_s)
+    await extract.sync_stream(ctx, CATALOG[result.stream], lister, options, result)
 
 
 TYPE = registry.register_source(
@@ -263,6 +209,7 @@ TYPE = registry.register_source(
         sync_stream=sync_stream,
         tables=_tables,
         probe=_probe,
+        catalog=lambda: CATALOG,
         refusals={
             "sweep": "the toy API keeps no deletions to sweep",
             "backfill": "a toy stream is read from its watermark; use `syncer sync --full-refresh`",

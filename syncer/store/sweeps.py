@@ -1,4 +1,4 @@
-"""What a MOCO deletion sweep reads from and writes to the warehouse.
+"""What a deletion sweep (``runners/sweep.py``) reads from and writes to the warehouse.
 
 The sweep asks the source about the ids the warehouse holds, so it reads them all (deleted rows
 too: a record the source lists again is restored). Its findings for a stream are written in one
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from syncer.sources.base import Row
 from syncer.store import leases, pages
+from syncer.store.pages import Row
 from syncer.store.types import Connection
 
 
@@ -22,10 +22,15 @@ class LocalIds:
     deleted: frozenset[int]  # rows already marked deleted
 
 
-async def local_ids(conn: Connection, schema: str, table: str) -> LocalIds:
-    """The ids of ``schema.table`` (the source's schema), live and marked deleted."""
+async def local_ids(
+    conn: Connection, schema: str, table: str, *, parent: str | None = None
+) -> LocalIds:
+    """The ids of ``schema.table`` (the source's schema), live and marked deleted; of one
+    parent record's rows, if given (a per-parent list)."""
+    where = " where _parent_id = $1::bigint" if parent is not None else ""
     rows = await conn.fetch(
-        f'select id, _deleted_at is not null as deleted from "{schema}"."{table}"'
+        f'select id, _deleted_at is not null as deleted from "{schema}"."{table}"{where}',
+        *([int(parent)] if parent is not None else []),
     )
     return LocalIds(
         frozenset(r["id"] for r in rows if not r["deleted"]),
@@ -48,6 +53,7 @@ class SweepCommit:
     # records listed again are restored as requested at the time the first request began.
     first_requested_at: datetime | None = None
     last_answered_at: datetime | None = None
+    parent: str | None = None  # a per-parent list: the parent record the rows belong to
 
 
 async def commit(conn: Connection, sweep: SweepCommit) -> tuple[int, int]:
@@ -78,6 +84,7 @@ async def commit(conn: Connection, sweep: SweepCommit) -> tuple[int, int]:
                 list(sweep.back),
                 sweep.volatile,
                 requested_at=sweep.first_requested_at,
+                parent=sweep.parent,
             )
         await conn.execute(
             """

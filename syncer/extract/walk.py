@@ -81,6 +81,10 @@ class Walk:
     query_last: datetime | None = None  # updated_at of the current query's last record
     distrust: str | None = None  # why the order is not trusted
     done: bool = False  # the walk has read its last page
+    # An unsorted walk (a list without sort_by, or records without updated_at): offset pages
+    # from the start, and the watermark is the server's clock when the query began.
+    clock: bool = False
+    cursor: str | None = None  # a cursor-paged API: the next page's cursor in this query
 
     def __post_init__(self) -> None:
         if not self.stepped and self.start is None:
@@ -114,6 +118,7 @@ class Walk:
         count: int | None = None,
         offset: int | None = None,
         recheck_total: int | None = None,
+        cursor: str | None = None,
     ) -> Walk:
         """The walk once a page is stored; ``has_next`` says whether the API has more.
 
@@ -159,7 +164,7 @@ class Walk:
         walk = replace(
             self,
             pages=self.pages + 1,
-            keyset=distrust is None,
+            keyset=self.keyset and distrust is None,
             query_started_at=started_at,
             query_total=query_total,
             max_stored=max_stored,
@@ -170,6 +175,7 @@ class Walk:
             query_served=before + served,
             query_last=stamps[-1] if stamps else last,
             distrust=distrust,
+            cursor=None,
         )
         if self.keyset and not walk.keyset and self.stepped:
             # A step taken on the order's word may have dropped records: start over.
@@ -211,11 +217,23 @@ class Walk:
         # Offset paging within this query: watch it from its beginning.
         if walk.watch_since is None:
             walk = replace(walk, watch_since=started_at, watch_lower=self.lower_bound)
-        return replace(walk, page=self.page + 1)
+        return replace(walk, page=self.page + 1, cursor=cursor)
+
+    @classmethod
+    def unsorted(cls, lower_bound: datetime | None) -> Walk:
+        """A walk of a list that cannot be read in ``updated_at`` order: offset pages of one
+        query, watched from its first page; the watermark is when that page was served."""
+        return cls(lower_bound=lower_bound, keyset=False, clock=True)
 
     def watermark(self, previous: datetime | None) -> datetime | None:
-        """The stream's watermark once the walk has served its last page."""
-        reached = self.watch_lower if self.disturbed else self.max_stored
+        """The stream's watermark once the walk has served its last page: how far it read
+        (the newest record stored; an unsorted walk of records without ``updated_at``: when its
+        query began, by the server's clock), or, if a watched query may have skipped records,
+        that query's lower bound."""
+        newest = self.max_stored
+        if newest is None and self.clock:  # records without updated_at: the server's clock
+            newest = self.query_started_at
+        reached = self.watch_lower if self.disturbed else newest
         if reached is None:
             return previous
         return reached if previous is None else max(previous, reached)
@@ -241,6 +259,8 @@ class Walk:
             "query_last": _iso(self.query_last),
             "distrust": self.distrust,
             "done": self.done,
+            "clock": self.clock,
+            "cursor": self.cursor,
         }
 
     @classmethod
@@ -266,6 +286,8 @@ class Walk:
             query_last=_dt(data.get("query_last")),
             distrust=data.get("distrust"),
             done=bool(data.get("done", False)),
+            clock=bool(data.get("clock", False)),
+            cursor=data.get("cursor"),
         )
 
 

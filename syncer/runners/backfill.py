@@ -1,10 +1,13 @@
-"""Backfills: a MOCO stream's history re-extracted in windows, resumably, beside the sync.
+"""Backfills: a stream's history re-extracted in windows, resumably, beside the sync.
+
+Any source type with a catalog and a lister has them (``registry.SourceType``); below, as
+MOCO's lists answer it.
 
 ``syncer backfill SOURCE --stream NAME --since DATE [--until DATE] [--window 30d]`` cuts the
 range ``[since 00:00 UTC, until + 1 day 00:00 UTC)`` (``until`` defaults to today, UTC) into
 windows over the records' ``updated_at`` and reads them oldest first. MOCO has
 ``updated_after`` but no ``updated_before``: a window ``[start, end)`` is read as a walk (see
-``sources/moco/walk.py``: keyset steps over ``sort_by=updated_at asc``, offset paging only in
+``extract/walk.py``: keyset steps over ``sort_by=updated_at asc``, offset paging only in
 pockets of one second) that begins at ``updated_after = start - 1 s`` and ends once a page
 whose records pass ``end`` is confirmed by the next keyset step (whose ``X-Total`` shows that
 the order was honoured, so nothing before ``end`` was left unserved). Records past ``end`` are
@@ -23,14 +26,15 @@ its own class per (source, stream), so two backfills of one stream never overlap
 incremental sync of the same stream (another lock class) runs beside it unhindered. Its frame
 (lock, lease, end) is the one every exclusive run shares (``runframe.py``); the lease's run is
 the backfill's id in ``syncer.backfills``.
+
+One concept: a backfill run and the reading of its windows (their plan is pure, above);
+its bookkeeping SQL is ``store/backfills.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,26 +43,29 @@ from datetime import time as dt_time
 
 import aiohttp
 import asyncpg
-import orjson
 
-from syncer import shutdown
+from syncer import registry, shutdown
+from syncer.catalog import Stream
+from syncer.config import SourceSettings
 from syncer.errors import (
     ConfigError,
     FatalError,
     SyncerError,
 )
-from syncer.http.client import ApiClient, RequestStats
+from syncer.extract.base import Lister, Page, Query, fetch
+from syncer.extract.records import Rejected, Row
+from syncer.extract.walk import STEP_OVERLAP, Walk
+from syncer.extract.walker import advance, step
+from syncer.http.client import ApiClient
 from syncer.pacing import Limiter
-from syncer.pipeline import client_for
-from syncer.results import SingleReport
+from syncer.results import BackfillProgress, BackfillResult, Window
 from syncer.runframe import Frame, exclusive_run
-from syncer.sources.base import Rejected, Row, StreamSpec
-from syncer.sources.moco import api as moco
-from syncer.sources.moco.settings import MocoSourceSettings
-from syncer.sources.moco.walk import STEP_OVERLAP, Walk
-from syncer.store import leases, locks
+from syncer.runners.sync import client_for
+from syncer.store import backfills, leases, locks
 from syncer.store.pages import upsert_rows
+from syncer.store.rejected import record_rejected
 from syncer.store.types import Connection, Pool
+from syncer.warehouse import ensure_schema
 
 log = logging.getLogger(__name__)
 
@@ -70,57 +77,13 @@ MAX_REREADS = 3  # a window whose pocket keeps changing while read is read again
 COMMIT_ATTEMPTS = 3  # a page's transaction is retried after a deadlock with the sync
 
 
-Window = tuple[datetime, datetime]
-
-
-@dataclass(frozen=True)
-class BackfillProgress:
-    """Where a backfill stands; passed to the progress callback after every page."""
-
-    source: str
-    stream: str
-    windows_total: int  # windows in the plan
-    windows_skipped: int  # done before this backfill began
-    windows_done: int  # finished by this backfill
-    window: Window | None  # the window being read, if any
-    pages: int  # pages stored by this backfill
-    records: int
-    upserted: int
-    requests: int
-    elapsed_s: float
-
-    @property
-    def windows_finished(self) -> int:
-        """Windows that need no more reading: skipped plus done (the progress bar's value)."""
-        return self.windows_skipped + self.windows_done
-
-    @property
-    def records_per_s(self) -> float:
-        return self.records / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-
-@dataclass
-class BackfillResult(SingleReport):
-    backfill_id: int
-    source: str
-    stream: str
-    range_start: datetime
-    range_end: datetime
-    windows_total: int = 0
-    windows_skipped: int = 0  # already done when this backfill began
-    windows_done: int = 0  # finished by this backfill
-    pages: int = 0
-    records: int = 0
-    upserted: int = 0  # rows inserted or changed
-    rejected: int = 0
-    elapsed_s: float = 0.0
-    outcome: str = "running"  # succeeded, failed, interrupted
-    error: str | None = None
-    http: RequestStats = field(default_factory=RequestStats)
-
-    @property
-    def requests(self) -> int:
-        return self.http.requests
+def backfillable_streams(source: SourceSettings) -> list[str]:
+    """The streams of ``source`` a backfill can read (none: its type has no backfill)."""
+    kind = registry.source_type(source.type)
+    if kind.catalog is None or kind.lister is None:
+        return []
+    catalog = kind.catalog()
+    return [n for n in source.streams if n in catalog and catalog[n].backfillable]
 
 
 def plan_windows(since: date, until: date, window: timedelta) -> list[Window]:
@@ -163,7 +126,7 @@ def covered(window: Window, done: list[Window]) -> bool:
 async def run_backfill(
     pool: Pool,
     session: aiohttp.ClientSession,
-    source: MocoSourceSettings,
+    source: SourceSettings,
     stream: str,
     *,
     since: date,
@@ -180,11 +143,23 @@ async def run_backfill(
     another backfill of the stream is running; every other failure is in the result. Pass the
     shared limiter (``pipeline.shared_limiter_for``) to pace together with other processes.
     """
-    spec = moco.STREAMS.get(stream)
-    if spec is None:
+    kind = registry.source_type(source.type)
+    assert kind.catalog is not None
+    assert kind.lister is not None
+    catalog = kind.catalog()
+    windowed = backfillable_streams(source)
+    if stream not in catalog or stream not in source.streams:
         raise ConfigError(
-            f"--stream: {source.name!r} has no stream {stream!r}; "
-            f"use one of {', '.join(moco.STREAMS)}"
+            f"--stream: {source.name!r} has no stream {stream!r}; use one of {', '.join(windowed)}"
+        )
+    spec = catalog[stream]
+    if not spec.backfillable:
+        raise ConfigError(
+            f"--stream {stream}: {spec.strategy_text}, not a list read by updated_at windows "
+            f"({kind.vendor} documents no updated_after for it, or its records carry no "
+            f"updated_at, or it is listed per parent); a backfill reads one of "
+            f"{', '.join(windowed)}; "
+            f"`syncer sync {source.name} --stream {stream} --full-refresh` re-reads it all"
         )
     if window_s < 1 or window_s != int(window_s):
         raise ConfigError(
@@ -195,13 +170,15 @@ async def run_backfill(
         windows = plan_windows(since, last_day, timedelta(seconds=window_s))
     except ValueError as exc:
         raise ConfigError(f"--since/--until/--window: {exc}") from None
+    async with pool.acquire() as conn:
+        await ensure_schema(conn, source)
     client = client_for(session, source, limiter, backoff_base_s=backoff_base_s)
     started = time.monotonic()
     key = f"{source.name}.{stream}"
     box: dict[str, BackfillResult] = {}
 
     async def begin(conn: Connection) -> int:
-        backfill_id = await _start(conn, source.name, stream, windows, window_s, command)
+        backfill_id = await backfills.start(conn, source.name, stream, windows, window_s, command)
         box["result"] = BackfillResult(
             backfill_id=backfill_id,
             source=source.name,
@@ -228,7 +205,7 @@ async def run_backfill(
             f"to finish, then run this command again: it resumes where that one stopped"
         ),
         start=begin,
-        close_dead=lambda conn, backfill_id, _previous: _close_dead(
+        close_dead=lambda conn, backfill_id, _previous: backfills.close_dead(
             conn, source.name, stream, backfill_id
         ),
         finish=finish,
@@ -238,7 +215,9 @@ async def run_backfill(
             async with pool.acquire() as conn:
                 todo = await _claim_windows(conn, result, windows)
             result.windows_skipped = len(windows) - len(todo)
-            reader = _WindowReader(pool, client, source, spec, result, progress, started)
+            reader = _WindowReader(
+                pool, client, kind.lister(source), source, spec, result, progress, started
+            )
             reader.report(None)
             for window, walk in todo:
                 shutdown.check()
@@ -268,7 +247,7 @@ async def run_backfill(
 class _Reading:
     """One read of a window, in memory: what it served, and whether offset paging saw a loss."""
 
-    served: set[int] = field(default_factory=set)
+    served: set[int | str] = field(default_factory=set)
     shrank: bool = False
     past_end: bool = False  # a page in trusted order passed the window's end
     rereads: int = 0
@@ -281,14 +260,16 @@ class _WindowReader:
         self,
         pool: Pool,
         client: ApiClient,
-        source: MocoSourceSettings,
-        spec: StreamSpec,
+        paging: Lister,
+        source: SourceSettings,
+        spec: Stream,
         result: BackfillResult,
         progress: Callable[[BackfillProgress], None] | None,
         started: float,
     ) -> None:
         self.pool = pool
         self.client = client
+        self.paging = paging
         self.source = source
         self.spec = spec
         self.result = result
@@ -319,7 +300,8 @@ class _WindowReader:
         """Read ``window`` to its end (from ``walk`` if a previous backfill got that far)."""
         start, end = window
         if walk is None:
-            walk = Walk(lower_bound=start - STEP_OVERLAP)
+            # Offset pages to the query's end where the list cannot be read in updated_at order.
+            walk = Walk(lower_bound=start - STEP_OVERLAP, keyset=self.spec.strategy == "sorted")
         elif walk.watched:
             # What the interrupted offset-paged query served is not known: read it again.
             walk = _again(walk)
@@ -345,20 +327,13 @@ class _WindowReader:
     def _name(self) -> str:
         return f"{self.source.name}.{self.spec.name}"
 
-    async def _fetch(self, walk: Walk) -> moco.Page:
-        params = moco.page_params(
-            self.spec,
-            page=walk.page,
-            per_page=self.source.per_page,
-            updated_after=walk.lower_bound,
+    async def _fetch(self, walk: Walk) -> Page:
+        query = Query(
+            updated_after=walk.lower_bound, sorted=walk.keyset and self.spec.strategy == "sorted"
         )
-        return await moco.fetch_page(
-            self.client, self._url, params, self.spec, stats=self.result.http
+        return await fetch(
+            self.client, self.paging, self.spec, query, walk.page, stats=self.result.http
         )
-
-    @property
-    def _url(self) -> str:
-        return f"{self.source.base_url}{self.spec.path}"
 
     async def _page(self, window: Window, walk: Walk, reading: _Reading) -> tuple[Walk, str]:
         """Fetch and store the walk's next page; the walk to go on with, and the window's
@@ -375,9 +350,7 @@ class _WindowReader:
             reading.shrank = reading.shrank or total < walk.query_total
         reading.served.update(r.id for r in rows)
         before_page = walk
-        walk = await moco.walk_on(
-            self.client, self._url, self.spec, walk, page, stats=self.result.http
-        )
+        walk = await step(self.client, self.paging, self.spec, walk, page, stats=self.result.http)
         if before_page.keyset and not walk.keyset:
             log.info(
                 "%s: window %s: not trusting sort_by=updated_at (%s); reading it by offset pages",
@@ -442,7 +415,7 @@ class _WindowReader:
             page = await self._fetch(check)
             if any(r.id in reading.served for r in page.rows):
                 return True
-            check = page.advance(check)
+            check = advance(check, page)
             if check.done:
                 return False
 
@@ -458,7 +431,7 @@ class _WindowReader:
         requested_at: datetime,
     ) -> int:
         """One transaction: the page's rows and rejects, and the window's position (or done)."""
-        walk_json = orjson.dumps(walk.to_json()).decode() if walk is not None else None
+        walk_json = walk.to_json() if walk is not None else None
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
@@ -473,30 +446,20 @@ class _WindowReader:
                             self.spec.volatile,
                             requested_at=requested_at,
                         )
-                    if rejected:
-                        await _reject(conn, self.result, rejected)
-                    await conn.execute(
-                        """
-                        update syncer.backfill_windows set
-                            walk = $5::jsonb, pages = pages + 1, requests = requests + $6,
-                            records = records + $7, upserted = upserted + $8,
-                            rejected = rejected + $9, backfill_id = $10,
-                            status = case when $11 then 'done' else status end,
-                            finished_at = case when $11 then now() end
-                        where source = $1 and stream = $2
-                          and window_start = $3 and window_end = $4
-                        """,
+                    await record_rejected(
+                        conn, None, self.result.source, self.result.stream, rejected, once=True
+                    )
+                    await backfills.save_page(
+                        conn,
                         self.result.source,
                         self.result.stream,
-                        window[0],
-                        window[1],
-                        walk_json,
-                        requests,
-                        len(rows) + len(rejected),
-                        upserted,
-                        len(rejected),
                         self.result.backfill_id,
-                        done,
+                        window,
+                        walk_json,
+                        backfills.PageCounts(
+                            requests, len(rows) + len(rejected), upserted, len(rejected)
+                        ),
+                        done=done,
                     )
                     return upserted
             except asyncpg.exceptions.DeadlockDetectedError:
@@ -507,51 +470,6 @@ class _WindowReader:
         raise AssertionError("unreachable")
 
 
-async def _reject(conn: Connection, result: BackfillResult, rejected: list[Rejected]) -> None:
-    """Rejected records, each once: re-reading history must not count the same record again."""
-    await conn.executemany(
-        """
-        insert into syncer.rejected_records (run_id, source, stream, reason, record)
-        select null, $1, $2, $3, $4
-        where not exists (select 1 from syncer.rejected_records
-                          where source = $1 and stream = $2 and record = $4)
-        """,
-        [(result.source, result.stream, r.reason, r.record) for r in rejected],
-    )
-
-
-async def _close_dead(conn: Connection, source: str, stream: str, current: int) -> None:
-    """Backfills of the stream still 'running' died (we hold the lock, so none is live)."""
-    await conn.execute(
-        "update syncer.backfills set outcome = 'interrupted', finished_at = now(),"
-        " error = 'the process ended before the backfill finished'"
-        " where source = $1 and stream = $2 and outcome = 'running' and id <> $3",
-        source,
-        stream,
-        current,
-    )
-
-
-async def _start(
-    conn: Connection, source: str, stream: str, windows: list[Window], window_s: float, command: str
-) -> int:
-    backfill_id: int = await conn.fetchval(
-        "insert into syncer.backfills (source, stream, range_start, range_end, window_s,"
-        " command, pid, host, windows_total) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        " returning id",
-        source,
-        stream,
-        windows[0][0],
-        windows[-1][1],
-        int(window_s),
-        command,
-        os.getpid(),
-        socket.gethostname(),
-        len(windows),
-    )
-    return backfill_id
-
-
 async def _claim_windows(
     conn: Connection, result: BackfillResult, windows: list[Window]
 ) -> list[tuple[Window, Walk | None]]:
@@ -560,52 +478,30 @@ async def _claim_windows(
     A window is done if done windows cover it (a rerun with another ``--window`` skips what an
     earlier backfill read). The others get a row, 'pending' until their last page is stored.
     """
-    rows = await conn.fetch(
-        "select window_start, window_end, status, walk from syncer.backfill_windows"
-        " where source = $1 and stream = $2 and window_start < $4 and window_end > $3",
-        result.source,
-        result.stream,
-        result.range_start,
-        result.range_end,
+    stored = await backfills.windows_within(
+        conn, result.source, result.stream, result.range_start, result.range_end
     )
-    done = [(r["window_start"], r["window_end"]) for r in rows if r["status"] == "done"]
-    walks = {
-        (r["window_start"], r["window_end"]): Walk.from_json(orjson.loads(r["walk"]))
-        for r in rows
-        if r["status"] == "pending" and r["walk"] is not None
-    }
+    done = [w.window for w in stored if w.done]
+    walks = {w.window: Walk.from_json(w.walk) for w in stored if not w.done and w.walk}
     todo = [w for w in windows if not covered(w, done)]
-    async with conn.transaction():
-        await conn.executemany(
-            """
-            insert into syncer.backfill_windows (source, stream, window_start, window_end,
-                                                 backfill_id)
-            values ($1, $2, $3, $4, $5)
-            on conflict (source, stream, window_start, window_end) do update
-                set backfill_id = excluded.backfill_id
-            """,
-            [(result.source, result.stream, s, e, result.backfill_id) for s, e in todo],
-        )
+    await backfills.claim(conn, result.source, result.stream, result.backfill_id, todo)
     return [(w, walks.get(w)) for w in todo]
 
 
 async def _finish(conn: Connection, result: BackfillResult) -> None:
-    await conn.execute(
-        """
-        update syncer.backfills set outcome = $2, error = $3, finished_at = now(),
-            windows_skipped = $4, windows_done = $5, requests = $6, records = $7,
-            upserted = $8, rejected = $9
-        where id = $1
-        """,
+    await backfills.finish(
+        conn,
         result.backfill_id,
-        result.outcome,
-        result.error,
-        result.windows_skipped,
-        result.windows_done,
-        result.http.requests,
-        result.records,
-        result.upserted,
-        result.rejected,
+        backfills.Finished(
+            outcome=result.outcome,
+            error=result.error,
+            windows_skipped=result.windows_skipped,
+            windows_done=result.windows_done,
+            requests=result.http.requests,
+            records=result.records,
+            upserted=result.upserted,
+            rejected=result.rejected,
+        ),
     )
 
 
@@ -613,30 +509,3 @@ def _again(walk: Walk) -> Walk:
     """A walk that reads ``walk``'s watched query again from its lower bound, keeping the
     verdict on the order (a server found to ignore ``sort_by`` is not trusted again)."""
     return Walk(lower_bound=walk.watch_lower, keyset=walk.keyset, distrust=walk.distrust)
-
-
-def summary(result: BackfillResult) -> str:
-    """The one line a finished backfill is reported with."""
-    return (
-        f"backfill {result.source}.{result.stream}: {result.outcome}; windows "
-        f"{result.windows_done} done, {result.windows_skipped} already done before, of "
-        f"{result.windows_total}; {result.records} records, {result.upserted} changed, "
-        f"{result.elapsed_s:.1f}s"
-    )
-
-
-def progress_lines(source: str, stream: str) -> Callable[[BackfillProgress], None]:
-    """A progress callback printing a line each time a window is done (and at the end)."""
-    last = [0]
-
-    def show(p: BackfillProgress) -> None:
-        done = p.windows_done + p.windows_skipped
-        if done != last[0] or p.window is None:
-            last[0] = done
-            print(
-                f"backfill {source}.{stream}: window {done}/{p.windows_total}, "
-                f"{p.records} records, {p.records_per_s:.0f}/s",
-                flush=True,
-            )
-
-    return show

@@ -1,4 +1,4 @@
-"""One extraction run of a source, whatever its type: its streams read into the warehouse.
+"""One sync run of a source, whatever its type: its streams read into the warehouse.
 
 No scheduling here: commands (``syncer.commands``) call :func:`sync_source`, for the CLI and
 the daemon alike. The run's frame (one run at a time per stream, see ``runframe.py``;
@@ -6,30 +6,28 @@ bookkeeping, streams in parallel under one rate limit, errors per stream) is sha
 stream is read is its source type's ``sync_stream`` (``syncer.registry``). MOCO streams are
 walked incrementally, each page stored with the stream's new position in one transaction, so a
 run killed at any moment resumes where it stopped and the watermark never passes a record that
-was not stored (``sources/moco/walk.py``). MOCA streams are scanned
-(``sources/moca/scan.py``).
+was not stored (``syncer/extract``). MOCA streams are scanned (``sources/moca/scan.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
 
 import aiohttp
 
-from syncer import progress, registry, shutdown
+from syncer import progress, registry
 from syncer.config import SourceSettings
-from syncer.errors import SyncerError
-from syncer.http.client import ApiClient, RequestStats
+from syncer.extract.running import all_or_stop, finish_stream
+from syncer.http.client import ApiClient
 from syncer.pacing import Limiter, SlidingWindowLimiter
-from syncer.results import Outcome, StreamResult, SyncContext, SyncResult
+from syncer.results import StreamResult, SyncContext, SyncResult
 from syncer.runframe import Frame, exclusive_run, record_end
-from syncer.store import leases, locks, runs
+from syncer.store import locks, runs
 from syncer.store.types import Connection, Pool
+from syncer.warehouse import ensure_schema
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +88,8 @@ async def sync_source(
     """Run one incremental extraction of ``source`` (all its streams unless ``streams``)."""
     kind = registry.source_type(source.type)
     names = list(streams) or list(source.streams)
+    async with pool.acquire() as conn:  # its tables follow its type's catalog
+        await ensure_schema(conn, source)
     client = client_for(session, source, limiter, backoff_base_s=backoff_base_s)
     started = time.monotonic()
     results = [StreamResult(name) for name in names]
@@ -134,18 +134,6 @@ async def sync_source(
     return SyncResult(run_id, source.name, results, time.monotonic() - started, client.stats)
 
 
-async def all_or_stop(work: Iterable[Coroutine[Any, Any, None]]) -> None:
-    """Run ``work`` side by side; an error none of them handles (the database failed) stops
-    the others at once, rather than leaving them to run on unawaited."""
-    tasks = [asyncio.ensure_future(w) for w in work]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
 async def _skip(pool: Pool, run_id: int, result: StreamResult, parent: StreamResult) -> None:
     """A child whose parent failed fails alike: it is listed per parent record."""
     result.outcome, result.error = "failed", parent.error
@@ -153,93 +141,3 @@ async def _skip(pool: Pool, run_id: int, result: StreamResult, parent: StreamRes
     async with pool.acquire() as conn:
         await runs.start_stream_run(conn, run_id, result.stream, None)
     await finish_stream(pool, run_id, result)
-
-
-class StreamRunEnd(Protocol):
-    """What the end of a stream run records (a sync's :class:`StreamResult`, a sweep's)."""
-
-    stream: str
-    outcome: str
-    error: str | None
-    error_kind: str | None
-    warning: str | None
-    http: RequestStats
-    committed_requests: int  # requests already counted with a page
-
-
-async def finish_stream(pool: Pool, run_id: int, result: StreamRunEnd) -> None:
-    async def write(conn: Connection) -> None:
-        await runs.finish_stream_run(
-            conn,
-            run_id,
-            result.stream,
-            result.outcome,
-            result.error,
-            result.http.requests - result.committed_requests,
-            warning=result.warning,
-        )
-
-    await leases.bookkeeping(pool, write, f"the end of {result.stream}'s stream run")
-
-
-def log_ids(run_id: int, source: str, stream: str) -> dict[str, Any]:
-    """Fields a structured log line carries (``--log-format json``)."""
-    return {"run_id": run_id, "source": source, "stream": stream}
-
-
-@contextlib.asynccontextmanager
-async def stream_run(
-    context: SyncContext[Any],
-    result: StreamResult,
-    *,
-    interrupted: str = "stopped by a signal; resumes next run",
-) -> AsyncIterator[None]:
-    """One stream's run, for a source type's ``sync_stream``: its ``syncer.stream_runs`` row
-    started (``result.resumed_after_pages`` set first, if it resumes) and always ended, and
-    how the block ended as the stream's outcome: succeeded; interrupted by a signal (with
-    ``interrupted`` as the reason); failed with a syncer error's message (the error is not
-    raised further: the other streams go on); cancelled."""
-    async with stream_run_in(
-        context.pool,
-        context.run_id,
-        context.source.name,
-        result,
-        interrupted=interrupted,
-        resumed_after_pages=result.resumed_after_pages,
-    ):
-        yield
-
-
-@contextlib.asynccontextmanager
-async def stream_run_in(
-    pool: Pool,
-    run_id: int,
-    source: str,
-    result: StreamRunEnd,
-    *,
-    interrupted: str,
-    resumed_after_pages: int | None = None,
-) -> AsyncIterator[None]:
-    """:func:`stream_run` for a stream's part of any run (a sweep's too), given its parts."""
-    async with pool.acquire() as conn:
-        await runs.start_stream_run(conn, run_id, result.stream, resumed_after_pages)
-    try:
-        yield
-        result.outcome = Outcome.SUCCEEDED
-    except shutdown.Interrupted:
-        result.outcome, result.error = Outcome.INTERRUPTED, interrupted
-    except SyncerError as exc:
-        result.outcome, result.error = Outcome.FAILED, exc.message
-        result.error_kind = type(exc).__name__
-        log.info(
-            "%s.%s failed: %s",
-            source,
-            result.stream,
-            exc.message,
-            extra=log_ids(run_id, source, result.stream),
-        )
-    except asyncio.CancelledError:
-        result.outcome, result.error = Outcome.INTERRUPTED, "cancelled"
-        raise
-    finally:
-        await asyncio.shield(finish_stream(pool, run_id, result))

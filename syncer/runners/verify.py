@@ -1,0 +1,603 @@
+"""``syncer verify``: prove each stream complete against the source's own counts, and repair.
+
+An incremental sync trusts its cursor: a record whose ``updated_at`` is behind the watermark
+(an import, a restore, a server clock behind) is never read, and a deletion is never seen. A
+verify asks the source how many records each list holds and compares with the warehouse:
+
+* **counts** (a list with ``updated_after`` and ``X-Total``): one request for the total. Equal
+  (up to what changed after the verify began): the stream is verified. Otherwise the counts
+  above a ladder of times find the windows of ``updated_at`` that differ, bisection narrows
+  them (``extract/completeness.py``), and only those windows are read again
+  (``extract/ranges.py``): what the source serves there and the warehouse lacks is missing
+  (stored), what the warehouse holds there and the source no longer lists is asked about by
+  id and, if gone, extra (marked ``_deleted_at``, behind the deletion guard);
+* **whole** (no ``updated_at`` on the records, no ``X-Total``, full and unpaged lists): the
+  total where the list reports one; where it differs (or cannot be counted), the whole list
+  read and compared both ways;
+* **parents** (per-parent lists): counted over every parent with the list that holds the same
+  records (``/projects/expenses``) or, where none does, with what each parent's record names
+  (a project's ``tasks``); then only the parents that differ are counted and read again;
+* reports, objects and details are not verified (re-pulled per period, read whole each run,
+  read per record).
+
+Repairs never move a stream's watermark or walk: a verify killed at any point leaves the sync
+as it was, and the next verify finds what is left. A verify holds the streams' sync locks
+(a sync of a stream waits for its verify, as for another sync), pays from the credential's
+shared rate budget, and records a completeness report per stream (``syncer.verifications``:
+``syncer status`` shows it) with the run in ``syncer.runs``. ``--no-repair`` reads as much,
+and changes nothing.
+
+One concept: a verify of one source, its plan and its methods (counts, whole, parents)
+sharing one reading and repairing path; the pure parts are ``extract/completeness.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+
+from syncer import progress, registry, shutdown
+from syncer.catalog import Catalog, Stream
+from syncer.config import SourceSettings
+from syncer.deletions import guard_warning
+from syncer.errors import ConfigError
+from syncer.extract import completeness
+from syncer.extract.base import Lister, Options, Query, fetch
+from syncer.extract.ranges import Reading, read_range
+from syncer.extract.records import Row
+from syncer.extract.running import all_or_stop, stream_run_in
+from syncer.pacing import Limiter
+from syncer.results import StreamVerify, SyncContext, VerifyResult
+from syncer.runframe import exclusive_run
+from syncer.runners.sync import RUN_LOCK_CLASS, client_for
+from syncer.store import leases, marks, pages, runs
+from syncer.store import verify as store
+from syncer.warehouse import ensure_schema
+
+__all__ = ["method_of", "report_of", "verify_source"]
+
+log = logging.getLogger(__name__)
+
+TOP_SLACK = timedelta(seconds=2)  # updated_after is whole seconds, inclusive or not
+CHUNK = 100  # ids asked about per request
+SMALL_PAGES = 4  # a list this many pages long is read whole rather than cut into windows
+
+
+def report_of(result: StreamVerify, source: str) -> store.Verification:
+    """A stream's completeness report as ``syncer.verifications`` keeps it."""
+    outcome = result.verdict
+    if result.outcome == "failed":
+        outcome = "failed"
+    elif result.outcome == "interrupted":
+        outcome = "interrupted"
+    return store.Verification(
+        source,
+        result.stream,
+        outcome,
+        result.method,
+        result.source_count,
+        result.warehouse_count,
+        result.missing,
+        result.extra,
+        result.repaired,
+        result.unrepaired,
+        result.http.requests,
+        result.error,
+    )
+
+
+def method_of(stream: Stream) -> str:
+    """How ``stream`` is verified (module docstring)."""
+    if not stream.verifiable:
+        return "none"
+    if stream.parent is not None:
+        return "parents" if (stream.parent.twin or stream.parent.embedded) else "whole"
+    counted = stream.strategy in ("sorted", "unsorted") and stream.paged_headers
+    return "counts" if counted and stream.replication_key else "whole"
+
+
+def planned_requests(stream: Stream, live: int, page_size: int) -> int:
+    """What verifying ``stream`` costs when nothing differs (repairs come on top)."""
+    method = method_of(stream)
+    if method == "none":
+        return 0
+    if method == "counts" or method == "parents":
+        return 1 if method == "counts" or (stream.parent and stream.parent.twin) else 0
+    if stream.paged_headers:
+        return 1  # a total, then the list only if it differs
+    if not stream.takes("page"):
+        return 1
+    return max(1, math.ceil(live / page_size))
+
+
+async def verify_source(
+    pool: Any,
+    session: aiohttp.ClientSession,
+    source: SourceSettings,
+    *,
+    streams: Sequence[str] = (),
+    repair: bool = True,
+    command: str = "verify",
+    limiter: Limiter | None = None,
+    backoff_base_s: float = 1.0,
+) -> VerifyResult:
+    """Verify ``source``'s streams (all it syncs, or ``streams``); ConfigError for a source
+    type that cannot count its lists."""
+    kind = registry.source_type(source.type)
+    if kind.count is None or kind.lister is None or kind.catalog is None:
+        raise ConfigError(
+            f"verify: {source.name!r} is a {source.type} source, and {kind.vendor} sources "
+            "cannot be verified (their type declares no way to count a list)"
+        )
+    catalog = kind.catalog()
+    lister = kind.lister(source)
+    options = kind.options(source) if kind.options else Options()
+    names = list(streams) or list(source.streams)
+    async with pool.acquire() as conn:
+        await ensure_schema(conn, source)
+        live = {
+            n: await store.stored_above(conn, source.schema, n, None)
+            for n in names
+            if not catalog[n].snapshots
+        }
+    client = client_for(session, source, limiter, backoff_base_s=backoff_base_s)
+    started = time.monotonic()
+    results = [StreamVerify(name) for name in names]
+    for r in results:
+        r.method = method_of(catalog[r.stream])
+        r.planned = planned_requests(catalog[r.stream], live.get(r.stream, 0), lister.page_size)
+    planned = sum(r.planned for r in results)
+    log.info(
+        "verify %s: %d streams, about %d requests if nothing differs (more where one does)",
+        source.name,
+        len(results),
+        planned,
+    )
+    progress.watch(results)
+    async with exclusive_run(
+        pool,
+        lock_class=RUN_LOCK_CLASS,
+        kind="verify",
+        source=source.name,
+        command=command,
+        keys=[f"{source.name}.{name}" for name in names],
+    ) as frame:
+        context = SyncContext(pool, client, source, frame.run_id, False)
+        verifier = _Verifier(context, catalog, lister, options, kind.count, repair)
+        gate = asyncio.Semaphore(source.concurrency)
+        by_name = {r.stream: r for r in results}
+
+        async def one(result: StreamVerify) -> None:
+            async with gate:
+                await verifier.verify(catalog[result.stream], result)
+
+        for level in catalog.levels(names):  # parents before their children
+            await all_or_stop(one(by_name[n]) for n in level)
+        frame.end_as(results)
+    return VerifyResult(
+        frame.run_id,
+        source.name,
+        results,
+        time.monotonic() - started,
+        client.stats,
+        planned,
+        repair,
+    )
+
+
+class _Verifier:
+    def __init__(
+        self,
+        context: SyncContext[Any],
+        catalog: Catalog,
+        lister: Lister,
+        options: Options,
+        counter: Any,
+        repair: bool,
+    ) -> None:
+        self.context, self.catalog, self.lister = context, catalog, lister
+        self.options, self.counter, self.repair = options, counter, repair
+        self.source = context.source
+
+    async def verify(self, stream: Stream, result: StreamVerify) -> None:
+        context = self.context
+        try:
+            async with stream_run_in(
+                context.pool,
+                context.run_id,
+                self.source.name,
+                result,
+                interrupted="stopped by a signal; verify again to finish",
+            ):
+                if result.method == "none":
+                    result.verdict = "not_verified"
+                    result.warning = None
+                elif result.method == "counts":
+                    await self._by_counts(stream, result)
+                elif result.method == "parents":
+                    await self._by_parents(stream, result)
+                else:
+                    await self._whole(stream, result)
+        finally:
+            await asyncio.shield(self._record(result))
+        log.info(
+            "%s.%s: verified by %s: source %s, warehouse %s, %d missing, %d extra, %d repaired,"
+            " %d requests",
+            self.source.name,
+            stream.name,
+            result.method,
+            result.source_count,
+            result.warehouse_count,
+            result.missing,
+            result.extra,
+            result.repaired,
+            result.http.requests,
+        )
+
+    async def _record(self, result: StreamVerify) -> None:
+        async with self.context.pool.acquire() as conn:
+            await store.record(conn, self.context.run_id, report_of(result, self.source.name))
+
+    # --- counting -------------------------------------------------------------------------
+
+    async def _count(self, stream: Stream, query: Query, result: StreamVerify) -> int | None:
+        counted: int | None = await self.counter(
+            self.context.client, self.lister, stream, query, result.http
+        )
+        return counted
+
+    async def _stored(self, stream: Stream, after: datetime | None) -> int:
+        async with self.context.pool.acquire() as conn:
+            return await store.stored_above(conn, self.source.schema, stream.name, after)
+
+    async def _by_counts(self, stream: Stream, result: StreamVerify) -> None:
+        first = await fetch(
+            self.context.client, self.lister, stream, Query(size=1), 1, stats=result.http
+        )
+        total = first.total
+        if total is None:
+            await self._whole(stream, result)
+            return
+        top = first.served_at.replace(microsecond=0) - TOP_SLACK
+        stored = await self._stored(stream, None)
+        result.source_count, result.warehouse_count = total, stored
+        if total == stored:
+            return
+        # What changed after the verify began is the next sync's: compare up to then.
+        source_top = await self._count(stream, Query(updated_after=top), result) or 0
+        stored_top = await self._stored(stream, top)
+        result.source_count, result.warehouse_count = total - source_top, stored - stored_top
+        if total - source_top == stored - stored_top:
+            return
+        if math.ceil(max(total, stored) / self.lister.page_size) <= SMALL_PAGES:
+            await self._whole(stream, result, counted=total)  # cheaper read whole than cut
+            return
+        # Each window is read again before anything is repaired: what the source serves then
+        # decides, so a record changed while the verify runs is no difference.
+        windows = await self._windows(stream, result, top, source_top, stored_top, total, stored)
+        await self._repair_windows(stream, result, windows, top)
+        self._verdict(result)
+
+    async def _windows(
+        self,
+        stream: Stream,
+        result: StreamVerify,
+        top: datetime,
+        source_top: int,
+        stored_top: int,
+        total: int,
+        stored: int,
+    ) -> list[completeness.Window]:
+        """The narrow windows where the counts differ: the ladder, then bisection."""
+        # Cut points from the warehouse's own rows: a window of about FEW rows, then two,
+        # four, ... times that, back to the first (each cut one request).
+        offsets = []
+        k = completeness.FEW
+        while k < stored:
+            offsets.append(k)
+            k *= 2
+        async with self.context.pool.acquire() as conn:
+            times = await store.newest_times(conn, self.source.schema, stream.name, top, offsets)
+        points: list[datetime | None] = [top]
+        source_above, stored_above = [source_top], [stored_top]
+        difference = (total - source_top) - (stored - stored_top)
+        for point in await self._cuts(stream, times):
+            shutdown.check()
+            source_n = await self._count(stream, Query(updated_after=point), result) or 0
+            stored_n = await self._stored(stream, point)
+            points.append(point)
+            source_above.append(source_n)
+            stored_above.append(stored_n)
+            # What lies further back nets to nothing: counts cannot see a difference there.
+            if (source_n - source_top) - (stored_n - stored_top) == difference:
+                break
+        else:
+            points.append(None)
+            source_above.append(total)
+            stored_above.append(stored)
+        todo = completeness.differing(points, source_above, stored_above)
+        found: list[completeness.Window] = []
+        while todo:
+            shutdown.check()
+            window = todo.pop()
+            middle = None
+            if not window.few:
+                async with self.context.pool.acquire() as conn:
+                    at = await store.middle_time(
+                        conn, self.source.schema, stream.name, window.lower, window.upper
+                    )
+                if at is None and window.lower is not None:
+                    at = window.middle()
+                cut = await self._cuts(stream, [at] if at else [])
+                middle = next(
+                    (
+                        c
+                        for c in cut
+                        if (window.lower is None or window.lower < c) and c < window.upper
+                    ),
+                    None,
+                )
+            if middle is None:
+                found.append(window)
+                continue
+            source_n = await self._count(stream, Query(updated_after=middle), result) or 0
+            stored_n = await self._stored(stream, middle)
+            todo += completeness.split(window, source_n, stored_n, middle=middle)
+        return sorted(found, key=lambda w: w.upper)
+
+    async def _cuts(self, stream: Stream, times: Sequence[datetime]) -> list[datetime]:
+        """Cut points at whole seconds (``updated_after`` is sent so) where no stored row is
+        stamped exactly (a server's >= or > would count it on one side only), descending."""
+        cuts: list[datetime] = []
+        async with self.context.pool.acquire() as conn:
+            for at in times:
+                point = at.replace(microsecond=0)
+                while await store.stamped_at(conn, self.source.schema, stream.name, point):
+                    point -= timedelta(seconds=1)
+                if not cuts or point < cuts[-1]:
+                    cuts.append(point)
+        return cuts
+
+    # --- reading again -------------------------------------------------------------------
+
+    async def _repair_windows(
+        self,
+        stream: Stream,
+        result: StreamVerify,
+        windows: list[completeness.Window],
+        top: datetime,
+    ) -> None:
+        """Read the differing windows again (a sorted list each window, an unsorted one
+        everything after the oldest), store what was missing, ask about what was not served."""
+        ranges: list[tuple[datetime | None, datetime | None]]
+        if stream.strategy == "sorted":
+            ranges = [(w.lower, w.upper) for w in windows]
+        else:
+            lowers = [w.lower for w in windows]
+            ranges = [(None if None in lowers else min(w for w in lowers if w), None)]
+        for lower, upper in ranges:
+            served, reading = await self._read(stream, result, lower=lower, upper=upper, top=top)
+            async with self.context.pool.acquire() as conn:
+                held = await store.live_in(
+                    conn, self.source.schema, stream.name, lower, upper or top
+                )
+            await self._extra(stream, result, [k for k in held if k not in served], reading)
+
+    async def _read(
+        self,
+        stream: Stream,
+        result: StreamVerify,
+        *,
+        lower: datetime | None,
+        upper: datetime | None,
+        top: datetime | None,
+        parent: str | None = None,
+    ) -> tuple[set[int | str], Reading]:
+        """Read a range; store (or, not repairing, count) what the warehouse lacked. The ids
+        served, and how the read ended."""
+        served: set[int | str] = set()
+        reading = Reading()
+        async for page in read_range(
+            self.context.client,
+            self.lister,
+            stream,
+            reading,
+            lower=lower,
+            upper=upper,
+            parent=parent,
+            stats=result.http,
+        ):
+            shutdown.check()
+            served.update(page.keys)
+            rows = [
+                r for r in page.rows if top is None or r.updated_at is None or r.updated_at <= top
+            ]
+            if upper is not None:
+                rows = [r for r in rows if r.updated_at is None or r.updated_at <= upper]
+            await self._store(stream, result, rows, parent)
+        return served, reading
+
+    async def _store(
+        self, stream: Stream, result: StreamVerify, rows: list[Row], parent: str | None
+    ) -> None:
+        """The rows of a page the warehouse does not hold live: missing; stored if repairing."""
+        if not rows:
+            return
+        text_ids = stream.key_type == "text"
+        async with self.context.pool.acquire() as conn, conn.transaction():
+            live = await store.live_among(
+                conn, self.source.schema, stream.name, [r.id for r in rows], text_ids=text_ids
+            )
+            lacking = [r for r in rows if r.id not in live]
+            result.missing += len(lacking)
+            if not lacking or not self.repair:
+                return
+            await leases.check(conn)
+            await pages.upsert_rows(
+                conn,
+                self.source.schema,
+                stream.name,
+                lacking,
+                stream.volatile,
+                requested_at=datetime.now(UTC),
+                parent=parent,
+                text_ids=text_ids,
+            )
+            await runs.add_stream_counts(
+                conn, self.context.run_id, stream.name, upserted=len(lacking)
+            )
+            result.repaired += len(lacking)
+
+    async def _extra(
+        self,
+        stream: Stream,
+        result: StreamVerify,
+        candidates: list[int | str],
+        reading: Reading,
+        *,
+        parent: str | None = None,
+    ) -> None:
+        """Rows the read did not serve: gone, where the list says so by id (or, without an
+        ids filter, where the read was complete and nothing moved under it)."""
+        if not candidates:
+            return
+        gone: list[int | str]
+        if stream.takes("ids"):
+            present: set[int | str] = set()
+            for i in range(0, len(candidates), CHUNK):
+                chunk = candidates[i : i + CHUNK]
+                page = await fetch(
+                    self.context.client,
+                    self.lister,
+                    stream,
+                    Query(ids=chunk, size=len(chunk), parent=parent),
+                    1,
+                    stats=result.http,
+                )
+                present.update(page.keys)
+            gone = [k for k in candidates if k not in present]
+        elif reading.complete and reading.trusted:
+            gone = candidates
+        else:
+            result.warning = (
+                f"{len(candidates)} rows were not listed again while the list changed; "
+                "verify again to tell whether they are gone"
+            )
+            return
+        result.extra += len(gone)
+        if not gone or not self.repair:
+            return
+        async with self.context.pool.acquire() as conn, conn.transaction():
+            total = await store.stored_above(conn, self.source.schema, stream.name, None)
+            warning = guard_warning(
+                stream.name,
+                len(gone),
+                total,
+                self.options.deletion_guard,
+                missing_from="the source",
+                advice="If they really were deleted, raise deletion_guard and verify again",
+            )
+            if warning is not None:
+                result.warning = warning
+                return
+            await leases.check(conn)
+            marked = await marks.mark_deleted(
+                conn,
+                self.source.schema,
+                stream.name,
+                gone,
+                datetime.now(UTC),
+                text_ids=stream.key_type == "text",
+            )
+            await runs.add_stream_counts(conn, self.context.run_id, stream.name, deleted=marked)
+        result.repaired += marked
+
+    # --- whole lists and per-parent lists ----------------------------------------------------
+
+    async def _whole(
+        self, stream: Stream, result: StreamVerify, *, counted: int | None = None
+    ) -> None:
+        """A list compared whole: its total first where it reports one (``counted``: known
+        already to differ), then (if it differs, or cannot be counted) every page of it, both
+        ways."""
+        stored = await self._stored(stream, None)
+        result.warehouse_count = stored
+        if counted is None and stream.paged_headers and stream.parent is None:
+            total = await self._count(stream, Query(), result)
+            if total is not None:
+                result.source_count = total
+                if total == stored:
+                    return
+        served, reading = await self._read(stream, result, lower=None, upper=None, top=None)
+        if not reading.missing:
+            result.source_count = len(served)
+            async with self.context.pool.acquire() as conn:
+                held = await store.live_in(conn, self.source.schema, stream.name, None, None)
+            await self._extra(stream, result, [k for k in held if k not in served], reading)
+        self._verdict(result)
+
+    async def _by_parents(self, stream: Stream, result: StreamVerify) -> None:
+        """A per-parent list: counted over all parents, then the differing parents read."""
+        assert stream.parent is not None
+        schema = self.source.schema
+        async with self.context.pool.acquire() as conn:
+            per_parent = await store.live_per_parent(conn, schema, stream.name)
+            parents = [str(p) for p in await marks.live_keys(conn, schema, stream.parent.stream)]
+            embedded = (
+                await store.embedded_counts(
+                    conn, schema, stream.parent.stream, stream.parent.embedded
+                )
+                if stream.parent.embedded
+                else None
+            )
+        stored = sum(per_parent.get(p, 0) for p in parents)
+        result.warehouse_count = stored
+        suspects: list[str]
+        if stream.parent.twin is not None:
+            total = await self._count(self.catalog[stream.parent.twin], Query(), result)
+            result.source_count = total
+            if total is not None and total == stored:
+                return
+            suspects = parents
+        else:
+            assert embedded is not None
+            result.source_count = sum(embedded.get(p, 0) for p in parents)
+            suspects = [p for p in parents if embedded.get(p, 0) != per_parent.get(p, 0)]
+        for parent in suspects:
+            shutdown.check()
+            counted = await self._count(stream, Query(parent=parent), result)
+            if counted is not None and counted == per_parent.get(parent, 0):
+                continue
+            served, reading = await self._read(
+                stream, result, lower=None, upper=None, top=None, parent=parent
+            )
+            if reading.missing:  # the parent is gone, and so are its children
+                if self.repair:
+                    async with self.context.pool.acquire() as conn, conn.transaction():
+                        await leases.check(conn)
+                        at = datetime.now(UTC)
+                        await marks.mark_deleted(conn, schema, stream.parent.stream, [parent], at)
+                        result.extra += per_parent.get(parent, 0)
+                        result.repaired += await marks.mark_children(
+                            conn, schema, stream.name, stream.parent.stream
+                        )
+                else:
+                    result.extra += per_parent.get(parent, 0)
+                continue
+            async with self.context.pool.acquire() as conn:
+                held = await marks.live_keys(conn, schema, stream.name, parent=parent)
+            await self._extra(
+                stream, result, [k for k in held if k not in served], reading, parent=parent
+            )
+        self._verdict(result)
+
+    def _verdict(self, result: StreamVerify) -> None:
+        if result.missing or result.extra:
+            result.verdict = "repaired" if result.unrepaired == 0 else "differs"
