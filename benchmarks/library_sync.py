@@ -18,7 +18,7 @@ import os
 import sys
 
 from syncer.commands import runtime
-from syncer.config import load_settings
+from syncer.configfile import load_settings
 from syncer.runners.sync import sync_source
 from syncer.show.sync import print_sync_result
 

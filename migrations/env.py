@@ -45,7 +45,7 @@ def run_standalone() -> None:
     from sqlalchemy.ext.asyncio import create_async_engine
     from sqlalchemy.pool import NullPool
 
-    from syncer.config import load_settings
+    from syncer.configfile import load_settings
     from syncer.errors import SyncerError
     from syncer.store.database import connect, resolve_url
 

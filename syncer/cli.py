@@ -24,7 +24,8 @@ import asyncpg
 
 from syncer import __version__, registry, shutdown
 from syncer import commands as commands_grammar
-from syncer.config import Settings, load_settings, settings_without_file
+from syncer.config import Settings
+from syncer.configfile import load_settings, settings_without_file
 from syncer.dispatch import execute, pool_size, runtime
 from syncer.errors import EXIT_FAILED, EXIT_OK, ConfigError, SyncerError
 from syncer.results import StreamsReport

@@ -19,7 +19,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from syncer.config import Secret, load_settings
+from syncer.config import Secret
+from syncer.configfile import load_settings
 from syncer.sandbox.moco import MocoSandbox, MocoSandboxSettings
 from syncer.sandbox.moco_data import MocoData
 from syncer.sandbox.server import RunningSandbox

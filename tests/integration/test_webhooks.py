@@ -24,7 +24,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from syncer.config import Secret, load_settings
+from syncer.config import Secret
+from syncer.configfile import load_settings
 from syncer.errors import ConfigError
 from syncer.sandbox.moco import MocoSandbox
 from syncer.sandbox.moco_data import MocoData, parse_ts

@@ -8,7 +8,8 @@ import pytest
 
 from syncer.cli import build_parser, require_secrets
 from syncer.commands import secret_values
-from syncer.config import Settings, load_settings
+from syncer.config import Settings
+from syncer.configfile import load_settings
 from syncer.errors import ConfigError
 
 CONFIG = """

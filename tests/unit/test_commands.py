@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from syncer import commands
-from syncer.config import JobSettings, Settings, load_settings
+from syncer.config import JobSettings, Settings
+from syncer.configfile import load_settings
 from syncer.errors import ConfigError
 
 CONFIG = """

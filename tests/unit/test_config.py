@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from syncer.config import DatabaseSettings, JobSettings, RateLimit, Secret, Settings, load_settings
+from syncer.config import DatabaseSettings, JobSettings, RateLimit, Secret, Settings
+from syncer.configfile import load_settings
 from syncer.errors import ConfigError
 from syncer.sources.moco.settings import DEFAULT_STREAMS, MocoSourceSettings
 

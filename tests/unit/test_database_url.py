@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from syncer.config import DatabaseSettings, Secret, Settings, load_settings
+from syncer.config import DatabaseSettings, Secret, Settings
+from syncer.configfile import load_settings
 from syncer.errors import ConfigError
 from syncer.logs import configure_logging
 from syncer.store import database

@@ -25,7 +25,7 @@ import yaml
 import syncer
 from syncer.cli import build_parser
 from syncer.commands import check_jobs
-from syncer.config import load_settings
+from syncer.configfile import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from syncer.config import load_settings
+from syncer.configfile import load_settings
 from syncer.durations import format_age
 from syncer.errors import ConfigError
 from syncer.store.status import Freshness, StreamStatus, freshness

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from syncer import commands
-from syncer.config import load_settings
+from syncer.configfile import load_settings
 from syncer.deletions import guard_warning
 from syncer.errors import ConfigError
 from syncer.runners.sweep import decide, ids_params

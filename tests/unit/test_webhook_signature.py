@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from syncer.config import load_settings
+from syncer.configfile import load_settings
 from syncer.errors import ConfigError
 from syncer.sources.moco.catalog import CATALOG
 from syncer.sources.moco.webhook_store import Change, RowState, merge
