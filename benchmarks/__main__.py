@@ -42,6 +42,11 @@ BENCHMARKS: dict[str, tuple[str, str, list[str]]] = {
         "requests and seconds of no-change and 1%%-change runs against a full run",
         [],
     ),
+    "catalog": (
+        "catalog",
+        "the whole of MOCO at its rate limit: requests, 429s and pacing of each run",
+        [],
+    ),
 }
 
 

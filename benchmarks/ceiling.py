@@ -34,12 +34,12 @@ from benchmarks.sandbox import IndexedMocoSandbox, check_equivalence
 from syncer.extract.records import Row, split_records
 from syncer.extract.walk import Walk
 from syncer.sandbox.moco_data import MocoData
-from syncer.sources.moco import api as moco
+from syncer.sources.moco.catalog import CATALOG
 from syncer.store import database, pages, runs
 
 TARGET_FRACTION = 0.40
 PAGE = 100
-SPEC = moco.STREAMS["activities"]
+SPEC = CATALOG["activities"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

