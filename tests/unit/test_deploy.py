@@ -64,7 +64,7 @@ def _env_arguments(tree: ast.Module) -> Iterator[ast.expr]:
                     yield node.args[0]
             else:
                 name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-                if name in ("getenv", "_env_int"):
+                if name in ("getenv", "env_int"):
                     yield node.args[0]
         elif isinstance(node, ast.Subscript) and _reads_environ(node.value):
             yield node.slice
