@@ -113,3 +113,36 @@ def test_the_settings_dataclass_defaults_are_the_keys_defaults(
     unfilled = [key.name for key in keys if (key.attr or key.name) not in names]
     consumed = ["enable_streams", "disable_streams"] if cls is moco.MocoSourceSettings else []
     assert unfilled == consumed
+
+
+def test_docs_configuration_md_has_the_key_tables_the_tool_writes() -> None:
+    from tools import config_docs
+
+    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert page == config_docs.render(page), (
+        "docs/configuration.md is out of date: run python -m tools.config_docs"
+    )
+
+
+def test_a_key_changed_without_a_rerun_is_caught() -> None:
+    from tools import config_docs
+
+    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    stale = page.replace('| `overlap` | `"5m"` |', '| `overlap` | `"10m"` |', 1)
+    assert stale != page
+    assert config_docs.render(stale) == page
+    with pytest.raises(ValueError, match="without markers"):
+        config_docs.render(page.replace("<!-- keys:jobs -->", ""))
+
+
+def test_defaults_are_written_as_toml() -> None:
+    from tools import config_docs
+
+    text = config_docs.table("moco", moco.KEYS)
+    assert "| `rate_limit` | `{ requests = 120, per_seconds = 120 }` |" in text
+    assert "| `rate_limit.requests` | required |" in text
+    assert '| `overlap` | `"5m"` |' in text
+    assert "| `deletion_guard` | `0.2` |" in text
+    assert "| `webhook_secret_env` | none |" in text
+    assert "| `schema` | the source's name |" in text
+    assert "| `flatten` | `true` |" in config_docs.table("moengage", moengage.KEYS)
