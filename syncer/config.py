@@ -216,7 +216,7 @@ class Settings:
         configured = comma_list(sorted(self.destinations)) or "none"
         raise ConfigError(
             f'destination "{name}" is not configured in {where}; add a [destinations.{name}] '
-            f"table (see README); configured destinations: {configured}"
+            f"table (see docs/configuration.md); configured destinations: {configured}"
         ) from None
 
     def source(self, name: str) -> SourceSettings:
@@ -233,7 +233,7 @@ class Settings:
         )
         raise ConfigError(
             f'source "{name}" is not configured in {where}; '
-            f"add a [sources.{name}] table (see README); {configured}"
+            f"add a [sources.{name}] table (see docs/configuration.md); {configured}"
         ) from None
 
 
