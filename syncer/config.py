@@ -216,7 +216,7 @@ class Settings:
         configured = comma_list(sorted(self.destinations)) or "none"
         raise ConfigError(
             f'destination "{name}" is not configured in {where}; add a [destinations.{name}] '
-            f"table (see README); configured destinations: {configured}"
+            f"table (see docs/configuration.md); configured destinations: {configured}"
         ) from None
 
     def source(self, name: str) -> SourceSettings:
@@ -233,7 +233,7 @@ class Settings:
         )
         raise ConfigError(
             f'source "{name}" is not configured in {where}; '
-            f"add a [sources.{name}] table (see README); {configured}"
+            f"add a [sources.{name}] table (see docs/configuration.md); {configured}"
         ) from None
 
 
@@ -263,8 +263,18 @@ def env_secret(what: str) -> Callable[[object, Ctx], Secret]:
 
 
 RATE_LIMIT_KEYS = (
-    Key("requests", integer(1), example="requests = 120"),
-    Key("per_seconds", number(above=0), example="per_seconds = 120"),
+    Key(
+        "requests",
+        integer(1),
+        example="requests = 120",
+        help="requests allowed per window, at least 1",
+    ),
+    Key(
+        "per_seconds",
+        number(above=0),
+        example="per_seconds = 120",
+        help="the window, in seconds (> 0)",
+    ),
 )
 
 
@@ -294,23 +304,58 @@ class SchemaByName:
 
 
 # Every source type's optional `schema` key: where its tables are (default: the source's name).
-SCHEMA_KEY = Key("schema", _schema_name, default=None, attr="schema_name")
+SCHEMA_KEY = Key(
+    "schema",
+    _schema_name,
+    default=None,
+    attr="schema_name",
+    default_text="the source's name",
+    help="the Postgres schema of the source's tables (its typed views are in "
+    "`<schema>_views`); a lowercase identifier, not `syncer`, `public`, "
+    "`information_schema` or `pg_*`",
+)
 
 # Keys that sources (and destinations) of every type take alike; their settings have the
 # attributes the keys fill (``timeout_s``, ``max_attempts``, ``concurrency``, ``stale_after_s``).
 STALE_AFTER_KEY = Key(
-    "stale_after", duration(positive=True), default=DEFAULT_STALE_AFTER_S, attr="stale_after_s"
+    "stale_after",
+    duration(positive=True),
+    default=DEFAULT_STALE_AFTER_S,
+    attr="stale_after_s",
+    help="`syncer status` flags a stream STALE when its last successful sync is older than "
+    "this, or it never had one; set it to a few of your job intervals",
 )
 
 
-def request_keys(*, timeout_s: float = 30.0, max_attempts: int = 8) -> tuple[Key, Key]:
-    """``timeout`` (per request, > 0) and ``max_attempts`` (per request, >= 1), with defaults."""
+def request_keys(
+    *,
+    timeout_s: float = 30.0,
+    max_attempts: int = 8,
+    attempts_help: str = "per request, for 429, 5xx, timeouts and connection resets (at least 1)",
+) -> tuple[Key, Key]:
+    """``timeout`` (per request, > 0) and ``max_attempts`` (>= 1), with defaults."""
     return (
-        Key("timeout", duration(positive=True), default=timeout_s, attr="timeout_s"),
-        Key("max_attempts", integer(1), default=max_attempts),
+        Key(
+            "timeout",
+            duration(positive=True),
+            default=timeout_s,
+            attr="timeout_s",
+            help="per request (> 0)",
+        ),
+        Key(
+            "max_attempts",
+            integer(1),
+            default=max_attempts,
+            help=attempts_help,
+        ),
     )
 
 
 def concurrency_key(default: int = 4) -> Key:
     """``concurrency``: a source's streams in flight at once, 1..16."""
-    return Key("concurrency", integer(1, 16), default=default)
+    return Key(
+        "concurrency",
+        integer(1, 16),
+        default=default,
+        help="streams in flight at once, sharing one rate limit (1 to 16)",
+    )

@@ -9,35 +9,11 @@ dotted path (``sources.moco.rate_limit.requests``) and saying how to fix it.
 Where the file is: ``--config PATH``, else ``$SYNCER_CONFIG``, else ``schedules.toml`` in the
 working directory. Without that default file, syncer runs with no sources and no jobs.
 
-Keys (required unless a default is given; durations are strings like ``"90s"``, ``"15m"``,
-``"2h"``, ``"1d"``, ``"1h30m"`` or a number of seconds)::
-
-    [database]                      # optional table
-    url_env = "SYNCER_DATABASE_URL" # variable holding a postgresql:// URL (default as shown;
-                                    # postgres:// and postgresql+asyncpg:// work too); when
-                                    # defaulted and unset: DATABASE_URL if set, else embedded
-                                    # Postgres under $SYNCER_HOME (default ~/.local/share/syncer)
-
-    [sources.NAME]                  # NAME: lowercase identifier, becomes a Postgres schema
-    type = "moco"                   # a registered source type: moco, moca, or a plugin's
-    ...                             # the type's own keys: syncer/sources/moco/settings.py,
-                                    # syncer/sources/moca/settings.py
-    stale_after = "24h"             # `syncer status` flags a stream STALE when its last
-                                    # successful sync is older than this, or it never had one
-                                    # (default 24h; every source type has this key)
-
-    [[jobs]]                        # for `syncer run`
-    id = "moco-every-15-min"        # unique, [A-Za-z0-9_.-]+; the job's identity in the database
-    run = "sync moco"               # a syncer command line without the program name;
-                                    # starts with sync, backfill, load, sweep or verify
-    every = "15m"                   # either every (duration > 0) ...
-    cron = "*/15 * * * *"           # ... or cron (5 fields), not both
-    timezone = "Europe/Berlin"      # for cron (default "UTC")
-    timeout = "1h"                  # a run still going after this is cancelled (default 1h)
-
-    [destinations.NAME]
-    type = "moengage"               # a registered destination type: moengage, or a plugin's
-    ...                             # the type's own keys: syncer/destinations/moengage/settings.py
+The format: ``[database]``, ``[sources.NAME]`` (``type`` names a registered source type,
+which decides the other keys of the table), ``[destinations.NAME]`` likewise, and
+``[[jobs]]``. Every key, its default and its meaning is in ``docs/configuration.md``, written
+from the :class:`~syncer.tomlspec.Key` declarations (``_DATABASE_KEYS`` and ``_JOB_KEYS``
+here, each type's ``keys``) by ``tools/config_docs.py``.
 
 Source and destination types are registered by their packages (``syncer.registry``); which
 keys a table takes depends on its ``type``.
@@ -169,6 +145,11 @@ _DATABASE_KEYS = (
         env_name,
         default=None,  # None: the default variable, which may be unset
         secret_hint=(DEFAULT_DATABASE_URL_ENV, "URL"),
+        default_text=f'`"{DEFAULT_DATABASE_URL_ENV}"`',
+        help="the environment variable holding the database's URL (`postgresql://`, "
+        "`postgres://` or `postgresql+asyncpg://`); when set here, that variable must be set. "
+        f"Left out: `{DEFAULT_DATABASE_URL_ENV}`, else `{FALLBACK_DATABASE_URL_ENV}`, else the "
+        "embedded PostgreSQL under `$SYNCER_HOME`",
     ),
 )
 
@@ -225,12 +206,40 @@ _JOB_KEYS = (
         "id",
         string(_JOB_ID, "may only contain letters, digits, '_', '.' and '-'"),
         example='id = "moco-every-15-min"',
+        help="unique, letters, digits, `_`, `.` and `-`: the job's identity in the database "
+        "(its ticks in `syncer.job_fires`, its lock)",
     ),
-    Key("run", _run, example='run = "sync moco"'),
-    Key("every", duration(positive=True), default=None, attr="every_s"),
-    Key("cron", _cron, default=None),
-    Key("timezone", _timezone, default="UTC"),
-    Key("timeout", duration(positive=True), default=3600.0, attr="timeout_s"),
+    Key(
+        "run",
+        _run,
+        example='run = "sync moco"',
+        help="a syncer command line without the program name, starting with "
+        + ", ".join(f"`{c}`" for c in JOB_COMMANDS)
+        + ' (`"sync moco --stream activities"`)',
+    ),
+    Key(
+        "every",
+        duration(positive=True),
+        default=None,
+        attr="every_s",
+        help="fires at whole multiples of this duration since 1970-01-01 00:00 UTC "
+        '(`"15m"`: at :00, :15, :30, :45); set `every` or `cron`, not both',
+    ),
+    Key(
+        "cron",
+        _cron,
+        default=None,
+        help='a 5-field cron expression (`"*/15 * * * *"`), in `timezone`; set `every` or '
+        "`cron`, not both",
+    ),
+    Key("timezone", _timezone, default="UTC", help="the IANA time zone of `cron`"),
+    Key(
+        "timeout",
+        duration(positive=True),
+        default=3600.0,
+        attr="timeout_s",
+        help="a run still going after this is cancelled and its tick recorded failed",
+    ),
 )
 
 

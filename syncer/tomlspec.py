@@ -1,11 +1,16 @@
 """Declarative validation of TOML tables, reporting every problem at once.
 
-A table is read by a sequence of :class:`Key` (name, converter, default, settings attribute) with
-:func:`read_table`. A converter takes the raw TOML value and a :class:`Ctx` (where problems go,
-the environment, the value's dotted path) and returns the settings value or raises
-:class:`Invalid`. Problems are collected in ``Ctx.problems``, each naming its key by dotted path
-and saying how to fix it; unknown keys get a "did you mean" and literal secrets a pointer to
-their ``*_env`` key. ``syncer.config`` holds the format itself.
+A table is read by a sequence of :class:`Key` (name, converter, default, settings attribute,
+and what the key means) with :func:`read_table`. A converter takes the raw TOML value and a
+:class:`Ctx` (where problems go, the environment, the value's dotted path) and returns the
+settings value or raises :class:`Invalid`. Problems are collected in ``Ctx.problems``, each
+naming its key by dotted path and saying how to fix it; unknown keys get a "did you mean" and
+literal secrets a pointer to their ``*_env`` key. ``syncer.configfile`` holds the format itself.
+
+A key is declared once, in its table's sequence of keys: ``tools/config_docs.py`` writes the
+key tables of ``docs/configuration.md`` from each key's default and ``help`` (the converters
+:class:`Duration` and :class:`Nested` say how a default is written and which keys a sub-table
+has), and ``tests/unit/test_config_docs.py`` keeps that page current.
 """
 
 from __future__ import annotations
@@ -52,7 +57,8 @@ REQUIRED: Any = object()
 
 @dataclass(frozen=True)
 class Key:
-    """One key of a table: how to convert it, its default, and the settings attribute it fills."""
+    """One key of a table: how to convert it, its default, the settings attribute it fills,
+    and what it means (``help``, for the reference in ``docs/configuration.md``)."""
 
     name: str
     convert: Convert
@@ -61,6 +67,10 @@ class Key:
     # For a `*_env` key: (suggested variable, what it holds) for a literal secret in the file.
     secret_hint: tuple[str, str] | None = None
     example: str = ""  # TOML for a required key, shown when it is missing; may use {NAME}
+    help: str = ""  # what the key means, one sentence or two (Markdown)
+    # The default in words, where the value alone does not say it (None standing for
+    # "the source's name", a default computed from a catalog); else it is written from `default`.
+    default_text: str | None = None
 
 
 def read_table(ctx: Ctx, value: object, keys: Sequence[Key]) -> dict[str, Any] | None:
@@ -206,10 +216,15 @@ def number(*, above: float) -> Convert:
     return convert
 
 
-def duration(*, at_least: float = 0.0, positive: bool) -> Convert:
-    """A duration string ("15m") or a number of seconds."""
+@dataclass(frozen=True)
+class Duration:
+    """A duration converter: a string ("15m") or a number of seconds. Its default is written
+    back as a duration in the reference (``tools/config_docs.py`` asks ``isinstance``)."""
 
-    def convert(value: object, ctx: Ctx) -> float:
+    at_least: float
+    positive: bool
+
+    def __call__(self, value: object, ctx: Ctx) -> float:
         if isinstance(value, str):
             try:
                 seconds = parse_duration(value)
@@ -223,13 +238,16 @@ def duration(*, at_least: float = 0.0, positive: bool) -> Convert:
             raise Invalid(
                 f'expected a duration such as "15m" or a number of seconds, got {describe(value)}'
             )
-        if positive and seconds <= 0:
+        if self.positive and seconds <= 0:
             raise Invalid(f'must be longer than zero, e.g. "15m", got {value!r}')
-        if seconds < at_least:
+        if seconds < self.at_least:
             raise Invalid(f"must not be negative, got {value!r}")
         return seconds
 
-    return convert
+
+def duration(*, at_least: float = 0.0, positive: bool) -> Duration:
+    """A duration string ("15m") or a number of seconds."""
+    return Duration(at_least, positive)
 
 
 def http_url(value: object, ctx: Ctx) -> str:
@@ -323,16 +341,24 @@ def comma_list(names: Iterable[str]) -> str:
     return ", ".join(names)
 
 
-def nested(keys: Sequence[Key], build: Callable[..., object]) -> Convert:
-    """A sub-table such as ``rate_limit = { requests = 120, per_seconds = 120 }``."""
+@dataclass(frozen=True)
+class Nested:
+    """A sub-table such as ``rate_limit = { requests = 120, per_seconds = 120 }``: read by its
+    ``keys`` into ``build(**fields)`` (the reference lists its keys as ``rate_limit.requests``)."""
 
-    def convert(value: object, ctx: Ctx) -> object:
-        fields = read_table(ctx, value, keys)
+    keys: Sequence[Key]
+    build: Callable[..., object]
+
+    def __call__(self, value: object, ctx: Ctx) -> object:
+        fields = read_table(ctx, value, self.keys)
         if fields is None:
             raise Invalid()
-        return build(**fields)
+        return self.build(**fields)
 
-    return convert
+
+def nested(keys: Sequence[Key], build: Callable[..., object]) -> Nested:
+    """A sub-table such as ``rate_limit = { requests = 120, per_seconds = 120 }``."""
+    return Nested(tuple(keys), build)
 
 
 def boolean(value: object, ctx: Ctx) -> bool:

@@ -1,7 +1,7 @@
 """What every command's output shares: the console, times and ages, the JSON document.
 
 Every ``--json`` document is one line on stdout with ``command``, ``outcome``, ``exit_code``,
-``errors``, ``warnings`` and ``elapsed_s`` (README, "JSON output").
+``errors``, ``warnings`` and ``elapsed_s`` (docs/operations.md, "JSON output").
 """
 
 from __future__ import annotations

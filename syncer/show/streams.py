@@ -11,8 +11,8 @@ __all__ = ["print_streams", "streams_json"]
 
 
 def streams_json(rows: Sequence[dict[str, Any]]) -> None:
-    """The catalog as one JSON document: a list of objects, one per stream (README, "JSON
-    output")."""
+    """The catalog as one JSON document: a list of objects, one per stream
+    (docs/operations.md, "JSON output")."""
     print_json(list(rows))
 
 

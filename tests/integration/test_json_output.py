@@ -2,7 +2,7 @@
 
 Every command that runs something is run as a user runs it (a real subprocess against the
 sandboxes and PostgreSQL); its stdout must parse as exactly one JSON document whose figures agree
-with the warehouse and the sandbox. The fields are those of README, "JSON output".
+with the warehouse and the sandbox. The fields are those of docs/operations.md, "JSON output".
 """
 
 from __future__ import annotations

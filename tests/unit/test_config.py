@@ -348,7 +348,7 @@ def test_source_lookup_of_unconfigured_name_says_how_to_add_it(tmp_path: Path) -
         settings.source("moca")
     assert str(info.value) == (
         f'configuration error: source "moca" is not configured in {settings.path}; '
-        "add a [sources.moca] table (see README); configured sources: moco"
+        "add a [sources.moca] table (see docs/configuration.md); configured sources: moco"
     )
 
 

@@ -1,7 +1,8 @@
 """The SQL models that say what MoEngage gets, the defaults that ship, and their checks.
 
-A model is a query over the warehouse. Its columns are fixed per model (README, "Loading
-MoEngage"); anything else about it is the user's. The defaults suit a MOCO customer:
+A model is a query over the warehouse. Its columns are fixed per model
+(docs/vendors/moengage.md); anything else about it is the user's. The defaults suit a MOCO
+customer:
 
 - **users**: every contact (``moco-contact-<id>``) and every company of type customer
   (``moco-company-<id>``). MOCO ids never change and are never reused, unlike e-mail addresses,

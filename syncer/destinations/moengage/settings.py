@@ -1,23 +1,9 @@
 """``[destinations.NAME]`` with ``type = "moengage"``: its keys and settings.
 
-Keys (required unless a default is given)::
-
-    type = "moengage"
-    base_url = "https://api-01.moengage.com/v1"   # your data center's API host
-    workspace_id_env = "MOENGAGE_WORKSPACE_ID"    # variable holding the workspace (APP) id
-    api_key_env = "MOENGAGE_API_KEY"              # variable holding the data API key
-    max_request_bytes = 100000                    # 1024..131072 (default 100000)
-    rate_limit = { users = 1000, events = 10000, per_seconds = 60 }   # default as shown
-    flatten = true                  # nested objects → dot keys (default true)
-    timeout = "30s"                 # per request (default 30s)
-    max_attempts = 6                # per batch, for 429/5xx/timeouts (default 6)
-    on_lost_answer = "resend"       # or "hold" (see README, "Loading MoEngage")
-    [destinations.NAME.users]       # optional SQL models; defaults ship with syncer
-    sql = "select ... as customer_id, ... as attributes from moco.contacts"
-    [destinations.NAME.devices]
-    sql = "select ... as customer_id, ... as device_id, ... as attributes from ..."
-    [destinations.NAME.events]
-    sql = "select ... as event_key, ... as customer_id, ... as action, ..."
+Its keys are :data:`KEYS` (the models' ``sql`` and the rate limit's keys nested in them), each
+with its default and its meaning; ``docs/configuration.md`` lists them (written by
+``tools/config_docs.py``). The settings' field defaults repeat the keys' for code that builds
+settings directly; ``tests/unit/test_config_docs.py`` checks that the two agree.
 """
 
 from __future__ import annotations
@@ -79,22 +65,53 @@ class MoengageSettings:
         return (self.workspace_id, self.api_key)
 
 
-MODEL_KEYS = (Key("sql", string(), example='sql = "select ... from moco.contacts"'),)
-
-RATE_LIMIT_KEYS = (
-    Key("users", integer(1), default=1000),
-    Key("events", integer(1), default=10000),
-    Key("per_seconds", number(above=0), default=60.0),
+MODEL_KEYS = (
+    Key(
+        "sql",
+        string(),
+        example='sql = "select ... from moco.contacts"',
+        help="the model's query over the warehouse, returning the model's columns "
+        "(docs/vendors/moengage.md)",
+    ),
 )
 
+RATE_LIMIT_KEYS = (
+    Key(
+        "users",
+        integer(1),
+        default=1000,
+        help="customer and device elements per window, for the workspace",
+    ),
+    Key("events", integer(1), default=10000, help="event actions per window"),
+    Key("per_seconds", number(above=0), default=60.0, help="the window, in seconds"),
+)
+
+
+def _model(name: str) -> Key:
+    return Key(
+        name,
+        nested(MODEL_KEYS, ModelSettings),
+        default=None,
+        default_text="the model that ships with syncer",
+        help=f"the `{name}` model: a table with its `sql`",
+    )
+
+
 KEYS = (
-    Key("base_url", http_url, example='base_url = "https://api-01.moengage.com/v1"'),
+    Key(
+        "base_url",
+        http_url,
+        example='base_url = "https://api-01.moengage.com/v1"',
+        help="your workspace's data center, `https://api-0N.moengage.com/v1` (the dashboard's "
+        "host `dashboard-0N` tells N)",
+    ),
     Key(
         "workspace_id_env",
         env_secret("MoEngage workspace id (APP ID)"),
         attr="workspace_id",
         secret_hint=("MOENGAGE_WORKSPACE_ID", "workspace id"),
         example='workspace_id_env = "MOENGAGE_WORKSPACE_ID"',
+        help="the environment variable holding the workspace id (APP ID)",
     ),
     Key(
         "api_key_env",
@@ -102,17 +119,39 @@ KEYS = (
         attr="api_key",
         secret_hint=("MOENGAGE_API_KEY", "key"),
         example='api_key_env = "MOENGAGE_API_KEY"',
+        help="the environment variable holding the Data API key",
     ),
-    Key("max_request_bytes", integer(1024, 131_072), default=100_000),
+    Key(
+        "max_request_bytes",
+        integer(1024, 131_072),
+        default=100_000,
+        help="the largest body sent, in bytes of the exact UTF-8 JSON, 1024 to 131072",
+    ),
     Key(
         "rate_limit",
         nested(RATE_LIMIT_KEYS, MoengageRateLimit),
         default=MoengageRateLimit(),
+        help="the workspace's limits, shared by every run and replica",
     ),
-    Key("flatten", boolean, default=True),
-    *request_keys(max_attempts=6),
-    Key("on_lost_answer", choice(("resend", "hold")), default="resend"),
-    Key("users", nested(MODEL_KEYS, ModelSettings), default=None),
-    Key("devices", nested(MODEL_KEYS, ModelSettings), default=None),
-    Key("events", nested(MODEL_KEYS, ModelSettings), default=None),
+    Key(
+        "flatten",
+        boolean,
+        default=True,
+        help="nested attribute objects sent as dot keys (`address.city`)",
+    ),
+    *request_keys(
+        max_attempts=6,
+        attempts_help="attempts per body, for 5xx, timeouts and lost answers (429s are "
+        "counted apart); at least 1",
+    ),
+    Key(
+        "on_lost_answer",
+        choice(("resend", "hold")),
+        default="resend",
+        help='a body left unanswered may have arrived: `"resend"` its events (at least once) '
+        'or `"hold"` them until `syncer load NAME --release-held` (at most once)',
+    ),
+    _model("users"),
+    _model("devices"),
+    _model("events"),
 )

@@ -48,6 +48,8 @@ def _catalog() -> Catalog:
             deletions="none",
             parent=Parent("apps", "app_id", "app_id"),
             period=Period("window", ("from", "to")),
+            # The key of moca.analytics (moca.analytics_ranges: range_start, range_end, place).
+            natural_key=("app_id", "metric", "interval", "bucket_start", "geohash"),
         )
     )
     return Catalog("MOCA", tuple(streams), {"documentation": "https://www.mocaplatform.com"})

@@ -1,27 +1,10 @@
 """``[sources.NAME]`` with ``type = "moca"``: its keys and settings.
 
-Keys (required unless a default is given)::
-
-    type = "moca"
-    base_url = "https://api.mocaplatform.com/v2"   # https, or http to this machine (a sandbox)
-    token_env = "MOCA_API_TOKEN"    # variable holding the API token
-    streams = ["apps", ...]         # default all: apps, beacons, places, zones, geofences,
-                                    # segments, campaigns, experiences, notifications, analytics
-    rate_limit = { requests = 10, per_seconds = 1 }   # MOCA documents none: polite by default
-    page_size = 100                 # `limit` asked for, 1..1000; the server may cap it
-    timeout = "30s"                 # per request (default 30s)
-    max_attempts = 8                # per request (default 8)
-    concurrency = 4                 # streams in flight at once, 1..16 (default 4)
-    deletion_guard = 0.2            # a scan missing more than this share deletes nothing
-    full_scan_every = "1h"          # when the server honours updatedSince (default 1h)
-    overlap = "5m"                  # re-read window behind the updatedSince watermark
-    analytics_metrics = ["new_users", ...]   # default all six
-    analytics_interval = "day"      # hour, day or month (default day)
-    analytics_since = "30d"         # how far back the first analytics pull goes
-    analytics_restated = "2d"       # trailing window re-pulled every run
-    paths = { beacons = "/fleet/beacons" }   # overrides of the inferred paths (default none)
-    stale_after = "24h"             # `syncer status`: STALE after this long without success
-    schema = "NAME"                 # the Postgres schema of its tables (default: NAME)
+Its keys are :data:`KEYS`, each with its default and its meaning; ``docs/configuration.md``
+lists them (written by ``tools/config_docs.py``), and ``docs/vendors/moca.md`` says which of
+them configure what is inferred about MOCA's API. The settings' field defaults repeat the keys'
+for code that builds settings directly; ``tests/unit/test_config_docs.py`` checks that the two
+agree.
 """
 
 from __future__ import annotations
@@ -143,32 +126,97 @@ def _paths(value: object, ctx: Ctx) -> Mapping[str, str]:
 SCHEMA = "moca"  # the built-in source's schema, created by the migrations
 
 KEYS = (
-    Key("base_url", _ssl_url, example='base_url = "https://api.mocaplatform.com/v2"'),
+    Key(
+        "base_url",
+        _ssl_url,
+        example='base_url = "https://api.mocaplatform.com/v2"',
+        help="the API, `https://api.mocaplatform.com/v2` (inferred); https only, plain http "
+        "only to this machine (a sandbox)",
+    ),
     Key(
         "token_env",
         env_secret("MOCA API token"),
         attr="token",
         secret_hint=("{NAME}_API_TOKEN", "token"),
         example='token_env = "MOCA_API_TOKEN"',
+        help="the environment variable holding the API token (sent as `Bearer`)",
     ),
-    Key("streams", streams(MOCA_STREAMS), default=MOCA_STREAMS),
-    Key("rate_limit", nested(RATE_LIMIT_KEYS, RateLimit), default=RateLimit(10, 1.0)),
-    Key("page_size", integer(1, 1000), default=100),
+    Key(
+        "streams",
+        streams(MOCA_STREAMS),
+        default=MOCA_STREAMS,
+        default_text="all",
+        help="the streams to sync: " + ", ".join(f"`{s}`" for s in MOCA_STREAMS),
+    ),
+    Key(
+        "rate_limit",
+        nested(RATE_LIMIT_KEYS, RateLimit),
+        default=RateLimit(10, 1.0),
+        help="MOCA documents none: polite by default",
+    ),
+    Key(
+        "page_size",
+        integer(1, 1000),
+        default=100,
+        help="`limit` asked for, 1 to 1000; the server may cap it",
+    ),
     *request_keys(),
     concurrency_key(),
-    Key("deletion_guard", share, default=0.2),
-    Key("full_scan_every", duration(positive=False), default=3600.0, attr="full_scan_every_s"),
-    Key("overlap", duration(positive=False), default=300.0, attr="overlap_s"),
-    Key("analytics_metrics", names(MOCA_METRICS, "metrics"), default=MOCA_METRICS),
-    Key("analytics_interval", choice(("hour", "day", "month")), default="day"),
-    Key("analytics_since", duration(positive=True), default=30 * 86400.0, attr="analytics_since_s"),
+    Key(
+        "deletion_guard",
+        share,
+        default=0.2,
+        help="a scan that finds more than this share of a stream missing marks none deleted "
+        "(0 < x <= 1)",
+    ),
+    Key(
+        "full_scan_every",
+        duration(positive=False),
+        default=3600.0,
+        attr="full_scan_every_s",
+        help="when the server honours `updatedSince`: how often a run scans every list in full "
+        "(runs between read only what changed)",
+    ),
+    Key(
+        "overlap",
+        duration(positive=False),
+        default=300.0,
+        attr="overlap_s",
+        help="re-read window behind the `updatedSince` watermark",
+    ),
+    Key(
+        "analytics_metrics",
+        names(MOCA_METRICS, "metrics"),
+        default=MOCA_METRICS,
+        default_text="all",
+        help="the metrics pulled: " + ", ".join(f"`{m}`" for m in MOCA_METRICS),
+    ),
+    Key(
+        "analytics_interval",
+        choice(("hour", "day", "month")),
+        default="day",
+        help="the buckets asked for: `hour`, `day` or `month`",
+    ),
+    Key(
+        "analytics_since",
+        duration(positive=True),
+        default=30 * 86400.0,
+        attr="analytics_since_s",
+        help="how far back the first analytics pull goes",
+    ),
     Key(
         "analytics_restated",
         duration(positive=False),
         default=2 * 86400.0,
         attr="analytics_restated_s",
+        help="trailing window of analytics pulled again every run (recent buckets are restated)",
     ),
-    Key("paths", _paths, default=MappingProxyType({})),
+    Key(
+        "paths",
+        _paths,
+        default=MappingProxyType({}),
+        help='overrides of the inferred paths, per stream (`{ beacons = "/fleet/beacons" }`)',
+    ),
     STALE_AFTER_KEY,
     SCHEMA_KEY,
 )

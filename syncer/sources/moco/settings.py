@@ -1,33 +1,9 @@
 """``[sources.NAME]`` with ``type = "moco"``: its keys and settings.
 
-Keys (required unless a default is given)::
-
-    type = "moco"
-    base_url = "https://acme.mocoapp.com/api/v1"   # http(s), trailing slash dropped
-    api_key_env = "MOCO_API_KEY"    # variable holding the API key
-    streams = ["activities", ...]   # default: every record list of the catalog
-                                    # (`syncer streams moco` lists them)
-    enable_streams = ["report_utilization"]   # opt-in streams (reports, details) added to
-                                    # `streams`; default none
-    disable_streams = ["todos"]     # streams left out of `streams`; default none
-    rate_limit = { requests = 120, per_seconds = 120 }   # default as shown; both required
-    overlap = "5m"                  # re-read window behind the watermark, >= 0 (default 5m)
-    per_page = 100                  # 1..1000 (default 100; MOCO documents at most 100)
-    timeout = "30s"                 # per request, > 0 (default 30s)
-    max_attempts = 8                # per request, >= 1 (default 8)
-    concurrency = 4                 # streams in flight at once, 1..16 (default 4)
-    page_concurrency = 8            # pages of one query at once when the rate limit leaves
-                                    # room, 1..32; 1: one page at a time (default 8)
-    deletion_guard = 0.2            # a sweep or listing finding more than this share of a
-                                    # stream missing marks none deleted, 0 < x <= 1 (0.2)
-    report_months = 24              # reports cover this many months back, 1..240 (24)
-    report_open_months = 2          # the last months re-pulled every run, 1..24 (2)
-    details_budget = 100            # detail reads per detail stream and run, 1..100000 (100)
-    details_max_age = "1d"          # a detail read longer ago is read again (default 1d)
-    webhook_secret_env = "MOCO_WEBHOOK_SECRET"   # optional: variable holding MOCO's webhook
-                                    # signature key; read only by `syncer webhooks serve`
-    stale_after = "24h"             # `syncer status`: STALE after this long without success
-    schema = "NAME"                 # the Postgres schema of its tables (default: NAME)
+Its keys are :data:`KEYS`, each with its default and its meaning; ``docs/configuration.md``
+lists them (written by ``tools/config_docs.py``). The settings' field defaults repeat the keys'
+for code that builds settings directly (tests, ``syncer demo``);
+``tests/unit/test_config_docs.py`` checks that the two agree.
 """
 
 from __future__ import annotations
@@ -125,33 +101,112 @@ def build(
 
 
 KEYS = (
-    Key("base_url", http_url, example='base_url = "https://acme.mocoapp.com/api/v1"'),
+    Key(
+        "base_url",
+        http_url,
+        example='base_url = "https://acme.mocoapp.com/api/v1"',
+        help="the account's API: `https://YOURDOMAIN.mocoapp.com/api/v1` (a trailing slash is "
+        "dropped)",
+    ),
     Key(
         "api_key_env",
         env_secret("{NAME} API key"),
         attr="api_key",
         secret_hint=("{NAME}_API_KEY", "key"),
         example='api_key_env = "{NAME}_API_KEY"',
+        help="the environment variable holding the API key (an account key, read-only is "
+        "enough; a user's key sees only what that user may see)",
     ),
-    Key("streams", streams(MOCO_STREAMS), default=DEFAULT_STREAMS),
-    Key("enable_streams", stream_names(MOCO_STREAMS), default=()),
-    Key("disable_streams", stream_names(MOCO_STREAMS), default=()),
-    Key("rate_limit", nested(RATE_LIMIT_KEYS, RateLimit), default=RateLimit(120, 120.0)),
-    Key("overlap", duration(positive=False), default=300.0, attr="overlap_s"),
-    Key("per_page", integer(1, 1000), default=100),
+    Key(
+        "streams",
+        streams(MOCO_STREAMS),
+        default=DEFAULT_STREAMS,
+        default_text="every record list of the catalog (on in docs/streams.md)",
+        help="the streams to sync, by name (`syncer streams moco` lists them)",
+    ),
+    Key(
+        "enable_streams",
+        stream_names(MOCO_STREAMS),
+        default=(),
+        help="opt-in streams (reports, per-record details) added to `streams`",
+    ),
+    Key(
+        "disable_streams",
+        stream_names(MOCO_STREAMS),
+        default=(),
+        help="streams taken out of `streams`; a stream may not be in both lists",
+    ),
+    Key(
+        "rate_limit",
+        nested(RATE_LIMIT_KEYS, RateLimit),
+        default=RateLimit(120, 120.0),
+        help="the credential's limit, shared by every stream and process using it; MOCO "
+        'documents 120 per 2 minutes, 1,200 on the "unlimited" plan, 15 per 15 s before 2024',
+    ),
+    Key(
+        "overlap",
+        duration(positive=False),
+        default=300.0,
+        attr="overlap_s",
+        help="re-read window behind the watermark, for changes committed with a slightly "
+        "older timestamp (>= 0)",
+    ),
+    Key(
+        "per_page",
+        integer(1, 1000),
+        default=100,
+        help="page size asked for where a list documents `per_page`, 1 to 1000, within the "
+        "list's documented maximum (100 for every list of the shipped catalog)",
+    ),
     *request_keys(),
     concurrency_key(),
-    Key("page_concurrency", integer(1, 32), default=8),
-    Key("deletion_guard", share, default=0.2),
-    Key("report_months", integer(1, 240), default=24),
-    Key("report_open_months", integer(1, 24), default=2),
-    Key("details_budget", integer(1, 100_000), default=100),
-    Key("details_max_age", duration(positive=True), default=86400.0, attr="details_max_age_s"),
+    Key(
+        "page_concurrency",
+        integer(1, 32),
+        default=8,
+        help="pages of one query requested at once when the rate limit leaves room (a sprint), "
+        "1 to 32; 1: one page at a time",
+    ),
+    Key(
+        "deletion_guard",
+        share,
+        default=0.2,
+        help="a sweep or full listing that finds more than this share of a stream's live rows "
+        "missing marks none of them deleted (0 < x <= 1)",
+    ),
+    Key(
+        "report_months",
+        integer(1, 240),
+        default=24,
+        help="reports cover the last this many months, this one included, 1 to 240",
+    ),
+    Key(
+        "report_open_months",
+        integer(1, 24),
+        default=2,
+        help="a report's periods ending within the last this many months are still open and "
+        "pulled again every run; closed ones are pulled once, 1 to 24",
+    ),
+    Key(
+        "details_budget",
+        integer(1, 100_000),
+        default=100,
+        help="detail reads (one request per record) per detail stream and run, 1 to 100000",
+    ),
+    Key(
+        "details_max_age",
+        duration(positive=True),
+        default=86400.0,
+        attr="details_max_age_s",
+        help="a detail read longer ago than this is due again, after the changed records' details",
+    ),
     Key(
         "webhook_secret_env",
         env_name,
         default=None,
         secret_hint=("{NAME}_WEBHOOK_SECRET", "webhook signature key"),
+        help="the environment variable holding MOCO's webhook signature key; read only by "
+        "`syncer webhooks serve`",
     ),
     STALE_AFTER_KEY,
     SCHEMA_KEY,

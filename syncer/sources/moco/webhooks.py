@@ -237,7 +237,7 @@ def webhook_config(
     if not sources:
         raise ConfigError(
             "webhooks serve: no MOCO source is configured; add a [sources.moco] table with type = "
-            f'"moco" and {example} (see README, Webhooks)'
+            f'"moco" and {example} (see docs/operations.md, Webhooks)'
         )
     if len(sources) > 1:
         names = ", ".join(s.name for s in sources)

@@ -63,22 +63,40 @@ class ToySettings:
 
 
 KEYS = (
-    Key("base_url", http_url, example='base_url = "http://127.0.0.1:8080"'),
-    Key("token_env", env_secret("toy sink token"), attr="token", example='token_env = "TOY"'),
-    Key("max_items", integer(1), default=100),
+    Key(
+        "base_url",
+        http_url,
+        example='base_url = "http://127.0.0.1:8080"',
+        help="the toy sink",
+    ),
+    Key(
+        "token_env",
+        env_secret("toy sink token"),
+        attr="token",
+        example='token_env = "TOY"',
+        help="the environment variable holding the token",
+    ),
+    Key("max_items", integer(1), default=100, help="items per body"),
     Key(
         "rate_limit",
         nested(
             (
-                Key("items", integer(1), default=1000),
-                Key("per_seconds", number(above=0), default=1.0),
+                Key("items", integer(1), default=1000, help="items per window"),
+                Key("per_seconds", number(above=0), default=1.0, help="the window, in seconds"),
             ),
             ToyRateLimit,
         ),
         default=ToyRateLimit(),
+        help="the sink's limit",
     ),
-    Key("sql", string(), default=DEFAULT_SQL),
-    Key("timeout", duration(positive=True), default=10.0, attr="timeout_s"),
+    Key("sql", string(), default=DEFAULT_SQL, help="the model's query over the warehouse"),
+    Key(
+        "timeout",
+        duration(positive=True),
+        default=10.0,
+        attr="timeout_s",
+        help="per request",
+    ),
 )
 
 

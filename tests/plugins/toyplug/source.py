@@ -104,18 +104,35 @@ class ToySourceSettings(SchemaByName):
 
 
 KEYS = (
-    Key("base_url", http_url, example='base_url = "http://127.0.0.1:8000"'),
+    Key(
+        "base_url",
+        http_url,
+        example='base_url = "http://127.0.0.1:8000"',
+        help="the toy API",
+    ),
     Key(
         "token_env",
         env_secret("{NAME} token"),
         attr="token",
         secret_hint=("{NAME}_TOKEN", "token"),
         example='token_env = "{NAME}_TOKEN"',
+        help="the environment variable holding the token",
     ),
-    Key("streams", streams(STREAMS), default=STREAMS),
-    Key("rate_limit", nested(RATE_LIMIT_KEYS, RateLimit), default=RateLimit(10, 1.0)),
-    Key("page_size", integer(1, 1000), default=50),
-    Key("overlap", duration(positive=False), default=300.0, attr="overlap_s"),
+    Key("streams", streams(STREAMS), default=STREAMS, help="the streams to sync"),
+    Key(
+        "rate_limit",
+        nested(RATE_LIMIT_KEYS, RateLimit),
+        default=RateLimit(10, 1.0),
+        help="the token's limit",
+    ),
+    Key("page_size", integer(1, 1000), default=50, help="records asked for per page"),
+    Key(
+        "overlap",
+        duration(positive=False),
+        default=300.0,
+        attr="overlap_s",
+        help="re-read window behind the watermark",
+    ),
     *request_keys(),
     concurrency_key(2),
     STALE_AFTER_KEY,
