@@ -17,8 +17,8 @@ import asyncio
 import os
 import sys
 
-from syncer.dispatch import runtime
 from syncer.configfile import load_settings
+from syncer.dispatch import runtime
 from syncer.runners.sync import sync_source
 from syncer.show.sync import print_sync_result
 

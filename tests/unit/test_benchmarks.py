@@ -13,4 +13,5 @@ from benchmarks.__main__ import BENCHMARKS
 @pytest.mark.parametrize("module", sorted({module for module, _, _ in BENCHMARKS.values()}))
 def test_each_benchmark_imports(module: str) -> None:
     loaded = importlib.import_module(f"benchmarks.{module}")
-    assert callable(loaded.main) and callable(loaded.add_arguments)
+    assert callable(loaded.main)
+    assert callable(loaded.add_arguments)
