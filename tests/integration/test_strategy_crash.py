@@ -137,7 +137,6 @@ KNOWN: dict[tuple[str, str], str] = {
     ("killed", "detail"): "the sandbox's detail reads change with the account's other records",
     ("drift", "detail"): "the sandbox's detail reads change with the account's other records",
     ("drift", "report"): "a closed period's pages pulled across a change are kept mixed",
-    ("listing", "restart"): "a listing forgets the ids it saw after storing its restart",
 }
 
 
@@ -774,7 +773,6 @@ async def test_a_stream_read_while_its_source_changes_converges_exactly(
     assert problems == [], "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN["listing", "restart"])
 async def test_a_listing_killed_as_it_starts_over_marks_what_went_meanwhile(
     db_url: str, pool: Any, sandbox: RunningSandbox, moco: MocoSandbox, tmp_path: Path
 ) -> None:
