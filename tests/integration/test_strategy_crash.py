@@ -136,7 +136,6 @@ ROUTES = Routes(CATALOG)
 KNOWN: dict[tuple[str, str], str] = {
     ("killed", "detail"): "the sandbox's detail reads change with the account's other records",
     ("drift", "detail"): "the sandbox's detail reads change with the account's other records",
-    ("drift", "report"): "a closed period's pages pulled across a change are kept mixed",
 }
 
 
