@@ -121,6 +121,8 @@ class MocoData:
         self._builder = RecordBuilder(self._rng, self._rows, seed)
         self._revision = 0
         self._reads = 0
+        # A detail read's own fields per record, and the version (updated_at) they were made for.
+        self._detail_fields: dict[tuple[str, int], tuple[str, Record]] = {}
         # Called as listener(stream, event, records as served, epoch ms) after each change, from
         # the thread that made it (the webhook simulator queues them).
         self.listeners: list[Callable[[str, str, list[Record], int], None]] = []
@@ -183,7 +185,12 @@ class MocoData:
         if base is None:
             return None
         served = self.serve(spec.detail_of, [base])[0]
-        return moco_generated.detail(spec, served, self._all(), self.seed)
+        version = str(served.get("updated_at"))
+        kept = self._detail_fields.get((stream, record_id))
+        if kept is None or kept[0] != version:  # made once per version of the record
+            fields = moco_generated.detail_fields(spec, served, self._all(), self.seed)
+            kept = self._detail_fields[(stream, record_id)] = (version, fields)
+        return moco_generated.detail(spec, served, self._all(), kept[1])
 
     def hourly_rates(self, stream: str) -> Record:
         return moco_generated.hourly_rates(self.catalog[stream], self._all(), self.seed)

@@ -132,20 +132,6 @@ SETTINGS: dict[str, Any] = {
 }
 FAST = {"backoff_base_s": 0.01}
 ROUTES = Routes(CATALOG)
-# Failing until fixed (the commits that fix them take them out).
-KNOWN: dict[tuple[str, str], str] = {
-    ("killed", "detail"): "the sandbox's detail reads change with the account's other records",
-    ("drift", "detail"): "the sandbox's detail reads change with the account's other records",
-}
-
-
-def kinds(test: str) -> list[Any]:
-    return [
-        pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=KNOWN[test, k]))
-        if (test, k) in KNOWN
-        else k
-        for k in KINDS
-    ]
 
 
 @pytest.fixture
@@ -653,7 +639,7 @@ def today() -> date:
 # --- the tests ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", kinds("killed"))
+@pytest.mark.parametrize("kind", KINDS)
 async def test_a_stream_killed_twice_mid_read_converges_exactly(
     kind: str,
     db_url: str,
@@ -724,7 +710,7 @@ async def test_a_stream_killed_twice_mid_read_converges_exactly(
         assert resumed[stream.name] == walk["pages"], (walk, resumed)
 
 
-@pytest.mark.parametrize("kind", kinds("drift"))
+@pytest.mark.parametrize("kind", KINDS)
 async def test_a_stream_read_while_its_source_changes_converges_exactly(
     kind: str, pool: Any, sandbox: RunningSandbox, moco: MocoSandbox
 ) -> None:

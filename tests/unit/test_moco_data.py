@@ -159,6 +159,28 @@ def test_delete_removes_records() -> None:
     assert len(data.records("deals")) == 7
 
 
+def test_a_detail_read_changes_with_its_record_and_nothing_else() -> None:
+    """As in MOCO: an invoice's detail (its items, its payments) is the invoice's own; records
+    created or deleted elsewhere in the account leave it as it was."""
+    data = small()
+    invoice = data.live("invoices")[3]["id"]
+    first = data.detail("invoice_details", invoice)
+    for stream in ("offers", "projects", "companies", "users", "letter_papers"):
+        data.delete(stream, 2)
+        data.create(stream, 3)
+    again = data.detail("invoice_details", invoice)
+    assert first is not None
+    assert again is not None
+    assert {k: v for k, v in again.items() if k != "file_url"} == {
+        k: v for k, v in first.items() if k != "file_url"
+    }
+    while invoice not in data.update("invoices", 1):
+        pass
+    changed = data.detail("invoice_details", invoice)
+    assert changed is not None
+    assert changed["updated_at"] != first["updated_at"]
+
+
 def test_unknown_streams_are_rejected() -> None:
     with pytest.raises(ValueError, match="unknown MOCO streams"):
         MocoData(counts={"tasks": 3})
