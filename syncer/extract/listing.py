@@ -91,11 +91,17 @@ class Listing:
         repeated = (
             page.next_link is None and self.page > 1 and bool(keys) and keys == self.last_keys
         )
-        stable = self.stable and not (
-            (self.page > 1 and page.total != total)
-            or (stamped and any(r.updated_at and r.updated_at >= started for r in page.rows))
-        )
         done = repeated or not page.has_next
+        # The whole list in one answer: nothing could shift between its pages, whatever its
+        # records' stamps say (a change in the second it began looks like one while it ran).
+        whole = done and self.page == 1
+        stable = whole or (
+            self.stable
+            and not (
+                (self.page > 1 and page.total != total)
+                or (stamped and any(r.updated_at and r.updated_at >= started for r in page.rows))
+            )
+        )
         moved = Listing(
             page=self.page + 1,
             pages=self.pages + 1,
