@@ -13,13 +13,13 @@ import copy
 import hashlib
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, date, datetime
 from functools import lru_cache
 
 from syncer.catalog import Catalog
 from syncer.sandbox import moco_generated
-from syncer.sandbox.moco_account import CatalogStreams, record_streams
+from syncer.sandbox.moco_account import CatalogStreams, pick, record_streams
 from syncer.sandbox.moco_records import Record, RecordBuilder
 from syncer.sources.moco.catalog import CATALOG
 
@@ -216,19 +216,20 @@ class MocoData:
                 )
         return served
 
-    def update(self, stream: str, n: int) -> list[int]:
-        """Changes one field of up to `n` random records and stamps `updated_at` = now (ms).
+    def update(self, stream: str, n: int, *, ids: Collection[int] | None = None) -> list[int]:
+        """Changes one field of up to `n` random records (`ids`: of those that exist of these
+        instead) and stamps `updated_at` = now (ms).
 
         Returns the ids changed, ascending.
         """
         if stream not in MOCO_STREAM_PATHS:
             self._checked(stream, n)
-            touched = self.others.update(stream, n, int(self._now() * 1000))
+            touched = self.others.update(stream, n, int(self._now() * 1000), ids=ids)
             self._notify(stream, "update", touched)
             return [r["id"] for r in touched]
         rows = self._checked(stream, n)
         stamp = self._stamp()
-        changed = self._rng.sample(rows, min(n, len(rows)))
+        changed = pick(self._rng, rows, n, ids)
         for row in changed:
             self._revision += 1
             field = _CHANGED_FIELD[stream]
@@ -257,16 +258,17 @@ class MocoData:
         self._notify(stream, "create", created)
         return [row["id"] for row in created]
 
-    def delete(self, stream: str, n: int) -> list[int]:
-        """Removes up to `n` random records (no tombstone, as in MOCO); returns their ids. A
-        project's per-project records go with it (their lists then answer 404)."""
+    def delete(self, stream: str, n: int, *, ids: Collection[int] | None = None) -> list[int]:
+        """Removes up to `n` random records (`ids`: of those that exist of these instead; no
+        tombstone, as in MOCO); returns their ids. A project's per-project records go with it
+        (their lists then answer 404)."""
         if stream not in MOCO_STREAM_PATHS:
             self._checked(stream, n)
-            removed = self.others.delete(stream, n)
+            removed = self.others.delete(stream, n, ids=ids)
             self._notify(stream, "delete", removed)
             return sorted(r["id"] for r in removed)
         rows = self._checked(stream, n)
-        gone = {row["id"] for row in self._rng.sample(rows, min(n, len(rows)))}
+        gone = {row["id"] for row in pick(self._rng, rows, n, ids)}
         self._notify(stream, "delete", [row for row in rows if row["id"] in gone])
         rows[:] = [row for row in rows if row["id"] not in gone]
         if stream == "projects":
