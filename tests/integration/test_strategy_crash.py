@@ -457,7 +457,8 @@ class Versions:
     seen: list[dict[Period, list[bytes]]] = field(default_factory=list)
 
     def take(self, moco: MocoSandbox) -> None:
-        self.seen.append({p: served_rows(moco, self.stream, p) for p in report_periods()})
+        if CATALOG[self.stream].snapshots:  # (nothing to keep of another stream)
+            self.seen.append({p: served_rows(moco, self.stream, p) for p in report_periods()})
 
 
 def report_periods() -> list[Period]:
