@@ -91,11 +91,17 @@ class Listing:
         repeated = (
             page.next_link is None and self.page > 1 and bool(keys) and keys == self.last_keys
         )
-        stable = self.stable and not (
-            (self.page > 1 and page.total != total)
-            or (stamped and any(r.updated_at and r.updated_at >= started for r in page.rows))
-        )
         done = repeated or not page.has_next
+        # The whole list in one answer: nothing could shift between its pages, whatever its
+        # records' stamps say (a change in the second it began looks like one while it ran).
+        whole = done and self.page == 1
+        stable = whole or (
+            self.stable
+            and not (
+                (self.page > 1 and page.total != total)
+                or (stamped and any(r.updated_at and r.updated_at >= started for r in page.rows))
+            )
+        )
         moved = Listing(
             page=self.page + 1,
             pages=self.pages + 1,
@@ -195,10 +201,17 @@ async def read_listing(
                 )
             listing = Listing(rereads=moved.rereads + 1, confirm=moved.confirm)
             await _store(
-                context, stream, page, result, parent, listing, requested_at, before, positioned
+                context,
+                stream,
+                page,
+                result,
+                parent,
+                listing,
+                requested_at,
+                before,
+                positioned,
+                restart=True,
             )
-            async with pool.acquire() as conn:
-                await marks.clear_seen(conn, source.name, stream.name, parent)
             continue
         if not done:
             await _store(
@@ -231,11 +244,17 @@ async def _store(
     requested_at: datetime,
     before: int,
     positioned: bool,
+    *,
+    restart: bool = False,
 ) -> None:
-    """One page, its ids as seen, and the listing's position, in one transaction."""
+    """One page, its ids as seen, and the listing's position, in one transaction. The last
+    page of a pass that saw the list change (``restart``): the ids seen are forgotten in the
+    same transaction, as the listing starts over (were they forgotten after it, a run killed
+    in between would resume the new pass counting as seen what the old one served, and not
+    mark what went meanwhile)."""
     source = context.source
     requests = result.http.requests - before
-    async with context.pool.acquire() as conn:
+    async with context.pool.acquire() as conn, conn.transaction():
         upserted = await pages.commit_page(
             conn,
             pages.PageCommit(
@@ -253,10 +272,12 @@ async def _store(
                 requested_at=requested_at,
                 parent=parent,
                 text_ids=stream.key_type == "text",
-                seen=True,
+                seen=not restart,
                 positioned=positioned and parent is None,
             ),
         )
+        if restart:
+            await marks.clear_seen(conn, source.name, stream.name, parent)
     _count(result, page, upserted, requests)
 
 

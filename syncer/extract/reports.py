@@ -11,6 +11,12 @@ pulled once it has begun, and again on every run while it is *open* (it ends wit
 ``report_open_months`` months: figures of recent months still change as time is booked);
 closed periods are pulled once and kept (``syncer.streams.state`` records which). A run killed
 in the middle keeps the periods it finished; the others are pulled next run.
+
+A period of several pages is not one answer: figures booked between its pages shift rows from
+one page to the next (one served twice, another never) or mix two states of the account. A
+closed period, kept as pulled, is therefore pulled again at once and kept only when two pulls
+in a row agree (at most :data:`MAX_PULLS` times; if they never do, its rows are stored but it
+is pulled again next run). An open period is pulled again every run anyway.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from syncer.store.rejected import record_rejected
 log = logging.getLogger(__name__)
 
 Period = tuple[date, date]
+MAX_PULLS = 3  # a closed period of several pages is pulled until two pulls agree, this often
 
 
 def _month_start(day: date, back: int = 0) -> date:
@@ -126,7 +133,8 @@ async def report_stream(
         for period in due:
             shutdown.check()
             before = result.http.requests
-            answers = await _pull(context, stream, lister, period, result)
+            closed = not is_open(period, options.report_open_months, today)
+            answers, settled = await _settled(context, stream, lister, period, result, closed)
             items = [item for page in answers for item in page]
             rows, rejected = natural_keys(items, stream.natural_key)
             async with context.pool.acquire() as conn, conn.transaction():
@@ -135,7 +143,8 @@ async def report_stream(
                     conn, source.schema, stream.name, period, rows
                 )
                 await record_rejected(conn, context.run_id, source.name, stream.name, rejected)
-                done.add(period_key(period))
+                if settled:
+                    done.add(period_key(period))
                 kept = sorted(k for k in done if k >= period_key(wanted[0]))
                 await pages.save_position(
                     conn,
@@ -161,6 +170,11 @@ async def report_stream(
             result.upserted += stored
             result.rejected += len(rejected)
             result.committed_requests = result.http.requests
+            if not settled:
+                result.warning = (
+                    f"{period_key(period)} changed each time it was pulled ({MAX_PULLS} times); "
+                    "its rows are stored, and it is pulled again next run"
+                )
             log.info(
                 "%s.%s: %s, %d rows",
                 source.name,
@@ -174,6 +188,34 @@ async def report_stream(
                 await pages.save_position(
                     conn, source.name, stream.name, watermark=None, walk=None, success=True
                 )
+
+
+async def _settled(
+    context: SyncContext[Any],
+    stream: Stream,
+    lister: Lister,
+    period: Period,
+    result: StreamResult,
+    closed: bool,
+) -> tuple[list[list[Any]], bool]:
+    """One period's pages, and whether they can be kept as one answer: one page is; a closed
+    period of several is once two pulls in a row served the same rows."""
+    answers = await _pull(context, stream, lister, period, result)
+    if len(answers) < 2 or not closed:
+        return answers, True
+    for _ in range(MAX_PULLS - 1):
+        again = await _pull(context, stream, lister, period, result)
+        if again == answers:
+            return answers, True
+        log.info(
+            "%s.%s: %s changed while it was pulled; pulling it again",
+            context.source.name,
+            stream.name,
+            period_key(period),
+            extra=log_ids(context.run_id, context.source.name, stream.name),
+        )
+        answers = again
+    return answers, False
 
 
 async def _pull(

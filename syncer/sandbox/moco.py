@@ -10,8 +10,9 @@ api-pagination style Link header only where MOCO documents them. Per-project lis
 for a project that is gone; reports answer rows for the period asked; detail reads and the
 hourly-rates object answer one object. Key auth in both header forms, a sliding-window rate
 limit per key that answers 429 without Retry-After, and switchable faults. Every request lands
-in `MocoSandbox.requests`. Changes to its data are delivered as signed webhooks to registered
-hooks (`moco_webhooks`).
+in `MocoSandbox.requests`; tests may hook into each request before it is answered
+(`MocoSandbox.hooks`: change the data while a list is read, hold an answer back). Changes to
+its data are delivered as signed webhooks to registered hooks (`moco_webhooks`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import re
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -110,6 +111,11 @@ class _ListQuery:
     sort: tuple[str, bool] | None  # (field, descending)
 
 
+# Called with each request the sandbox is about to answer (authorized, within the rate limit),
+# in the server's event loop; an awaitable it returns is awaited first (it may hold the answer).
+RequestHook = Callable[[RequestRecord], Awaitable[None] | None]
+
+
 class _Unprocessable(ValueError):
     """A query parameter MOCO would answer with 422; the message goes into the body."""
 
@@ -128,6 +134,8 @@ class MocoSandbox:
         self.settings = settings if settings is not None else MocoSandboxSettings()
         self.faults = MocoFaults()
         self.requests: list[RequestRecord] = []
+        self.hooks: list[RequestHook] = []
+        self.in_flight = 0  # requests received and not answered yet
         self._accepted_at: dict[str, deque[float]] = {}
         self._routes = Routes(self.data.catalog)
         # Signed webhooks for changes to `data`, once a hook is registered (moco_webhooks).
@@ -159,17 +167,21 @@ class MocoSandbox:
             at=time.monotonic(),
         )
         self.requests.append(record)
+        self.in_flight += 1
         try:
-            response = await self._answer(request, record.path)
+            response = await self._answer(request, record)
         except _Dropped:
             # The transport is gone: aiohttp fails to write this and drops the request quietly.
             return web.Response()
+        finally:
+            self.in_flight -= 1
         response.headers["X-Request-Id"] = str(uuid.uuid4())
         response.headers["Cache-Control"] = "max-age=0, private, must-revalidate"
         record.status = response.status
         return response
 
-    async def _answer(self, request: web.Request, path: str) -> web.Response:
+    async def _answer(self, request: web.Request, record: RequestRecord) -> web.Response:
+        path = record.path
         faults = self.faults
         if faults.slow_next > 0:
             faults.slow_next -= 1
@@ -192,6 +204,10 @@ class MocoSandbox:
             )
         if not self._admit(key):
             return web.Response(status=429, text="Retry later\n")
+        for hook in list(self.hooks):
+            held = hook(record)
+            if held is not None:
+                await held
 
         route = (
             self._routes.find(path.removeprefix(API_PREFIX))

@@ -14,7 +14,7 @@ random generator of its own, so the eight streams are made exactly as before for
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 
 from syncer.catalog import Catalog, Stream
@@ -33,6 +33,16 @@ _EDITS = ("Korrigiert", "Angepasst", "Überarbeitet 📝")
 def record_streams(catalog: Catalog) -> list[Stream]:
     """The catalog's streams whose records are kept (lists; not reports, objects, details)."""
     return [s for s in catalog if s.strategy not in ("report", "object", "detail")]
+
+
+def pick(
+    rng: random.Random, rows: Sequence[Record], n: int, ids: Collection[int] | None
+) -> list[Record]:
+    """Up to ``n`` of ``rows`` at random, or (``ids``) those of these ids that exist."""
+    if ids is not None:
+        wanted = set(ids)
+        return [r for r in rows if int(r["id"]) in wanted]
+    return rng.sample(list(rows), min(n, len(rows)))
 
 
 def format_ts(epoch_ms: int) -> str:
@@ -150,10 +160,12 @@ class CatalogStreams:
         else:
             self.changed_ms.setdefault(stream.name, {})[int(record["id"])] = at_ms
 
-    def update(self, stream_name: str, n: int, at_ms: int) -> list[Record]:
+    def update(
+        self, stream_name: str, n: int, at_ms: int, *, ids: Collection[int] | None = None
+    ) -> list[Record]:
         stream = self._own(stream_name)
         rows = self.rows[stream.name]
-        changed = self.rng.sample(rows, min(n, len(rows)))
+        changed = pick(self.rng, rows, n, ids)
         field = self._generator.changed_field(stream)
         for record in changed:
             self._revision += 1
@@ -181,10 +193,12 @@ class CatalogStreams:
         self._rename(stream, made, at_ms)
         return made
 
-    def delete(self, stream_name: str, n: int) -> list[Record]:
+    def delete(
+        self, stream_name: str, n: int, *, ids: Collection[int] | None = None
+    ) -> list[Record]:
         stream = self._own(stream_name)
         rows = self.rows[stream.name]
-        gone = self.rng.sample(rows, min(n, len(rows)))
+        gone = pick(self.rng, rows, n, ids)
         projects = {self.parent_of(stream.name, int(r["id"])) for r in gone}
         self.remove(stream.name, {int(r["id"]) for r in gone})
         self._rename_projects(stream, projects, int(self._now() * 1000))

@@ -13,13 +13,13 @@ import copy
 import hashlib
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, date, datetime
 from functools import lru_cache
 
 from syncer.catalog import Catalog
 from syncer.sandbox import moco_generated
-from syncer.sandbox.moco_account import CatalogStreams, record_streams
+from syncer.sandbox.moco_account import CatalogStreams, pick, record_streams
 from syncer.sandbox.moco_records import Record, RecordBuilder
 from syncer.sources.moco.catalog import CATALOG
 
@@ -121,6 +121,8 @@ class MocoData:
         self._builder = RecordBuilder(self._rng, self._rows, seed)
         self._revision = 0
         self._reads = 0
+        # A detail read's own fields per record, and the version (updated_at) they were made for.
+        self._detail_fields: dict[tuple[str, int], tuple[str, Record]] = {}
         # Called as listener(stream, event, records as served, epoch ms) after each change, from
         # the thread that made it (the webhook simulator queues them).
         self.listeners: list[Callable[[str, str, list[Record], int], None]] = []
@@ -183,7 +185,12 @@ class MocoData:
         if base is None:
             return None
         served = self.serve(spec.detail_of, [base])[0]
-        return moco_generated.detail(spec, served, self._all(), self.seed)
+        version = str(served.get("updated_at"))
+        kept = self._detail_fields.get((stream, record_id))
+        if kept is None or kept[0] != version:  # made once per version of the record
+            fields = moco_generated.detail_fields(spec, served, self._all(), self.seed)
+            kept = self._detail_fields[(stream, record_id)] = (version, fields)
+        return moco_generated.detail(spec, served, self._all(), kept[1])
 
     def hourly_rates(self, stream: str) -> Record:
         return moco_generated.hourly_rates(self.catalog[stream], self._all(), self.seed)
@@ -209,19 +216,20 @@ class MocoData:
                 )
         return served
 
-    def update(self, stream: str, n: int) -> list[int]:
-        """Changes one field of up to `n` random records and stamps `updated_at` = now (ms).
+    def update(self, stream: str, n: int, *, ids: Collection[int] | None = None) -> list[int]:
+        """Changes one field of up to `n` random records (`ids`: of those that exist of these
+        instead) and stamps `updated_at` = now (ms).
 
         Returns the ids changed, ascending.
         """
         if stream not in MOCO_STREAM_PATHS:
             self._checked(stream, n)
-            touched = self.others.update(stream, n, int(self._now() * 1000))
+            touched = self.others.update(stream, n, int(self._now() * 1000), ids=ids)
             self._notify(stream, "update", touched)
             return [r["id"] for r in touched]
         rows = self._checked(stream, n)
         stamp = self._stamp()
-        changed = self._rng.sample(rows, min(n, len(rows)))
+        changed = pick(self._rng, rows, n, ids)
         for row in changed:
             self._revision += 1
             field = _CHANGED_FIELD[stream]
@@ -250,16 +258,17 @@ class MocoData:
         self._notify(stream, "create", created)
         return [row["id"] for row in created]
 
-    def delete(self, stream: str, n: int) -> list[int]:
-        """Removes up to `n` random records (no tombstone, as in MOCO); returns their ids. A
-        project's per-project records go with it (their lists then answer 404)."""
+    def delete(self, stream: str, n: int, *, ids: Collection[int] | None = None) -> list[int]:
+        """Removes up to `n` random records (`ids`: of those that exist of these instead; no
+        tombstone, as in MOCO); returns their ids. A project's per-project records go with it
+        (their lists then answer 404)."""
         if stream not in MOCO_STREAM_PATHS:
             self._checked(stream, n)
-            removed = self.others.delete(stream, n)
+            removed = self.others.delete(stream, n, ids=ids)
             self._notify(stream, "delete", removed)
             return sorted(r["id"] for r in removed)
         rows = self._checked(stream, n)
-        gone = {row["id"] for row in self._rng.sample(rows, min(n, len(rows)))}
+        gone = {row["id"] for row in pick(self._rng, rows, n, ids)}
         self._notify(stream, "delete", [row for row in rows if row["id"] in gone])
         rows[:] = [row for row in rows if row["id"] not in gone]
         if stream == "projects":

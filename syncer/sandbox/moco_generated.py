@@ -10,6 +10,7 @@ Reports (rows per period), detail reads and the hourly-rates object are made her
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
@@ -186,13 +187,24 @@ def report_rows(
     return out
 
 
-def detail(stream: Stream, base: Record, rows: Mapping[str, Sequence[Record]], seed: int) -> Record:
-    """What a detail read answers for ``base`` (the record as its list serves it): the record
-    with the detail's own fields, stable for one version of the record; a project's report
-    sums the project's activities, so it changes with them."""
+def detail_fields(
+    stream: Stream, base: Record, rows: Mapping[str, Sequence[Record]], seed: int
+) -> Record:
+    """A detail read's own fields for ``base`` (the record as its list serves it), made once
+    for a version of the record: the references they draw depend on the account's records at
+    that moment, so the caller keeps them while the record does not change."""
     version = f"{seed}:{stream.name}:{base.get('id')}:{base.get('updated_at')}"
     maker = Generator(random.Random(version), rows)
-    extra = maker.record(stream, base.get("id"), str(base.get("updated_at") or "2026-01-01"))
+    return maker.record(stream, base.get("id"), str(base.get("updated_at") or "2026-01-01"))
+
+
+def detail(
+    stream: Stream, base: Record, rows: Mapping[str, Sequence[Record]], fields: Record
+) -> Record:
+    """What a detail read answers for ``base``: the record with the detail's own ``fields``
+    (:func:`detail_fields`), stable for one version of the record; a project's report sums the
+    project's activities, so it changes with them."""
+    extra = copy.deepcopy(fields)
     if stream.aggregate:
         activities = [
             a

@@ -433,6 +433,44 @@ async def test_change_between_pages_updates_and_creates_before_page_two(
     assert len([i for i in before if after[i] != before[i]]) == 4
 
 
+async def test_a_hook_sees_each_request_before_it_is_answered_and_may_hold_it(
+    sandbox: RunningSandbox, client: aiohttp.ClientSession
+) -> None:
+    moco = sandbox.moco
+    url = f"{sandbox.moco_base_url}/deals"
+    seen: list[str] = []
+    release = asyncio.Event()
+
+    def hook(record: Any) -> Any:
+        seen.append(record.query.get("page", "1"))
+        if record.query.get("page") == "2":
+            return release.wait()  # the answer waits for the test (same loop here)
+        moco.data.create("deals", 1)  # answered after the change
+        return None
+
+    moco.hooks.append(hook)
+    total = len(moco.data.live("deals"))
+    _, first = await get(client, url)
+    held = asyncio.ensure_future(get(client, url, page="2"))
+    while moco.in_flight == 0:
+        await asyncio.sleep(0.01)
+    assert not held.done()
+    release.set()
+    second, _ = await held
+    moco.hooks.remove(hook)
+    await get(client, url)
+    assert seen == ["1", "2"]
+    assert len(first) == total + 1  # the hook's change is in the answer it ran before
+    assert second.status == 200
+    assert moco.in_flight == 0
+    # Unauthorized requests are not shown to hooks.
+    moco.hooks.append(hook)
+    async with aiohttp.ClientSession() as anonymous, anonymous.get(url) as response:
+        assert response.status == 401
+    moco.hooks.remove(hook)
+    assert seen == ["1", "2"]
+
+
 # -- data changes ----------------------------------------------------------------------------
 
 

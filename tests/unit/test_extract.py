@@ -180,6 +180,18 @@ def test_a_listing_with_totals_is_stable_while_the_total_holds() -> None:
     assert not shrunk.stable
 
 
+def test_a_listing_of_one_page_is_one_answer_whatever_its_stamps() -> None:
+    fresh = Page([Row(1, T0, "{}"), Row(2, T0, "{}")], [], 2, 2, False, T0, 2)
+    one, done = Listing().after(fresh, stamped=True)
+    assert done
+    assert one.stable  # changed in the second it was served: still one consistent answer
+    first, _ = Listing().after(listed([1, 2], 4, next_link=True), stamped=True)
+    later = Page([Row(3, T0, "{}"), Row(4, T0, "{}")], [], 2, 4, False, T0, 2)
+    second, done = first.after(later, stamped=True)
+    assert done
+    assert not second.stable  # stamped after the listing began: its pages may have shifted
+
+
 def test_a_listing_without_totals_over_several_pages_is_blind() -> None:
     first, _ = Listing().after(listed([1, 2], None, next_link=None), stamped=False)
     second, done = first.after(listed([3], None, next_link=None), stamped=False)

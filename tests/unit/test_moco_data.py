@@ -159,6 +159,39 @@ def test_delete_removes_records() -> None:
     assert len(data.records("deals")) == 7
 
 
+def test_update_and_delete_can_be_told_which_records() -> None:
+    data = small()
+    first = [r["id"] for r in data.live("deals")[:3]]
+    assert data.update("deals", 0, ids=first[:2]) == first[:2]
+    assert data.delete("deals", 0, ids=[first[2], 1]) == [first[2]]
+    others = [r["id"] for r in data.live("todos")[:2]]
+    assert data.update("todos", 0, ids=others) == others
+    assert data.delete("todos", 0, ids=others[:1]) == others[:1]
+    assert others[0] not in {r["id"] for r in data.live("todos")}
+
+
+def test_a_detail_read_changes_with_its_record_and_nothing_else() -> None:
+    """As in MOCO: an invoice's detail (its items, its payments) is the invoice's own; records
+    created or deleted elsewhere in the account leave it as it was."""
+    data = small()
+    invoice = data.live("invoices")[3]["id"]
+    first = data.detail("invoice_details", invoice)
+    for stream in ("offers", "projects", "companies", "users", "letter_papers"):
+        data.delete(stream, 2)
+        data.create(stream, 3)
+    again = data.detail("invoice_details", invoice)
+    assert first is not None
+    assert again is not None
+    assert {k: v for k, v in again.items() if k != "file_url"} == {
+        k: v for k, v in first.items() if k != "file_url"
+    }
+    while invoice not in data.update("invoices", 1):
+        pass
+    changed = data.detail("invoice_details", invoice)
+    assert changed is not None
+    assert changed["updated_at"] != first["updated_at"]
+
+
 def test_unknown_streams_are_rejected() -> None:
     with pytest.raises(ValueError, match="unknown MOCO streams"):
         MocoData(counts={"tasks": 3})
