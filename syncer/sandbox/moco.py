@@ -23,7 +23,7 @@ import re
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -65,6 +65,9 @@ class MocoFaults:
     change_between_pages: int = 0
     # On every list request with page >= 2: delete this many records, then answer.
     delete_between_pages: int = 0
+    # Called with every request before it is answered, on the server's thread (a test changes
+    # the data while a client's run goes on).
+    on_request: Callable[[RequestRecord], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,8 @@ class MocoSandbox:
             at=time.monotonic(),
         )
         self.requests.append(record)
+        if self.faults.on_request is not None:
+            self.faults.on_request(record)
         try:
             response = await self._answer(request, record.path)
         except _Dropped:

@@ -14,7 +14,7 @@ random generator of its own, so the eight streams are made exactly as before for
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 
 from syncer.catalog import Catalog, Stream
@@ -181,10 +181,16 @@ class CatalogStreams:
         self._rename(stream, made, at_ms)
         return made
 
-    def delete(self, stream_name: str, n: int) -> list[Record]:
+    def delete(
+        self, stream_name: str, n: int, *, ids: Collection[int] | None = None
+    ) -> list[Record]:
         stream = self._own(stream_name)
         rows = self.rows[stream.name]
-        gone = self.rng.sample(rows, min(n, len(rows)))
+        if ids is not None:
+            wanted = set(ids)
+            gone = [r for r in rows if int(r["id"]) in wanted]
+        else:
+            gone = self.rng.sample(rows, min(n, len(rows)))
         projects = {self.parent_of(stream.name, int(r["id"])) for r in gone}
         self.remove(stream.name, {int(r["id"]) for r in gone})
         self._rename_projects(stream, projects, int(self._now() * 1000))

@@ -13,7 +13,7 @@ import copy
 import hashlib
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, date, datetime
 from functools import lru_cache
 
@@ -250,16 +250,21 @@ class MocoData:
         self._notify(stream, "create", created)
         return [row["id"] for row in created]
 
-    def delete(self, stream: str, n: int) -> list[int]:
-        """Removes up to `n` random records (no tombstone, as in MOCO); returns their ids. A
-        project's per-project records go with it (their lists then answer 404)."""
+    def delete(self, stream: str, n: int, *, ids: Collection[int] | None = None) -> list[int]:
+        """Removes up to `n` random records (or, given `ids`, those of them that exist; `n` is
+        then ignored) without a tombstone, as MOCO does; returns their ids. A project's
+        per-project records go with it (their lists then answer 404)."""
         if stream not in MOCO_STREAM_PATHS:
             self._checked(stream, n)
-            removed = self.others.delete(stream, n)
+            removed = self.others.delete(stream, n, ids=ids)
             self._notify(stream, "delete", removed)
             return sorted(r["id"] for r in removed)
         rows = self._checked(stream, n)
-        gone = {row["id"] for row in self._rng.sample(rows, min(n, len(rows)))}
+        if ids is not None:
+            wanted = set(ids)
+            gone = {row["id"] for row in rows if row["id"] in wanted}
+        else:
+            gone = {row["id"] for row in self._rng.sample(rows, min(n, len(rows)))}
         self._notify(stream, "delete", [row for row in rows if row["id"] in gone])
         rows[:] = [row for row in rows if row["id"] not in gone]
         if stream == "projects":
