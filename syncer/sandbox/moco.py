@@ -11,7 +11,9 @@ for a project that is gone; reports answer rows for the period asked; detail rea
 hourly-rates object answer one object. Key auth in both header forms, a sliding-window rate
 limit per key that answers 429 without Retry-After, and switchable faults. Every request lands
 in `MocoSandbox.requests`. Changes to its data are delivered as signed webhooks to registered
-hooks (`moco_webhooks`).
+hooks (`moco_webhooks`). `POST /_sandbox/backdate` (`{"n", "stream"?}`, or the same as query
+parameters) makes records appear with an `updated_at` 6 to 12 weeks old, as an import does,
+which an incremental sync never reads (for trying `syncer verify` by hand).
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ class MocoSandbox:
         """A fresh aiohttp app serving this account under /api/v1 (mount it anywhere)."""
         app = web.Application()
         self.webhooks.install(app)  # /_sandbox/web_hooks, /_sandbox/changes, the sender
+        app.router.add_post("/_sandbox/backdate", self._backdate)
         # One catch-all route, so that every request (404s and 405s too) is logged and the
         # path relative to wherever the app is mounted is known.
         app.router.add_route("*", "/{tail:.*}", self._handle)
@@ -152,6 +155,27 @@ class MocoSandbox:
     def reset_rate_limit(self) -> None:
         """Empties every key's rate-limit window, as if no request had been accepted yet."""
         self._accepted_at.clear()
+
+    async def _backdate(self, request: web.Request) -> web.Response:
+        """``n`` records (of ``stream``, else spread over the lists read by ``updated_after``)
+        made with an ``updated_at`` 6 to 12 weeks old: their ids by stream."""
+        try:
+            body = await request.json() if request.can_read_body else {}
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return _json_error(422, 'send a JSON object: {"n": count, "stream": name (optional)}')
+        given = {**request.query, **body}
+        n, stream = given.get("n", 1), given.get("stream")
+        streams = self.data.backdatable()
+        if isinstance(n, str) and n.isascii() and n.isdigit():
+            n = int(n)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            return _json_error(422, f"n must be a count of records, got {n!r}")
+        if stream is not None and stream not in streams:
+            return _json_error(422, f"stream must be one of {', '.join(streams)}, got {stream!r}")
+        made = self.data.backdate(n, [stream] if stream else None)
+        return web.json_response({"backdated": made})
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         record = RequestRecord(

@@ -33,7 +33,7 @@ from syncer.sandbox.moco_data import MocoData, parse_ts
 from syncer.sandbox.server import RunningSandbox
 from syncer.sources.moco.catalog import CATALOG
 from tests.conftest import CLASSIC_STREAMS, SANDBOX_KEY, moco_source, wait_for_dead_sessions
-from tests.integration.test_cli import Env, Ran, syncer
+from tests.integration.test_cli import Env, Ran, closed_port, syncer
 from tests.integration.test_toy_source import PLUGINS
 from tests.integration.test_toy_source import toy as toy  # the fixtures
 from tests.integration.test_toy_source import toy_url as toy_url
@@ -558,3 +558,98 @@ async def test_a_source_type_without_a_count_cannot_be_verified_in_one_line(
     ran = await syncer("verify", "toys", "--json", "--config", config, env=toy_env, cwd=tmp_path)
     assert ran.code == 2, ran
     assert orjson.loads(ran.stdout)["exit_code"] == 2
+
+
+# --- syncer sandbox --backdate --------------------------------------------------------------
+
+
+async def read_line(stream: asyncio.StreamReader, starting: str, timeout_s: float = 60) -> str:
+    """The first line of ``stream`` that starts with ``starting``."""
+    async with asyncio.timeout(timeout_s):
+        while line := (await stream.readline()).decode():
+            if line.startswith(starting):
+                return line.rstrip("\n")
+    raise AssertionError(f"no line starting {starting!r}")
+
+
+async def test_syncer_sandbox_backdates_and_deletes_after_the_first_sync_and_verify_finds_them(
+    db_url: str, pool: Any, cli: Env, tmp_path: Path
+) -> None:
+    port = closed_port()
+    sandbox = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "syncer",
+        "sandbox",
+        "--backdate",
+        "6",
+        "--delete",
+        "2",
+        "--port",
+        str(port),
+        env=cli,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert sandbox.stdout is not None
+        assert sandbox.stderr is not None
+        base_url = (await read_line(sandbox.stdout, "MOCO ")).split()[-1]
+        assert base_url == f"http://127.0.0.1:{port}/moco/api/v1"
+        plan = await read_line(sandbox.stderr, "sandbox:")
+        assert "6 records appear" in plan, plan
+        assert "2 are deleted" in plan, plan
+        config = write_config(tmp_path / "schedules.toml", base_url)
+        # syncer check's one-record probe is no sync: nothing is made after it.
+        checked = await syncer("check", "--config", config, env=cli, cwd=tmp_path)
+        assert checked.code == 0, checked
+        synced = await syncer("sync", "moco", "--config", config, env=cli, cwd=tmp_path)
+        assert synced.code == 0, synced
+        made = await read_line(sandbox.stderr, "sandbox: MOCO idle")
+        assert "6 records backdated" in made, made
+        assert "2 deleted" in made, made
+        ran, report = await run_json("verify", "moco", "--config", config, env=cli, cwd=tmp_path)
+        assert ran.code == 0, ran
+        missing, extra = found_json(report)
+        assert sum(missing.values()) == 6, report
+        assert extra == {"deals": 1, "offers": 1}, report
+        assert sum(s["repaired"] for s in report["streams"]) == 8
+        for stream, n in missing.items():  # the ids the sandbox said, each stored now
+            ids = made.split(f"{stream} ", 1)[1].split(";")[0].split(")")[0].split(", ")
+            assert len(ids) == n, (stream, made)
+            stored = await pool.fetchval(
+                f"select count(*) from moco.{stream} where id = any($1::bigint[])"
+                " and _deleted_at is null",
+                [int(i) for i in ids],
+            )
+            assert stored == n, stream
+    finally:
+        sandbox.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(sandbox.communicate(), 30)
+
+
+async def test_the_sandbox_backdates_records_when_a_script_asks(
+    sandbox: RunningSandbox, moco: MocoSandbox
+) -> None:
+    before = {s: len(moco.data.live(s)) for s in BACKDATED}
+    url = f"{sandbox.base_url}/moco/_sandbox/backdate"
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url, json={"n": 3, "stream": "deals"}) as answer:
+            assert answer.status == 200
+            made = (await answer.json())["backdated"]
+        async with session.post(f"{url}?n=2") as answer:
+            assert answer.status == 200
+            spread = (await answer.json())["backdated"]
+        async with session.post(url, json={"n": 1, "stream": "nope"}) as answer:
+            assert answer.status == 422
+            assert "stream must be one of" in (await answer.json())["message"]
+    assert list(made) == ["deals"]
+    assert len(made["deals"]) == 3
+    assert spread == {"activities": spread["activities"], "projects": spread["projects"]}
+    old = datetime.now(UTC) - timedelta(weeks=6)
+    for record in moco.data.live("deals"):
+        if record["id"] in made["deals"]:
+            assert parse_ts(record["updated_at"]) < old
+    assert len(moco.data.live("deals")) == before["deals"] + 3
+    assert moco.requests == []  # the control route is not the API
