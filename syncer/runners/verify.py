@@ -20,6 +20,11 @@ verify asks the source how many records each list holds and compares with the wa
 * **parents** (per-parent lists): counted over every parent with the list that holds the same
   records (``/projects/expenses``) or, where none does, with what each parent's record names
   (a project's ``tasks``); then only the parents that differ are counted and read again;
+* **scan** (a type that reads its lists its own way, ``SourceType.rescan``: MOCA): each list's
+  total (a per-parent list's: each parent's, summed) against the live rows; where they differ,
+  or the list gives none, the type lists the stream again in full and compares both ways
+  (``sources/moca/verify.py``); a per-parent list of about a page a parent is listed at once
+  (counting it would cost as much);
 * reports, objects and details are not verified (re-pulled per period, read whole each run,
   read per record).
 
@@ -109,21 +114,29 @@ def report_of(result: StreamVerify, source: str) -> store.Verification:
     )
 
 
-def method_of(stream: Stream) -> str:
-    """How ``stream`` is verified (module docstring)."""
+def method_of(stream: Stream, *, scan: bool = False) -> str:
+    """How ``stream`` is verified (module docstring); ``scan``: its type compares its lists
+    its own way (``SourceType.rescan``)."""
     if not stream.verifiable:
         return "none"
+    if scan:
+        return "scan"
     if stream.parent is not None:
         return "parents" if (stream.parent.twin or stream.parent.embedded) else "whole"
     counted = stream.strategy in ("sorted", "unsorted") and stream.paged_headers
     return "counts" if counted and stream.replication_key else "whole"
 
 
-def planned_requests(stream: Stream, live: int, page_size: int) -> int:
-    """What verifying ``stream`` costs when nothing differs (repairs come on top)."""
-    method = method_of(stream)
+def planned_requests(
+    stream: Stream, live: int, page_size: int, *, method: str | None = None, parents: int = 1
+) -> int:
+    """What verifying ``stream`` costs when nothing differs (repairs come on top); ``parents``:
+    the live records of its parent stream, if it has one."""
+    method = method or method_of(stream)
     if method == "none":
         return 0
+    if method == "scan":
+        return parents if stream.parent is not None else 1  # a total per parent's list
     if method == "counts":
         return 1 if stream.takes("sort_by") else 2  # the newest records' page; or two counts
     if method == "parents":
@@ -158,19 +171,24 @@ async def verify_source(
     lister = kind.lister(source)
     options = kind.options(source) if kind.options else Options()
     names = list(streams) or list(source.streams)
+    parents = {p.stream for p in (catalog[n].parent for n in names) if p is not None}
     async with pool.acquire() as conn:
         await ensure_schema(conn, source)
         live = {
             n: await store.stored_above(conn, source.schema, n, None)
-            for n in names
+            for n in {*names, *parents}
             if not catalog[n].snapshots
         }
     client = client_for(session, source, limiter, backoff_base_s=backoff_base_s)
     started = time.monotonic()
     results = [StreamVerify(name) for name in names]
     for r in results:
-        r.method = method_of(catalog[r.stream])
-        r.planned = planned_requests(catalog[r.stream], live.get(r.stream, 0), lister.page_size)
+        stream = catalog[r.stream]
+        r.method = method_of(stream, scan=kind.rescan is not None)
+        parent = live.get(stream.parent.stream, 0) if stream.parent else 1
+        r.planned = planned_requests(
+            stream, live.get(r.stream, 0), lister.page_size, method=r.method, parents=parent
+        )
     planned = sum(r.planned for r in results)
     log.info(
         "verify %s: %d streams, about %d requests if nothing differs (more where one does)",
@@ -189,7 +207,7 @@ async def verify_source(
         busy=_busy,
     ) as frame:
         context = SyncContext(pool, client, source, frame.run_id, False)
-        verifier = _Verifier(context, catalog, lister, options, kind.count, repair)
+        verifier = _Verifier(context, catalog, lister, options, kind.count, kind.rescan, repair)
         gate = asyncio.Semaphore(source.concurrency)
         by_name = {r.stream: r for r in results}
 
@@ -239,10 +257,12 @@ class _Verifier:
         lister: Lister,
         options: Options,
         counter: Any,
+        rescan: Any,
         repair: bool,
     ) -> None:
         self.context, self.catalog, self.lister = context, catalog, lister
         self.options, self.counter, self.repair = options, counter, repair
+        self.rescan = rescan
         self.source = context.source
 
     async def verify(self, stream: Stream, result: StreamVerify) -> None:
@@ -262,6 +282,8 @@ class _Verifier:
                     await self._by_counts(stream, result)
                 elif result.method == "parents":
                     await self._by_parents(stream, result)
+                elif result.method == "scan":
+                    await self._by_scan(stream, result)
                 else:
                     await self._whole(stream, result)
         finally:
@@ -852,6 +874,41 @@ class _Verifier:
             await self._extra(
                 stream, result, [k for k in held if k not in served], reading, parent=parent
             )
+        self._verdict(result)
+
+    async def _by_scan(self, stream: Stream, result: StreamVerify) -> None:
+        """A list its type compares its own way: the total (each parent's, summed) against
+        the live rows; where they differ, or the list gives none, its full comparison."""
+        schema = self.source.schema
+        parents: list[str | None] = [None]
+        if stream.parent is not None:
+            async with self.context.pool.acquire() as conn:
+                parents = [
+                    str(p) for p in await marks.live_keys(conn, schema, stream.parent.stream)
+                ]
+        result.warehouse_count = await self._stored(stream, None)
+        if stream.parent is not None and result.warehouse_count <= len(parents) * (
+            self.lister.page_size
+        ):
+            # About a page each parent: reading each parent's list costs what counting it
+            # would, and tells more.
+            await self.rescan(self.context, stream.name, result, self.repair)
+            self._verdict(result)
+            return
+        total: int | None = 0
+        for parent in parents:
+            shutdown.check()
+            counted = await self._count(stream, Query(parent=parent), result)
+            if counted is None or total is None:
+                total = None
+                break
+            total += counted
+        result.source_count = total
+        if total is not None and total == result.warehouse_count:
+            return
+        await self.rescan(self.context, stream.name, result, self.repair)
+        if total is not None:
+            result.source_count = total  # what the list reports, as where it agreed
         self._verdict(result)
 
     def _verdict(self, result: StreamVerify) -> None:

@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,17 @@ from syncer.runners.verify import verify_source
 from syncer.sandbox.moco import MocoSandbox, MocoSandboxSettings, RequestRecord
 from syncer.sandbox.moco_data import MocoData, parse_ts
 from syncer.sandbox.server import RunningSandbox
+from syncer.sources.moca.api import STREAMS as MOCA_STREAMS
 from syncer.sources.moco.catalog import CATALOG
 from tests.conftest import CLASSIC_STREAMS, SANDBOX_KEY, moco_source, wait_for_dead_sessions
 from tests.integration.test_cli import Env, Ran, closed_port, syncer
+from tests.integration.test_moca_sync import assert_tables_equal_source as moca_tables_equal_source
+from tests.integration.test_moca_sync import clock as clock  # the fixtures
+from tests.integration.test_moca_sync import moca_sandbox as moca_sandbox
+from tests.integration.test_moca_sync import served as moca_served
+from tests.integration.test_moca_sync import source as moca_source
+from tests.integration.test_moca_sync import stored as moca_stored
+from tests.integration.test_moca_sync import sync as sync_moca
 from tests.integration.test_toy_source import PLUGINS
 from tests.integration.test_toy_source import toy as toy  # the fixtures
 from tests.integration.test_toy_source import toy_url as toy_url
@@ -653,3 +662,103 @@ async def test_the_sandbox_backdates_records_when_a_script_asks(
             assert parse_ts(record["updated_at"]) < old
     assert len(moco.data.live("deals")) == before["deals"] + 3
     assert moco.requests == []  # the control route is not the API
+
+
+# --- MOCA ------------------------------------------------------------------------------------
+
+
+async def verify_moca(pool: Any, sandbox: RunningSandbox, **options: Any) -> VerifyResult:
+    async with aiohttp.ClientSession() as session:
+        return await verify_source(pool, session, moca_source(sandbox), **FAST, **options)
+
+
+@pytest.mark.parametrize("envelope", [True, False], ids=["with total", "bare array"])
+async def test_moca_verify_compares_totals_and_where_they_differ_the_listing(
+    pool: Any, moca_sandbox: RunningSandbox, envelope: bool
+) -> None:
+    moca = moca_sandbox.moca
+    moca.settings = replace(moca.settings, envelope=envelope)
+    first = await sync_moca(pool, moca_sandbox)
+    assert first.ok
+    scan = sum(s.http.requests for s in first.streams if s.stream != "analytics")
+    data = moca.data
+    experiences = {r["experienceId"]: r["campaignId"] for r in data.records("experiences")}
+    notifications = {r["notificationId"]: r["campaignId"] for r in data.records("notifications")}
+    added = {"beacons": data.create("beacons", 4), "segments": data.create("segments", 2)}
+    gone = {"beacons": data.delete("beacons", 3), "campaigns": data.delete("campaigns", 1)}
+    # A campaign's experiences and notifications go with it.
+    gone["experiences"] = sorted(i for i, c in experiences.items() if c in gone["campaigns"])
+    gone["notifications"] = sorted(i for i, c in notifications.items() if c in gone["campaigns"])
+    expected = (counts(added), counts(gone))
+    before = await pool.fetch("select id, data::text, _deleted_at from moca.beacons order by id")
+
+    moca.reset_log()
+    checked = await verify_moca(pool, moca_sandbox, repair=False)
+    assert checked.outcome == "failed"  # differences left: a failure to report
+    assert found(checked) == expected
+    assert sum(s.repaired for s in checked.streams) == 0
+    assert (
+        await pool.fetch("select id, data::text, _deleted_at from moca.beacons order by id")
+        == before
+    )
+
+    result = await verify_moca(pool, moca_sandbox)
+    assert result.outcome == "succeeded", result.errors
+    assert found(result) == expected
+    by_stream = {s.stream: s for s in result.streams}
+    assert by_stream["analytics"].verdict == "not_verified"
+    assert by_stream["analytics"].method == "none"
+    assert by_stream["analytics"].http.requests == 0
+    for s in result.streams:
+        if s.stream == "analytics":
+            continue
+        assert s.method == "scan", s
+        assert s.repaired == s.missing + s.extra, s
+        assert s.verdict == ("repaired" if s.missing or s.extra else "verified"), s
+        assert s.warning is None, s
+    # Every stream's live rows are the source's records (a record changed meanwhile, such as a
+    # zone whose beacons changed, is the next sync's); the deleted ones are marked.
+    for stream in MOCA_STREAMS:
+        assert set(await moca_stored(pool, stream)) == set(moca_served(moca_sandbox, stream))
+        marked = await moca_stored(pool, stream, deleted=True)
+        assert set(marked) == set(gone.get(stream, ())), stream
+
+    moca.reset_log()
+    again = await verify_moca(pool, moca_sandbox)
+    assert again.ok
+    assert found(again) == ({}, {})
+    assert again.http.requests == len(moca.requests)
+    one_listing = [
+        s for s in again.streams if s.stream in MOCA_STREAMS and not MOCA_STREAMS[s.stream].parent
+    ]
+    if envelope:  # a total each: one request a list of its own
+        assert {s.http.requests for s in one_listing} == {1}, one_listing
+    parents = {"apps": len(data.records("apps")), "campaigns": len(data.records("campaigns"))}
+    for s in again.streams:  # a list per parent: one request each parent
+        spec = MOCA_STREAMS.get(s.stream)
+        if spec is not None and spec.parent is not None:
+            assert s.http.requests == parents[spec.parent], s
+    print(
+        f"\nMOCA verify ({'with total' if envelope else 'bare array'}): first "
+        f"{result.http.requests} requests, second {again.http.requests}, a full scan {scan}"
+    )
+    assert (await sync_moca(pool, moca_sandbox)).ok
+    await moca_tables_equal_source(pool, moca_sandbox)
+
+
+async def test_moca_verify_keeps_the_deletion_guard(
+    pool: Any, moca_sandbox: RunningSandbox
+) -> None:
+    assert (await sync_moca(pool, moca_sandbox)).ok
+    live = len(moca_sandbox.moca.data.records("beacons"))
+    moca_sandbox.moca.data.delete("beacons", int(live * 0.4))
+    result = await verify_moca(pool, moca_sandbox, streams=["beacons"])
+    (beacons,) = result.streams
+    assert beacons.extra == int(live * 0.4)
+    assert beacons.repaired == 0
+    assert beacons.verdict == "differs"
+    assert beacons.warning is not None
+    assert "deletion_guard" in beacons.warning
+    assert result.outcome == "failed"
+    marked = await pool.fetchval("select count(*) from moca.beacons where _deleted_at is not null")
+    assert marked == 0
