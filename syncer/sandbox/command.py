@@ -42,9 +42,10 @@ def add_parser(
         type=_count,
         default=0,
         metavar="N",
-        help="once a first sync is done (MOCO idle 2s after serving pages), N records appear "
-        "with an updated_at 6-12 weeks old, as after an import: incremental syncs miss them, "
-        "`syncer verify` finds them; said on stderr (any time: POST /moco/_sandbox/backdate)",
+        help="once a first sync is done (every list served to its last page, then MOCO idle "
+        "2s), N records appear with an updated_at 6-12 weeks old, as after an import: "
+        "incremental syncs miss them, `syncer verify` finds them; said on stderr (any time: "
+        "POST /moco/_sandbox/backdate)",
     )
     sandbox.add_argument(
         "--delete",

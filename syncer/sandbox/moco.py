@@ -102,6 +102,7 @@ class RequestRecord:
     query: dict[str, str]
     status: int
     at: float
+    more: bool = False  # the answer linked a next page (Link rel="next")
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,7 @@ class MocoSandbox:
         response.headers["X-Request-Id"] = str(uuid.uuid4())
         response.headers["Cache-Control"] = "max-age=0, private, must-revalidate"
         record.status = response.status
+        record.more = 'rel="next"' in response.headers.get("Link", "")
         return response
 
     async def _answer(self, request: web.Request, path: str) -> web.Response:

@@ -5,8 +5,10 @@ weeks old (an import, a restore: behind any watermark) and records deleted (MOCO
 tombstones), for trying ``syncer verify`` by hand. The sandbox cannot know when a client's sync
 has ended; it takes this for the end of the first one: the first time the MOCO API has served
 pages of records (a list asked for more than one record a page, as a sync asks; ``syncer
-check``'s one-record probe is not that) and then had no request for :data:`IDLE_S` seconds.
-Then, once, the records are made and the ids said on stderr. ``POST /_sandbox/backdate`` (see
+check``'s one-record probe is not that), the last page it served of each list linked no next
+page (a sync waiting for its rate limit in the middle of a list is not done), and then it had no
+request for :data:`IDLE_S` seconds. Then, once, the records are made and the ids said on
+stderr. ``POST /_sandbox/backdate`` (see
 ``moco.py``) and ``POST /_sandbox/changes`` make the same changes whenever a script asks.
 """
 
@@ -19,7 +21,7 @@ from typing import TextIO
 
 from syncer.sandbox.moco import API_PREFIX, MocoSandbox, RequestRecord
 
-__all__ = ["IDLE_S", "plant_when_idle", "planted"]
+__all__ = ["IDLE_S", "first_sync_done", "plant_when_idle", "planted"]
 
 IDLE_S = 2.0  # no request for this long, after pages were served: the first sync is done
 POLL_S = 0.2
@@ -33,6 +35,17 @@ def _pages(record: RequestRecord) -> bool:
         and record.path.startswith(API_PREFIX)
         and record.query.get("per_page") != "1"
     )
+
+
+def first_sync_done(requests: list[RequestRecord], idle_s: float) -> bool:
+    """Whether a first sync is over (module docstring)."""
+    if not requests or time.monotonic() - requests[-1].at < idle_s:
+        return False
+    last: dict[str, RequestRecord] = {}
+    for record in requests:
+        if _pages(record):
+            last[record.path] = record
+    return bool(last) and not any(r.more for r in last.values())
 
 
 def planted(moco: MocoSandbox, backdate: int, delete: int) -> dict[str, dict[str, list[int]]]:
@@ -65,12 +78,7 @@ async def plant_when_idle(
     on ``out`` (stderr); what was made, as :func:`planted` returns it."""
     while True:
         await asyncio.sleep(POLL_S)
-        requests = moco.requests
-        if (
-            requests
-            and any(_pages(r) for r in requests)
-            and (time.monotonic() - requests[-1].at >= idle_s)
-        ):
+        if first_sync_done(moco.requests, idle_s):
             break
     made = planted(moco, backdate, delete)
     print(

@@ -134,7 +134,8 @@ async def serve_forever(
         from syncer.sandbox.moco_plant import IDLE_S, plant_when_idle
 
         print(
-            f"sandbox: once MOCO has served a sync's pages and then been idle {IDLE_S:g}s, "
+            f"sandbox: once MOCO has served a sync's lists to their last pages and then been "
+            f"idle {IDLE_S:g}s, "
             f"{backdate} records appear with an updated_at 6 to 12 weeks old and {delete} "
             "are deleted",
             file=sys.stderr,
