@@ -43,6 +43,7 @@ class Query:
 
     updated_after: datetime | None = None  # records changed after this
     sorted: bool = False  # in updated_at order (where the list takes sort_by)
+    newest_first: bool = False  # ... descending (a verify's look at the newest records)
     ids: Sequence[int | str] | None = None  # only these records (where the list takes ids)
     parent: str | None = None  # a per-parent list: the parent record's id
     period: tuple[date, date] | None = None  # a report: its first and last day

@@ -42,9 +42,11 @@ async def read_range(
     upper: datetime | None = None,
     parent: str | None = None,
     stats: RequestStats,
+    first: Page | None = None,
 ) -> AsyncIterator[Page]:
     """The pages of ``stream`` (one parent's list) with ``updated_at`` after ``lower`` (None:
-    all), in a sorted list up to ``upper``; ``reading`` says at the end how it ended."""
+    all), in a sorted list up to ``upper``; ``reading`` says at the end how it ended.
+    ``first``: the read's first page, fetched already (its query's page 1)."""
     incremental = lower is not None and stream.takes("updated_after")
     sorted_ = stream.strategy == "sorted" and incremental
     walk = Walk(lower_bound=lower) if sorted_ else Walk.unsorted(lower if incremental else None)
@@ -56,15 +58,18 @@ async def read_range(
             sorted=sorted_ and walk.keyset,
             parent=parent,
         )
-        page = await fetch(
-            client,
-            lister,
-            stream,
-            query,
-            walk.page if paged else None,
-            stats=stats,
-            cursor=walk.cursor,
-        )
+        if first is not None:
+            page, first = first, None
+        else:
+            page = await fetch(
+                client,
+                lister,
+                stream,
+                query,
+                walk.page if paged else None,
+                stats=stats,
+                cursor=walk.cursor,
+            )
         if page.missing:
             reading.missing = True
             return
@@ -85,6 +90,7 @@ async def read_range(
             reading.trusted = not (walk.disturbed or (walk.distrust is not None and not sorted_))
             return
         past = sorted_ and walk.keyset and before.keyset
-        if upper is not None and past and stamps and min(stamps) > upper:  # sorted: no more
+        # Sorted: once a page passed ``upper``, what follows it lies beyond the range too.
+        if upper is not None and past and stamps and max(stamps) > upper:
             reading.complete = True
             return

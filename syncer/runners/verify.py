@@ -4,21 +4,37 @@ An incremental sync trusts its cursor: a record whose ``updated_at`` is behind t
 (an import, a restore, a server clock behind) is never read, and a deletion is never seen. A
 verify asks the source how many records each list holds and compares with the warehouse:
 
-* **counts** (a list with ``updated_after`` and ``X-Total``): one request for the total. Equal
-  (up to what changed after the verify began): the stream is verified. Otherwise the counts
-  above a ladder of times find the windows of ``updated_at`` that differ, bisection narrows
-  them (``extract/completeness.py``), and only those windows are read again
-  (``extract/ranges.py``): what the source serves there and the warehouse lacks is missing
-  (stored), what the warehouse holds there and the source no longer lists is asked about by
-  id and, if gone, extra (marked ``_deleted_at``, behind the deletion guard);
+* **counts** (a list with ``updated_after`` and ``X-Total``): the total and what changed after
+  the stream's watermark (the next sync's, compared on neither side), taken together: one
+  request where the list sorts (its newest records' page, ``sort_by=updated_at desc``), else
+  two. Equal: the stream is verified. Otherwise the counts above a ladder of times find the
+  windows of ``updated_at`` that differ, bisection narrows them (``extract/completeness.py``),
+  and only those windows are read again (``extract/ranges.py``): what the source serves there
+  and the warehouse lacks is missing (stored), what the warehouse holds there and the source
+  no longer lists is asked about by id and, if gone, extra (marked ``_deleted_at``, behind the
+  deletion guard). Then counted again, until the counts agree (at most ``ROUNDS`` times). A
+  list short enough, or differing in so many records that cutting costs more, is read whole;
 * **whole** (no ``updated_at`` on the records, no ``X-Total``, full and unpaged lists): the
   total where the list reports one; where it differs (or cannot be counted), the whole list
   read and compared both ways;
 * **parents** (per-parent lists): counted over every parent with the list that holds the same
   records (``/projects/expenses``) or, where none does, with what each parent's record names
   (a project's ``tasks``); then only the parents that differ are counted and read again;
+* **scan** (a type that reads its lists its own way, ``SourceType.rescan``: MOCA): each list's
+  total (a per-parent list's: each parent's, summed) against the live rows; where they differ,
+  or the list gives none, the type lists the stream again in full and compares both ways
+  (``sources/moca/verify.py``); a per-parent list of about a page a parent is listed at once
+  (counting it would cost as much);
 * reports, objects and details are not verified (re-pulled per period, read whole each run,
   read per record).
+
+Records that change while a verify runs are no difference: each count leaves out, on both
+sides, what the source lists after the compared time (the stored row of a record changed
+since is an older version: ``store.verify.Stale``); where the list sorts, as at the moment of
+each count (its newest records' page shows what changed by then), else as at the round's
+beginning (a record changed while the ladder is counted can then hide a difference, which the
+next round's count finds). Counts see net differences: a record missing and another deleted in
+one window cancel out (``extract/completeness.py``).
 
 Repairs never move a stream's watermark or walk: a verify killed at any point leaves the sync
 as it was, and the next verify finds what is left. A verify holds the streams' sync locks
@@ -34,10 +50,12 @@ sharing one reading and repairing path; the pure parts are ``extract/completenes
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,9 +65,9 @@ from syncer import progress, registry, shutdown
 from syncer.catalog import Catalog, Stream
 from syncer.config import SourceSettings
 from syncer.deletions import guard_warning
-from syncer.errors import ConfigError
+from syncer.errors import ConfigError, MalformedResponseError
 from syncer.extract import completeness
-from syncer.extract.base import Lister, Options, Query, fetch
+from syncer.extract.base import Lister, Options, Page, Query, fetch
 from syncer.extract.ranges import Reading, read_range
 from syncer.extract.records import Row
 from syncer.extract.running import all_or_stop, stream_run_in
@@ -65,9 +83,12 @@ __all__ = ["method_of", "report_of", "verify_source"]
 
 log = logging.getLogger(__name__)
 
-TOP_SLACK = timedelta(seconds=2)  # updated_after is whole seconds, inclusive or not
+CLOCK_SLACK = timedelta(minutes=1)  # compared up to a minute before now at most (clocks differ)
 CHUNK = 100  # ids asked about per request
 SMALL_PAGES = 4  # a list this many pages long is read whole rather than cut into windows
+ROUNDS = 3  # counted again after repairs, until the counts agree, at most this many times
+STALE_PAGES = 2  # records changed after the compared time: read to leave out, up to this many
+TAKES = 3  # a list's total and what changed after the compared time: taken again, at most
 
 
 def report_of(result: StreamVerify, source: str) -> store.Verification:
@@ -93,23 +114,33 @@ def report_of(result: StreamVerify, source: str) -> store.Verification:
     )
 
 
-def method_of(stream: Stream) -> str:
-    """How ``stream`` is verified (module docstring)."""
+def method_of(stream: Stream, *, scan: bool = False) -> str:
+    """How ``stream`` is verified (module docstring); ``scan``: its type compares its lists
+    its own way (``SourceType.rescan``)."""
     if not stream.verifiable:
         return "none"
+    if scan:
+        return "scan"
     if stream.parent is not None:
         return "parents" if (stream.parent.twin or stream.parent.embedded) else "whole"
     counted = stream.strategy in ("sorted", "unsorted") and stream.paged_headers
     return "counts" if counted and stream.replication_key else "whole"
 
 
-def planned_requests(stream: Stream, live: int, page_size: int) -> int:
-    """What verifying ``stream`` costs when nothing differs (repairs come on top)."""
-    method = method_of(stream)
+def planned_requests(
+    stream: Stream, live: int, page_size: int, *, method: str | None = None, parents: int = 1
+) -> int:
+    """What verifying ``stream`` costs when nothing differs (repairs come on top); ``parents``:
+    the live records of its parent stream, if it has one."""
+    method = method or method_of(stream)
     if method == "none":
         return 0
-    if method == "counts" or method == "parents":
-        return 1 if method == "counts" or (stream.parent and stream.parent.twin) else 0
+    if method == "scan":
+        return parents if stream.parent is not None else 1  # a total per parent's list
+    if method == "counts":
+        return 1 if stream.takes("sort_by") else 2  # the newest records' page; or two counts
+    if method == "parents":
+        return 1 if stream.parent and stream.parent.twin else 0
     if stream.paged_headers:
         return 1  # a total, then the list only if it differs
     if not stream.takes("page"):
@@ -140,19 +171,24 @@ async def verify_source(
     lister = kind.lister(source)
     options = kind.options(source) if kind.options else Options()
     names = list(streams) or list(source.streams)
+    parents = {p.stream for p in (catalog[n].parent for n in names) if p is not None}
     async with pool.acquire() as conn:
         await ensure_schema(conn, source)
         live = {
             n: await store.stored_above(conn, source.schema, n, None)
-            for n in names
+            for n in {*names, *parents}
             if not catalog[n].snapshots
         }
     client = client_for(session, source, limiter, backoff_base_s=backoff_base_s)
     started = time.monotonic()
     results = [StreamVerify(name) for name in names]
     for r in results:
-        r.method = method_of(catalog[r.stream])
-        r.planned = planned_requests(catalog[r.stream], live.get(r.stream, 0), lister.page_size)
+        stream = catalog[r.stream]
+        r.method = method_of(stream, scan=kind.rescan is not None)
+        parent = live.get(stream.parent.stream, 0) if stream.parent else 1
+        r.planned = planned_requests(
+            stream, live.get(r.stream, 0), lister.page_size, method=r.method, parents=parent
+        )
     planned = sum(r.planned for r in results)
     log.info(
         "verify %s: %d streams, about %d requests if nothing differs (more where one does)",
@@ -168,9 +204,10 @@ async def verify_source(
         source=source.name,
         command=command,
         keys=[f"{source.name}.{name}" for name in names],
+        busy=_busy,
     ) as frame:
         context = SyncContext(pool, client, source, frame.run_id, False)
-        verifier = _Verifier(context, catalog, lister, options, kind.count, repair)
+        verifier = _Verifier(context, catalog, lister, options, kind.count, kind.rescan, repair)
         gate = asyncio.Semaphore(source.concurrency)
         by_name = {r.stream: r for r in results}
 
@@ -192,6 +229,26 @@ async def verify_source(
     )
 
 
+@dataclass(frozen=True)
+class _Scope:
+    """What one round of counting compares: records changed up to ``top``. ``total`` is the
+    list's total and ``source_top`` what it holds after ``top``, taken together; ``stale``
+    the stored rows of the records it lists after ``top`` (left out of the counts)."""
+
+    top: datetime
+    total: int
+    source_top: int
+    stale: store.Stale
+
+
+def _busy(keys: list[str]) -> str:
+    """A verify holds its streams' sync locks: a sync or another verify has them."""
+    return (
+        f"a sync or verify of {', '.join(keys)} is running against this database; "
+        "wait for it to finish (see `syncer status`)"
+    )
+
+
 class _Verifier:
     def __init__(
         self,
@@ -200,10 +257,12 @@ class _Verifier:
         lister: Lister,
         options: Options,
         counter: Any,
+        rescan: Any,
         repair: bool,
     ) -> None:
         self.context, self.catalog, self.lister = context, catalog, lister
         self.options, self.counter, self.repair = options, counter, repair
+        self.rescan = rescan
         self.source = context.source
 
     async def verify(self, stream: Stream, result: StreamVerify) -> None:
@@ -223,6 +282,8 @@ class _Verifier:
                     await self._by_counts(stream, result)
                 elif result.method == "parents":
                     await self._by_parents(stream, result)
+                elif result.method == "scan":
+                    await self._by_scan(stream, result)
                 else:
                     await self._whole(stream, result)
         finally:
@@ -253,49 +314,217 @@ class _Verifier:
         )
         return counted
 
-    async def _stored(self, stream: Stream, after: datetime | None) -> int:
+    async def _stored(
+        self, stream: Stream, after: datetime | None, stale: store.Stale = store.NONE_STALE
+    ) -> int:
         async with self.context.pool.acquire() as conn:
-            return await store.stored_above(conn, self.source.schema, stream.name, after)
+            return await store.stored_above(conn, self.source.schema, stream.name, after, stale)
 
     async def _by_counts(self, stream: Stream, result: StreamVerify) -> None:
-        first = await fetch(
-            self.context.client, self.lister, stream, Query(size=1), 1, stats=result.http
-        )
-        total = first.total
-        if total is None:
+        """Counted: the totals; where they differ, the windows that differ, read again and
+        repaired; then counted once more (a record changed while the windows were counted
+        can hide a difference in them), and where the counts still differ, again."""
+        # What changed after the stream's last sync (or after the verify began) is the next
+        # sync's: compare up to then.
+        top = await self._top(stream)
+        scope, first = await self._scope(stream, result, top)
+        if scope is None:
             await self._whole(stream, result)
             return
-        top = first.served_at.replace(microsecond=0) - TOP_SLACK
-        stored = await self._stored(stream, None)
-        result.source_count, result.warehouse_count = total, stored
-        if total == stored:
-            return
-        # What changed after the verify began is the next sync's: compare up to then.
-        source_top = await self._count(stream, Query(updated_after=top), result) or 0
-        stored_top = await self._stored(stream, top)
-        result.source_count, result.warehouse_count = total - source_top, stored - stored_top
-        if total - source_top == stored - stored_top:
-            return
-        if math.ceil(max(total, stored) / self.lister.page_size) <= SMALL_PAGES:
-            await self._whole(stream, result, counted=total)  # cheaper read whole than cut
-            return
-        # Each window is read again before anything is repaired: what the source serves then
-        # decides, so a record changed while the verify runs is no difference.
-        windows = await self._windows(stream, result, top, source_top, stored_top, total, stored)
-        await self._repair_windows(stream, result, windows, top)
+        result.source_count = scope.total
+        result.warehouse_count = await self._stored(stream, None)
+        before: int | None = None
+        for round_ in range(ROUNDS + 1):
+            if round_:
+                scope, _ = await self._scope(stream, result, top)
+                if scope is None:
+                    raise MalformedResponseError(
+                        f"{stream.name}: the list stopped reporting its total (X-Total)"
+                    )
+            source = scope.total - scope.source_top
+            stored = await self._between(stream, None, scope)
+            difference = source - stored
+            if difference == 0:
+                break
+            if round_ == ROUNDS or difference == before:
+                result.warning = (
+                    f"the counts differ by {difference:+d} after {round_} rounds of repairs, "
+                    "but the windows read again hold no more difference (the list changes as "
+                    "it is counted?); verify again"
+                )
+                break
+            if not round_ and self._cheaper_whole(max(scope.total, stored), abs(difference)):
+                await self._whole(stream, result, top=top, counted=True, first=first)
+                return
+            # Each window is read again before anything is repaired: what the source serves
+            # then decides, so a record changed while the verify runs is no difference.
+            found = result.missing + result.extra
+            windows = await self._windows(stream, result, scope, source, stored)
+            await self._repair_windows(stream, result, windows, scope)
+            if not self.repair:
+                break  # nothing was repaired: a recount would find the same
+            before = difference if result.missing + result.extra == found else None
         self._verdict(result)
+
+    async def _top(self, stream: Stream) -> datetime:
+        """The time counts are compared up to: the stream's watermark (what its syncs have
+        read; a record created since is the next sync's, not missing), at most the verify's
+        beginning, at a whole second no stored row is stamped with."""
+        top = datetime.now(UTC).replace(microsecond=0) - CLOCK_SLACK
+        async with self.context.pool.acquire() as conn:
+            state = await pages.load_state(conn, self.source.name, stream.name)
+        if state.watermark is not None:
+            top = min(top, state.watermark.replace(microsecond=0))
+        return (await self._cuts(stream, [top]))[0]
+
+    async def _newest(
+        self, stream: Stream, result: StreamVerify, after: datetime | None, top: datetime
+    ) -> tuple[Page, list[int | str] | None]:
+        """One request for the newest records changed after ``after`` (all, if None), where
+        the list sorts: the page (its total), and which of them changed after ``top`` (None
+        where the page cannot tell: not in order, or all of it after ``top``)."""
+        page = await fetch(
+            self.context.client,
+            self.lister,
+            stream,
+            Query(updated_after=after, sorted=True, newest_first=True),
+            1,
+            stats=result.http,
+        )
+        stamps = [r.updated_at for r in page.rows]
+        known = [t for t in stamps if t is not None]
+        ordered = len(known) == len(stamps) and all(a >= b for a, b in itertools.pairwise(known))
+        above = [r.id for r in page.rows if r.updated_at is not None and r.updated_at > top]
+        if ordered and (len(above) < len(page.rows) or not page.has_next):
+            return page, above
+        return page, None
+
+    async def _scope(
+        self, stream: Stream, result: StreamVerify, top: datetime
+    ) -> tuple[_Scope | None, Page | None]:
+        """The list's total and what it holds after ``top``, taken together (None where it
+        reports no total); with the list's first page where that was read for the total.
+
+        A list that takes ``sort_by``: its newest records' page tells both at once, and which
+        records changed after ``top`` (one request). Else the total from the first page, then
+        the records after ``top``, counted and read where they are few (a page or two): a
+        record created between the two requests would be counted on one side only, so where
+        one may have been (one the warehouse lacks, stamped since the first), both again."""
+        first: Page | None = None
+        for _ in range(TAKES):
+            if stream.takes("sort_by"):
+                counted, above = await self._newest(stream, result, None, top)
+                if counted.total is not None and above is not None:
+                    return self._scoped(stream, top, counted.total, len(above), above), None
+            else:
+                counted = first = await fetch(
+                    self.context.client, self.lister, stream, Query(), 1, stats=result.http
+                )
+            if counted.total is None:
+                return None, None
+            total: int = counted.total
+            rows, source_top, complete = await self._after(stream, result, top)
+            since = counted.served_at - timedelta(seconds=1)
+            fresh = [r.id for r in rows if r.updated_at is None or r.updated_at >= since]
+            if complete and not await self._lacking(stream, fresh):
+                break
+        return self._scoped(stream, top, total, source_top, [r.id for r in rows]), first
+
+    async def _after(
+        self, stream: Stream, result: StreamVerify, top: datetime
+    ) -> tuple[list[Row], int, bool]:
+        """The records changed after ``top`` (read where a page or two hold them), how many
+        there are, and whether all were read."""
+        query = Query(updated_after=top, sorted=stream.strategy == "sorted")
+        page = await fetch(self.context.client, self.lister, stream, query, 1, stats=result.http)
+        rows, n = list(page.rows), 1
+        if page.has_next and (page.total or 0) <= STALE_PAGES * page.size:
+            while n < STALE_PAGES and page.has_next:
+                n += 1
+                page = await fetch(
+                    self.context.client, self.lister, stream, query, n, stats=result.http
+                )
+                rows += page.rows
+        return rows, page.total or 0, not page.has_next
+
+    async def _lacking(self, stream: Stream, keys: Sequence[int | str]) -> bool:
+        """Whether the warehouse lacks a live row of any of ``keys``."""
+        if not keys:
+            return False
+        async with self.context.pool.acquire() as conn:
+            live = await store.live_among(
+                conn, self.source.schema, stream.name, keys, text_ids=stream.key_type == "text"
+            )
+        return any(k not in live for k in keys)
+
+    def _scoped(
+        self,
+        stream: Stream,
+        top: datetime,
+        total: int,
+        source_top: int,
+        moved: Sequence[int | str],
+    ) -> _Scope:
+        """The stored rows of records the source lists after ``top`` are older versions,
+        which the source no longer holds at or before it: counted on neither side (left in,
+        each would look extra at its old time and could hide a missing record there)."""
+        stale = store.Stale(tuple(moved), top, text_ids=stream.key_type == "text")
+        return _Scope(top, total, source_top, stale)
+
+    async def _between(
+        self,
+        stream: Stream,
+        after: datetime | None,
+        scope: _Scope,
+        stale: store.Stale | None = None,
+    ) -> int:
+        """Live rows changed after ``after`` (None: all) up to ``scope.top``, but the stale."""
+        async with self.context.pool.acquire() as conn:
+            schema, name = self.source.schema, stream.name
+            return await store.stored_above(
+                conn, schema, name, after, scope.stale if stale is None else stale
+            ) - await store.stored_above(conn, schema, name, scope.top)
+
+    async def _compare(
+        self, stream: Stream, result: StreamVerify, scope: _Scope, after: datetime
+    ) -> tuple[int, int]:
+        """Each side's records changed after ``after`` up to ``scope.top``. Where the list
+        sorts, both as at one moment: the source's from its newest records' page (what changed
+        after ``top`` by then is left out on both sides), so a record changed or created while
+        the verify counts is no difference anywhere. Else the source's count, less what it
+        held after ``top`` when the round began."""
+        if stream.takes("sort_by"):
+            page, above = await self._newest(stream, result, after, scope.top)
+            if page.total is not None and above is not None:
+                stale = store.Stale(tuple(above), scope.top, text_ids=stream.key_type == "text")
+                return page.total - len(above), await self._between(stream, after, scope, stale)
+            counted = page.total or 0
+        else:
+            counted = await self._count(stream, Query(updated_after=after), result) or 0
+        return counted - scope.source_top, await self._between(stream, after, scope)
+
+    def _cheaper_whole(self, rows: int, difference: int) -> bool:
+        """Whether reading the whole list costs less than finding ``difference`` records by
+        counts: a cut each step of the ladder, then about log2(pages) cuts and two pages read
+        per record found."""
+        pages_ = max(1, math.ceil(rows / self.lister.page_size))
+        if pages_ <= SMALL_PAGES:
+            return True
+        ladder = max(1, math.ceil(math.log2(max(rows, 1) / completeness.FEW)))
+        return ladder + difference * (math.log2(pages_) + 2) >= pages_
 
     async def _windows(
         self,
         stream: Stream,
         result: StreamVerify,
-        top: datetime,
-        source_top: int,
-        stored_top: int,
-        total: int,
+        scope: _Scope,
+        source: int,
         stored: int,
     ) -> list[completeness.Window]:
-        """The narrow windows where the counts differ: the ladder, then bisection."""
+        """The narrow windows where the counts differ (``source`` and ``stored``: each side's
+        records up to ``scope.top``): the ladder, then bisection. Counts are of records
+        changed after each cut up to ``scope.top``."""
+        top, schema = scope.top, self.source.schema
         # Cut points from the warehouse's own rows: a window of about FEW rows, then two,
         # four, ... times that, back to the first (each cut one request).
         offsets = []
@@ -304,23 +533,22 @@ class _Verifier:
             offsets.append(k)
             k *= 2
         async with self.context.pool.acquire() as conn:
-            times = await store.newest_times(conn, self.source.schema, stream.name, top, offsets)
+            times = await store.newest_times(conn, schema, stream.name, top, offsets, scope.stale)
         points: list[datetime | None] = [top]
-        source_above, stored_above = [source_top], [stored_top]
-        difference = (total - source_top) - (stored - stored_top)
+        source_above, stored_above = [0], [0]
+        difference = source - stored
         for point in await self._cuts(stream, times):
             shutdown.check()
-            source_n = await self._count(stream, Query(updated_after=point), result) or 0
-            stored_n = await self._stored(stream, point)
+            source_n, stored_n = await self._compare(stream, result, scope, point)
             points.append(point)
             source_above.append(source_n)
             stored_above.append(stored_n)
             # What lies further back nets to nothing: counts cannot see a difference there.
-            if (source_n - source_top) - (stored_n - stored_top) == difference:
+            if source_n - stored_n == difference:
                 break
         else:
             points.append(None)
-            source_above.append(total)
+            source_above.append(source)
             stored_above.append(stored)
         todo = completeness.differing(points, source_above, stored_above)
         found: list[completeness.Window] = []
@@ -331,7 +559,7 @@ class _Verifier:
             if not window.few:
                 async with self.context.pool.acquire() as conn:
                     at = await store.middle_time(
-                        conn, self.source.schema, stream.name, window.lower, window.upper
+                        conn, schema, stream.name, window.lower, window.upper, scope.stale
                     )
                 if at is None and window.lower is not None:
                     at = window.middle()
@@ -347,8 +575,7 @@ class _Verifier:
             if middle is None:
                 found.append(window)
                 continue
-            source_n = await self._count(stream, Query(updated_after=middle), result) or 0
-            stored_n = await self._stored(stream, middle)
+            source_n, stored_n = await self._compare(stream, result, scope, middle)
             todo += completeness.split(window, source_n, stored_n, middle=middle)
         return sorted(found, key=lambda w: w.upper)
 
@@ -372,23 +599,55 @@ class _Verifier:
         stream: Stream,
         result: StreamVerify,
         windows: list[completeness.Window],
-        top: datetime,
+        scope: _Scope,
     ) -> None:
         """Read the differing windows again (a sorted list each window, an unsorted one
         everything after the oldest), store what was missing, ask about what was not served."""
+        top = scope.top
         ranges: list[tuple[datetime | None, datetime | None]]
         if stream.strategy == "sorted":
-            ranges = [(w.lower, w.upper) for w in windows]
+            ranges = await self._merged(stream, windows)
         else:
             lowers = [w.lower for w in windows]
             ranges = [(None if None in lowers else min(w for w in lowers if w), None)]
+        # Unlisted rows of every range asked about at once where the list takes ids.
+        unlisted: list[int | str] = []
+        complete = Reading(complete=True)
         for lower, upper in ranges:
             served, reading = await self._read(stream, result, lower=lower, upper=upper, top=top)
             async with self.context.pool.acquire() as conn:
                 held = await store.live_in(
-                    conn, self.source.schema, stream.name, lower, upper or top
+                    conn, self.source.schema, stream.name, lower, upper or top, scope.stale
                 )
-            await self._extra(stream, result, [k for k in held if k not in served], reading)
+            candidates = [k for k in held if k not in served]
+            if stream.takes("ids"):
+                unlisted += candidates
+            else:
+                await self._extra(stream, result, candidates, reading)
+        await self._extra(stream, result, unlisted, complete)
+
+    async def _merged(
+        self, stream: Stream, windows: list[completeness.Window]
+    ) -> list[tuple[datetime | None, datetime | None]]:
+        """The windows as ranges to read, neighbours joined where less than a page of rows
+        lies between them (one read through costs less than two reads, each ending with a
+        page beyond its window)."""
+        ranges: list[tuple[datetime | None, datetime | None]] = []
+        for w in sorted(windows, key=lambda w: w.upper):
+            if ranges:
+                lower, upper = ranges[-1]
+                assert upper is not None
+                between = 0
+                if w.lower is not None and w.lower > upper:
+                    async with self.context.pool.acquire() as conn:
+                        between = await store.stored_above(
+                            conn, self.source.schema, stream.name, upper
+                        ) - await store.stored_above(conn, self.source.schema, stream.name, w.lower)
+                if w.lower is None or w.lower <= upper or between < self.lister.page_size:
+                    ranges[-1] = (lower, w.upper)
+                    continue
+            ranges.append((w.lower, w.upper))
+        return ranges
 
     async def _read(
         self,
@@ -399,6 +658,7 @@ class _Verifier:
         upper: datetime | None,
         top: datetime | None,
         parent: str | None = None,
+        first: Page | None = None,
     ) -> tuple[set[int | str], Reading]:
         """Read a range; store (or, not repairing, count) what the warehouse lacked. The ids
         served, and how the read ended."""
@@ -413,6 +673,7 @@ class _Verifier:
             upper=upper,
             parent=parent,
             stats=result.http,
+            first=first,
         ):
             shutdown.check()
             served.update(page.keys)
@@ -463,13 +724,17 @@ class _Verifier:
         reading: Reading,
         *,
         parent: str | None = None,
+        whole: bool = False,
     ) -> None:
         """Rows the read did not serve: gone, where the list says so by id (or, without an
-        ids filter, where the read was complete and nothing moved under it)."""
+        ids filter or after a read of the ``whole`` list, where the read was complete and
+        nothing moved under it: a record the whole list does not hold is gone)."""
         if not candidates:
             return
         gone: list[int | str]
-        if stream.takes("ids"):
+        if whole and reading.complete and reading.trusted:
+            gone = candidates
+        elif stream.takes("ids"):
             present: set[int | str] = set()
             for i in range(0, len(candidates), CHUNK):
                 chunk = candidates[i : i + CHUNK]
@@ -522,25 +787,38 @@ class _Verifier:
     # --- whole lists and per-parent lists ----------------------------------------------------
 
     async def _whole(
-        self, stream: Stream, result: StreamVerify, *, counted: int | None = None
+        self,
+        stream: Stream,
+        result: StreamVerify,
+        *,
+        top: datetime | None = None,
+        counted: bool = False,
+        first: Page | None = None,
     ) -> None:
         """A list compared whole: its total first where it reports one (``counted``: known
-        already to differ), then (if it differs, or cannot be counted) every page of it, both
-        ways."""
-        stored = await self._stored(stream, None)
-        result.warehouse_count = stored
-        if counted is None and stream.paged_headers and stream.parent is None:
-            total = await self._count(stream, Query(), result)
-            if total is not None:
-                result.source_count = total
-                if total == stored:
-                    return
-        served, reading = await self._read(stream, result, lower=None, upper=None, top=None)
+        already to differ, up to ``top``), then (if it differs, or cannot be counted) every
+        page of it, both ways (up to ``top``, if given: what changed after is the next
+        sync's)."""
+        if not counted:
+            stored = await self._stored(stream, None)
+            result.warehouse_count = stored
+            if stream.paged_headers and stream.parent is None:
+                total = await self._count(stream, Query(), result)
+                if total is not None:
+                    result.source_count = total
+                    if total == stored:
+                        return
+        served, reading = await self._read(
+            stream, result, lower=None, upper=None, top=top, first=first
+        )
         if not reading.missing:
-            result.source_count = len(served)
+            if not counted:
+                result.source_count = len(served)
             async with self.context.pool.acquire() as conn:
-                held = await store.live_in(conn, self.source.schema, stream.name, None, None)
-            await self._extra(stream, result, [k for k in held if k not in served], reading)
+                held = await store.live_in(conn, self.source.schema, stream.name, None, top)
+            await self._extra(
+                stream, result, [k for k in held if k not in served], reading, whole=True
+            )
         self._verdict(result)
 
     async def _by_parents(self, stream: Stream, result: StreamVerify) -> None:
@@ -596,6 +874,41 @@ class _Verifier:
             await self._extra(
                 stream, result, [k for k in held if k not in served], reading, parent=parent
             )
+        self._verdict(result)
+
+    async def _by_scan(self, stream: Stream, result: StreamVerify) -> None:
+        """A list its type compares its own way: the total (each parent's, summed) against
+        the live rows; where they differ, or the list gives none, its full comparison."""
+        schema = self.source.schema
+        parents: list[str | None] = [None]
+        if stream.parent is not None:
+            async with self.context.pool.acquire() as conn:
+                parents = [
+                    str(p) for p in await marks.live_keys(conn, schema, stream.parent.stream)
+                ]
+        result.warehouse_count = await self._stored(stream, None)
+        if stream.parent is not None and result.warehouse_count <= len(parents) * (
+            self.lister.page_size
+        ):
+            # About a page each parent: reading each parent's list costs what counting it
+            # would, and tells more.
+            await self.rescan(self.context, stream.name, result, self.repair)
+            self._verdict(result)
+            return
+        total: int | None = 0
+        for parent in parents:
+            shutdown.check()
+            counted = await self._count(stream, Query(parent=parent), result)
+            if counted is None or total is None:
+                total = None
+                break
+            total += counted
+        result.source_count = total
+        if total is not None and total == result.warehouse_count:
+            return
+        await self.rescan(self.context, stream.name, result, self.repair)
+        if total is not None:
+            result.source_count = total  # what the list reports, as where it agreed
         self._verdict(result)
 
     def _verdict(self, result: StreamVerify) -> None:

@@ -37,7 +37,30 @@ def add_parser(
         help="MOCO lists this stream (or 'all') by id, ignoring sort_by, over data whose ids "
         "grow with updated_at (repeatable)",
     )
+    sandbox.add_argument(
+        "--backdate",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="once a first sync is done (every list served to its last page, then MOCO idle "
+        "2s), N records appear with an updated_at 6-12 weeks old, as after an import: "
+        "incremental syncs miss them, `syncer verify` finds them; said on stderr (any time: "
+        "POST /moco/_sandbox/backdate)",
+    )
+    sandbox.add_argument(
+        "--delete",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="... and N records are deleted then, one a list (deals, offers, invoices, ...)",
+    )
     sandbox.set_defaults(handler=serve, needs_config=False)
+
+
+def _count(text: str) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a count of records, got {text!r}")
+    return int(text)
 
 
 async def serve(args: argparse.Namespace, settings: Any) -> int:
@@ -64,6 +87,8 @@ async def serve(args: argparse.Namespace, settings: Any) -> int:
             seed=args.seed,
             moca_geolocations=args.moca_geolocations,
             ignore_sort_by=streams,
+            backdate=args.backdate,
+            delete=args.delete,
         )
     )
     return EXIT_OK

@@ -13,6 +13,13 @@ limit per key that answers 429 without Retry-After, and switchable faults. Every
 in `MocoSandbox.requests`; tests may hook into each request before it is answered
 (`MocoSandbox.hooks`: change the data while a list is read, hold an answer back). Changes to
 its data are delivered as signed webhooks to registered hooks (`moco_webhooks`).
+`POST /_sandbox/backdate` (`{"n", "stream"?}`, or the same as query parameters) makes records
+appear with an `updated_at` 6 to 12 weeks old, as an import does, which an incremental sync
+never reads (for trying `syncer verify` by hand).
+
+One concept: one simulated account's HTTP front (auth, the rate limit, faults, hooks, the
+request log, the answer's headers); what each path answers is `moco_routes`, the data
+`moco_data`.
 """
 
 from __future__ import annotations
@@ -66,6 +73,9 @@ class MocoFaults:
     change_between_pages: int = 0
     # On every list request with page >= 2: delete this many records, then answer.
     delete_between_pages: int = 0
+    # Called with every request before it is answered, on the server's thread (a test changes
+    # the data while a client's run goes on).
+    on_request: Callable[[RequestRecord], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,7 @@ class RequestRecord:
     query: dict[str, str]
     status: int
     at: float
+    more: bool = False  # the answer linked a next page (Link rel="next")
 
 
 @dataclass(frozen=True)
@@ -145,6 +156,7 @@ class MocoSandbox:
         """A fresh aiohttp app serving this account under /api/v1 (mount it anywhere)."""
         app = web.Application()
         self.webhooks.install(app)  # /_sandbox/web_hooks, /_sandbox/changes, the sender
+        app.router.add_post("/_sandbox/backdate", self._backdate)
         # One catch-all route, so that every request (404s and 405s too) is logged and the
         # path relative to wherever the app is mounted is known.
         app.router.add_route("*", "/{tail:.*}", self._handle)
@@ -158,6 +170,27 @@ class MocoSandbox:
         """Empties every key's rate-limit window, as if no request had been accepted yet."""
         self._accepted_at.clear()
 
+    async def _backdate(self, request: web.Request) -> web.Response:
+        """``n`` records (of ``stream``, else spread over the lists read by ``updated_after``)
+        made with an ``updated_at`` 6 to 12 weeks old: their ids by stream."""
+        try:
+            body = await request.json() if request.can_read_body else {}
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return _json_error(422, 'send a JSON object: {"n": count, "stream": name (optional)}')
+        given = {**request.query, **body}
+        n, stream = given.get("n", 1), given.get("stream")
+        streams = self.data.backdatable()
+        if isinstance(n, str) and n.isascii() and n.isdigit():
+            n = int(n)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            return _json_error(422, f"n must be a count of records, got {n!r}")
+        if stream is not None and stream not in streams:
+            return _json_error(422, f"stream must be one of {', '.join(streams)}, got {stream!r}")
+        made = self.data.backdate(n, [stream] if stream else None)
+        return web.json_response({"backdated": made})
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         record = RequestRecord(
             method=request.method,
@@ -168,6 +201,8 @@ class MocoSandbox:
         )
         self.requests.append(record)
         self.in_flight += 1
+        if self.faults.on_request is not None:
+            self.faults.on_request(record)
         try:
             response = await self._answer(request, record)
         except _Dropped:
@@ -178,6 +213,7 @@ class MocoSandbox:
         response.headers["X-Request-Id"] = str(uuid.uuid4())
         response.headers["Cache-Control"] = "max-age=0, private, must-revalidate"
         record.status = response.status
+        record.more = 'rel="next"' in response.headers.get("Link", "")
         return response
 
     async def _answer(self, request: web.Request, record: RequestRecord) -> web.Response:

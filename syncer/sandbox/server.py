@@ -6,6 +6,7 @@ MOCO lives under /moco, MOCA under /moca and MoEngage under /moengage.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -103,11 +104,14 @@ async def serve_forever(
     seed: int = 1,
     moca_geolocations: str = "buckets",
     ignore_sort_by: frozenset[str] = frozenset(),
+    backdate: int = 0,
+    delete: int = 0,
 ) -> None:
     """Serves a sandbox with data from `seed`, prints where and with which key, runs until
     cancelled. `moca_geolocations`: "buckets" or "aggregate" (`MocaSandboxSettings`). MOCO
     streams in `ignore_sort_by` list by id whatever `sort_by` says, over data whose ids grow
-    with `updated_at`."""
+    with `updated_at`. After the first sync, `backdate` MOCO records appear with an old
+    `updated_at` and `delete` are deleted (`moco_plant`)."""
     moco = MocoSandbox(
         MocoData(seed=seed, ids_follow_updates=bool(ignore_sort_by)),
         MocoSandboxSettings(ignore_sort_by=ignore_sort_by),
@@ -125,4 +129,17 @@ async def serve_forever(
         print(f"export MOCA_API_TOKEN={token}", flush=True)
         print(f"export MOENGAGE_WORKSPACE_ID={moe.workspace_id}", flush=True)
         print(f"export MOENGAGE_API_KEY={moe.api_key}", flush=True)
+        if not (backdate or delete):
+            await asyncio.Event().wait()
+        from syncer.sandbox.moco_plant import IDLE_S, plant_when_idle
+
+        print(
+            f"sandbox: once MOCO has served a sync's lists to their last pages and then been "
+            f"idle {IDLE_S:g}s, "
+            f"{backdate} records appear with an updated_at 6 to 12 weeks old and {delete} "
+            "are deleted",
+            file=sys.stderr,
+            flush=True,
+        )
+        await plant_when_idle(moco, backdate, delete)
         await asyncio.Event().wait()

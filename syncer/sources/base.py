@@ -9,7 +9,8 @@ between vendors, and nothing else:
   are built (``build``), the credential they carry (``credential``);
 - its streams: by name (``streams``), and, for a catalog type, as data (``catalog``,
   ``syncer.catalog.Catalog``) with its paging (``lister``, ``syncer.extract.base.Lister``) and
-  strategy options (``options``), and how many records a query holds (``count``);
+  strategy options (``options``), and how many records a query holds (``count``; with
+  ``rescan``, how a verify compares a list in full where a count differs);
 - its tables and typed views (``tables``, ``views``; ``syncer.sources.catalogs`` derives both
   from a catalog), and how ``syncer status`` counts a table (``count_rows``);
 - how one stream is read (``sync_stream``; a catalog type hands it to ``syncer.extract``);
@@ -99,6 +100,13 @@ class SourceType:
     # one), as (client, lister, stream, query, stats) -> count, None if the answer does not
     # say; a type without it cannot be verified.
     count: Callable[..., Awaitable[int | None]] | None = None
+    # `syncer verify` of a type that reads its lists its own way (MOCA): where a stream's
+    # count (each parent's, summed) differs from its live rows, or the list gives none, the
+    # stream listed again in full and compared both ways, storing what is missing and marking
+    # what is gone (behind the deletion guard), or, not repairing, only counting; as
+    # (context, stream, result: StreamVerify, repair) -> None, counting into the result.
+    # None: the generic methods read the lists with ``lister`` (counts, whole, parents).
+    rescan: Callable[..., Awaitable[None]] | None = None
     # `syncer webhooks serve`: the receiver of the vendor's signed webhooks; None: it has none.
     webhooks: Webhooks | None = None
 

@@ -15,6 +15,8 @@ from typing import Any
 from syncer.store.types import Connection
 
 __all__ = [
+    "NONE_STALE",
+    "Stale",
     "Verification",
     "embedded_counts",
     "latest",
@@ -33,10 +35,42 @@ def _table(schema: str, table: str) -> str:
     return f'"{schema}"."{table}"'
 
 
-async def stored_above(conn: Connection, schema: str, table: str, after: datetime | None) -> int:
-    """Live rows whose ``updated_at`` is after ``after`` (None: every live row)."""
+@dataclass(frozen=True)
+class Stale:
+    """Rows the counts leave out: those of ``ids`` stamped at or before ``top``, records the
+    source has changed since (it lists them after ``top``: the stored row is an older version,
+    which the source no longer holds at or before ``top``)."""
+
+    ids: Sequence[int | str] = ()
+    top: datetime | None = None
+    text_ids: bool = False
+
+    def clause(self, args: list[Any]) -> str:
+        """`` and not (...)`` for a where clause, its values appended to ``args``."""
+        if not self.ids or self.top is None:
+            return ""
+        kind = "text" if self.text_ids else "bigint"
+        args.append([str(k) if self.text_ids else int(k) for k in self.ids])
+        args.append(self.top)
+        n = len(args)
+        return f" and not (id = any(${n - 1}::{kind}[]) and updated_at <= ${n})"
+
+
+NONE_STALE = Stale()
+
+
+async def stored_above(
+    conn: Connection,
+    schema: str,
+    table: str,
+    after: datetime | None,
+    stale: Stale = NONE_STALE,
+) -> int:
+    """Live rows whose ``updated_at`` is after ``after`` (None: every live row), but the
+    ``stale``."""
+    args: list[Any] = [after] if after is not None else []
     where = "_deleted_at is null" + (" and updated_at > $1" if after is not None else "")
-    args = [after] if after is not None else []
+    where += stale.clause(args)
     value = await conn.fetchval(
         f"select count(*) from {_table(schema, table)} where {where}", *args
     )
@@ -44,34 +78,44 @@ async def stored_above(conn: Connection, schema: str, table: str, after: datetim
 
 
 async def newest_times(
-    conn: Connection, schema: str, table: str, below: datetime, offsets: Sequence[int]
+    conn: Connection,
+    schema: str,
+    table: str,
+    below: datetime,
+    offsets: Sequence[int],
+    stale: Stale = NONE_STALE,
 ) -> list[datetime]:
     """For each ``k`` of ``offsets``: the ``updated_at`` of the ``k``-th newest live row at or
-    before ``below`` (those there are), newest first."""
+    before ``below`` (those there are, but the ``stale``), newest first."""
+    args: list[Any] = [below, list(offsets)]
+    where = "_deleted_at is null and updated_at <= $1" + stale.clause(args)
     rows = await conn.fetch(
-        f"select (select updated_at from {_table(schema, table)}"
-        " where _deleted_at is null and updated_at <= $1"
+        f"select (select updated_at from {_table(schema, table)} where {where}"
         " order by updated_at desc offset k limit 1) as t"
         " from unnest($2::int[]) as k",
-        below,
-        list(offsets),
+        *args,
     )
     return [r["t"] for r in rows if r["t"] is not None]
 
 
 async def middle_time(
-    conn: Connection, schema: str, table: str, lower: datetime | None, upper: datetime
+    conn: Connection,
+    schema: str,
+    table: str,
+    lower: datetime | None,
+    upper: datetime,
+    stale: Stale = NONE_STALE,
 ) -> datetime | None:
     """The ``updated_at`` of the middle live row with ``updated_at`` in ``(lower, upper]``
-    (``lower`` None: from the first)."""
+    (``lower`` None: from the first), but the ``stale``."""
+    args: list[Any] = [lower, upper]
     within = (
         "_deleted_at is null and updated_at <= $2 and ($1::timestamptz is null or updated_at > $1)"
-    )
+    ) + stale.clause(args)
     value = await conn.fetchval(
         f"select updated_at from {_table(schema, table)} where {within} order by updated_at"
         f" offset (select count(*) / 2 from {_table(schema, table)} where {within}) limit 1",
-        lower,
-        upper,
+        *args,
     )
     return value if isinstance(value, datetime) else None
 
@@ -88,9 +132,15 @@ async def stamped_at(conn: Connection, schema: str, table: str, at: datetime) ->
 
 
 async def live_in(
-    conn: Connection, schema: str, table: str, lower: datetime | None, upper: datetime | None
+    conn: Connection,
+    schema: str,
+    table: str,
+    lower: datetime | None,
+    upper: datetime | None,
+    stale: Stale = NONE_STALE,
 ) -> list[int | str]:
-    """The ids of live rows with ``updated_at`` in ``(lower, upper]`` (None: unbounded)."""
+    """The ids of live rows with ``updated_at`` in ``(lower, upper]`` (None: unbounded), but
+    the ``stale``."""
     where = ["_deleted_at is null"]
     args: list[Any] = []
     if lower is not None:
@@ -100,7 +150,9 @@ async def live_in(
         args.append(upper)
         where.append(f"updated_at <= ${len(args)}")
     rows = await conn.fetch(
-        f"select id from {_table(schema, table)} where {' and '.join(where)} order by id", *args
+        f"select id from {_table(schema, table)} where {' and '.join(where)}"
+        f"{stale.clause(args)} order by id",
+        *args,
     )
     return [r["id"] for r in rows]
 

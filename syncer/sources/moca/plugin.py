@@ -3,14 +3,16 @@
 MOCA (https://www.mocaplatform.com) is a proximity-marketing platform. Its API is thinly
 documented; what syncer relies on, and what it had to infer (kept configurable), is described
 in ``docs/vendors/moca.md``. Streams are scanned with offset paging and deletions confirmed
-record by record (``scan.py``); analytics are pulled per app and metric.
+record by record (``scan.py``); analytics are pulled per app and metric. ``syncer verify``
+compares each list's ``total`` with the warehouse and, where they differ, the list in full
+(``lister.py``, ``verify.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from syncer.sources.base import SourceType
 from syncer.sources.moca import settings, views
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from sqlalchemy import MetaData, Table
 
     from syncer.catalog import Catalog
+    from syncer.extract.base import Lister, Options
     from syncer.http.client import Credential
     from syncer.results import StreamResult, SyncContext
     from syncer.store.types import Connection
@@ -76,6 +79,30 @@ def _parent_of(stream: str) -> str | None:
     return api.parent_of(stream)
 
 
+def _lister(source: MocaSourceSettings) -> Lister:
+    from syncer.sources.moca.lister import MocaLister
+
+    return MocaLister(source)
+
+
+def _options(source: MocaSourceSettings) -> Options:
+    from syncer.extract.base import Options
+
+    return Options(deletion_guard=source.deletion_guard)
+
+
+async def _count(*args: Any) -> int | None:
+    from syncer.extract.base import count
+
+    return await count(*args)  # the envelope's total of a page of one (a bare array: None)
+
+
+async def _rescan(*args: Any) -> None:
+    from syncer.sources.moca.verify import rescan
+
+    await rescan(*args)
+
+
 async def _count_rows(conn: Connection, schema: str, stream: str) -> tuple[int, datetime | None]:
     """Live rows and the newest record's time; analytics: buckets and ranges together."""
     if stream != "analytics":
@@ -110,6 +137,10 @@ TYPE = SourceType(
     parent_of=_parent_of,
     count_rows=_count_rows,
     catalog=_catalog,
+    lister=_lister,
+    options=_options,
+    count=_count,
+    rescan=_rescan,
     refusals={
         "sweep": (
             "MOCA syncs scan every stream in full and confirm each missing record there, so "

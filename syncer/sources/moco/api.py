@@ -27,6 +27,7 @@ from syncer.sources.moco.settings import MocoSourceSettings
 __all__ = ["DEFAULT_PAGE_SIZE", "SORT", "MocoLister", "credential", "format_updated_after"]
 
 SORT = "updated_at asc"
+SORT_NEWEST_FIRST = "updated_at desc"
 DEFAULT_PAGE_SIZE = 100  # MOCO's page size where a list takes no per_page
 PAGING_HEADERS = ("Link", "X-Total", "X-Page", "X-Per-Page")
 
@@ -96,7 +97,7 @@ class MocoLister:
         if query.updated_after is not None and stream.takes("updated_after"):
             params["updated_after"] = format_updated_after(query.updated_after)
         if query.sorted and stream.takes("sort_by"):
-            params["sort_by"] = SORT
+            params["sort_by"] = SORT_NEWEST_FIRST if query.newest_first else SORT
         if query.ids is not None and stream.takes("ids"):
             params["ids"] = ",".join(str(i) for i in query.ids)
         if query.period is not None and stream.period is not None:
