@@ -2,8 +2,8 @@
 
 :func:`exclusive_run` takes the run's advisory locks, one per unit of work (a sync locks the
 streams it reads: ``moco.activities``; a load its destination), in sorted order and all or
-none: if any is held elsewhere it releases what it took and raises :class:`BusyError` naming
-what is busy. Then, in one transaction, it starts the run's row and takes the leases of its
+none: at the first one held elsewhere it releases what it took and raises :class:`BusyError`
+naming it. Then, in one transaction, it starts the run's row and takes the leases of its
 resources (``store/leases.py``); closes the runs that held them before and died; runs the work;
 finishes the run's row (shielded from cancellation) and releases the locks.
 
@@ -145,16 +145,15 @@ async def exclusive_run(
     taken: list[str] = []
     on_lost: Callable[[Connection], None] | None = None
     try:
-        missing = []
         for key in wanted:
-            if await lock_conn.fetchval(
+            # Stop at the first key held elsewhere: two runs started at once take their keys
+            # in the same (sorted) order, so the one that wins the first key they share is
+            # never refused by one the other took further on; both refused would be a race.
+            if not await lock_conn.fetchval(
                 "select pg_try_advisory_lock($1, hashtext($2))", lock_class, key
             ):
-                taken.append(key)
-            else:
-                missing.append(key)
-        if missing:
-            raise BusyError(busy(missing))
+                raise BusyError(busy([key]))
+            taken.append(key)
         async with lock_conn.transaction():
             run_id = await start(lock_conn)
             tokens, previous = await leases.take(lock_conn, resources, run_id)

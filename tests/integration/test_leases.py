@@ -461,3 +461,42 @@ async def test_a_release_cancelled_during_its_rollback_still_frees_the_pools_pla
             await release
         async with asyncio.timeout(60), pool.acquire() as fresh:
             assert await fresh.fetchval("select pg_backend_pid()") != pid
+
+
+async def _two_at_once(pool: Any, keys: list[str]) -> tuple[list[int], list[int]]:
+    """Two runs of ``keys`` started at once, each held until both have tried."""
+    from syncer.errors import BusyError
+    from syncer.runframe import exclusive_run
+
+    entered: list[int] = []
+    refused: list[int] = []
+    both_tried = asyncio.Event()
+
+    def tried() -> None:
+        if len(entered) + len(refused) == 2:
+            both_tried.set()
+
+    async def one(number: int) -> None:
+        try:
+            async with exclusive_run(
+                pool, lock_class=7, kind="sync", keys=keys, source="moco", command="test"
+            ):
+                entered.append(number)
+                tried()
+                await asyncio.wait_for(both_tried.wait(), 10)
+        except BusyError:
+            refused.append(number)
+            tried()
+
+    await asyncio.gather(one(1), one(2))
+    return entered, refused
+
+
+async def test_of_two_runs_started_at_once_on_the_same_keys_one_runs(pool: Any) -> None:
+    """Both take their keys in sorted order and stop at the first held one: never both refused
+    (as when each took some keys before finding the rest held by the other)."""
+    keys = [f"moco.stream_{i}" for i in range(6)]
+    for _ in range(20):
+        entered, refused = await _two_at_once(pool, keys)
+        assert len(entered) == 1, f"entered {entered}, refused {refused}"
+        assert len(refused) == 1
