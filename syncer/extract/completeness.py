@@ -11,9 +11,11 @@ a window (one request a cut) narrows it until it holds few records, and only tho
 read again.
 
 Counts see only the net difference of a window: a record missing and another extra in the same
-window cancel out, and neither is found. Everything after the verify began is left to the
-incremental sync: counts are taken up to that time, and a window that differs is counted once
-more before it is repaired, so a record changed while the verify runs is not a difference.
+window cancel out, and neither is found (a sweep finds the extra one). Everything after the
+stream's watermark (at most a minute before the verify began) is left to the incremental sync:
+counts are taken up to that time, and a window that differs is counted once more before it is
+repaired, so a record created or changed since the last sync, or while the verify runs, is not
+a difference.
 """
 
 from __future__ import annotations
