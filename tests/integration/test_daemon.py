@@ -588,6 +588,10 @@ async def test_busy_ticks_are_skips_and_after_two_the_next_tick_waits_for_the_wo
                 if len(busy) >= 2 and fires[-1]["outcome"] == "running":
                     break
                 await asyncio.sleep(0.1)
+            # A tick is "running" from its start: free the work only once it found it busy.
+            logs = sorted(path.parent.glob("daemon-*.log"))
+            while "waiting for its work to be free" not in logs[-1].read_text():
+                await asyncio.sleep(0.1)
         other.kill()  # the work is free
         await other.wait()
         async with asyncio.timeout(90):
