@@ -32,7 +32,6 @@ from syncer.extract.base import Lister, Options, Page, Query, fetch
 from syncer.extract.walker import log_ids
 from syncer.results import StreamResult, SyncContext
 from syncer.store import leases, marks, pages, runs
-from syncer.store.rejected import record_rejected
 
 log = logging.getLogger(__name__)
 
@@ -309,20 +308,20 @@ async def _finish(
     missing: list[int | str] = []
     async with context.pool.acquire() as conn, conn.transaction():
         await leases.check(conn)
-        upserted = 0
-        if page.rows:
-            upserted = await pages.upsert_rows(
-                conn,
-                source.schema,
-                stream.name,
-                page.rows,
-                stream.volatile,
-                requested_at=requested_at,
-                parent=parent,
-                text_ids=text_ids,
-            )
+        upserted = await pages.store_rows(
+            conn,
+            context.run_id,
+            source.name,
+            source.schema,
+            stream.name,
+            page.rows,
+            page.rejected,
+            stream.volatile,
+            requested_at=requested_at,
+            parent=parent,
+            text_ids=text_ids,
+        )
         await marks.record_seen(conn, source.name, stream.name, parent, page.keys)
-        await record_rejected(conn, context.run_id, source.name, stream.name, page.rejected)
         deleted = 0
         if listing.stable:
             missing = await marks.mark_unseen(

@@ -17,7 +17,6 @@ from syncer.extract.base import Lister, Options, Query
 from syncer.extract.records import NUL_REASON, Rejected, Row, has_nul
 from syncer.results import StreamResult, SyncContext
 from syncer.store import leases, pages, runs
-from syncer.store.rejected import record_rejected
 
 OBJECT_KEY = "current"
 
@@ -46,18 +45,18 @@ async def object_stream(
         rejected = [Rejected(f"the object {NUL_REASON}", text)] if not rows else []
         async with context.pool.acquire() as conn, conn.transaction():
             await leases.check(conn)
-            upserted = 0
-            if rows:
-                upserted = await pages.upsert_rows(
-                    conn,
-                    source.schema,
-                    stream.name,
-                    rows,
-                    stream.volatile,
-                    requested_at=requested_at,
-                    text_ids=True,
-                )
-            await record_rejected(conn, context.run_id, source.name, stream.name, rejected)
+            upserted = await pages.store_rows(
+                conn,
+                context.run_id,
+                source.name,
+                source.schema,
+                stream.name,
+                rows,
+                rejected,
+                stream.volatile,
+                requested_at=requested_at,
+                text_ids=True,
+            )
             await runs.add_stream_counts(
                 conn,
                 context.run_id,

@@ -18,7 +18,6 @@ from syncer.deletions import guard_warning
 from syncer.extract.base import Lister, Options, Query, fetch
 from syncer.results import StreamResult, SyncContext
 from syncer.store import leases, marks, pages, runs
-from syncer.store.rejected import record_rejected
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +41,18 @@ async def unpaged_stream(
         text_ids = stream.key_type == "text"
         async with context.pool.acquire() as conn, conn.transaction():
             await leases.check(conn)
-            upserted = 0
-            if page.rows:
-                upserted = await pages.upsert_rows(
-                    conn,
-                    source.schema,
-                    stream.name,
-                    page.rows,
-                    stream.volatile,
-                    requested_at=requested_at,
-                    text_ids=text_ids,
-                )
-            await record_rejected(conn, context.run_id, source.name, stream.name, page.rejected)
+            upserted = await pages.store_rows(
+                conn,
+                context.run_id,
+                source.name,
+                source.schema,
+                stream.name,
+                page.rows,
+                page.rejected,
+                stream.volatile,
+                requested_at=requested_at,
+                text_ids=text_ids,
+            )
             live = await marks.live_keys(conn, source.schema, stream.name)
             listed = set(page.keys)
             missing = [k for k in live if k not in listed]

@@ -73,9 +73,6 @@ class MocoFaults:
     change_between_pages: int = 0
     # On every list request with page >= 2: delete this many records, then answer.
     delete_between_pages: int = 0
-    # Called with every request before it is answered, on the server's thread (a test changes
-    # the data while a client's run goes on).
-    on_request: Callable[[RequestRecord], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -201,8 +198,6 @@ class MocoSandbox:
         )
         self.requests.append(record)
         self.in_flight += 1
-        if self.faults.on_request is not None:
-            self.faults.on_request(record)
         try:
             response = await self._answer(request, record)
         except _Dropped:

@@ -105,26 +105,27 @@ class PageCommit:
 
 async def commit_page(conn: Connection, page: PageCommit) -> int:
     """Store the page; the number of rows inserted or changed."""
-    upserted = 0
     async with conn.transaction():
         await leases.check(conn)  # the run still holds the stream (refused once taken over)
-        if page.rows:
-            upserted = await upsert_rows(
-                conn,
-                page.schema,
-                page.table,
-                page.rows,
-                page.volatile,
-                requested_at=page.requested_at,
-                parent=page.parent,
-                text_ids=page.text_ids,
-                parent_path=page.parent_path,
-            )
+        upserted = await store_rows(
+            conn,
+            page.run_id,
+            page.source,
+            page.schema,
+            page.stream,
+            page.rows,
+            page.rejected,
+            page.volatile,
+            table=page.table,
+            requested_at=page.requested_at,
+            parent=page.parent,
+            text_ids=page.text_ids,
+            parent_path=page.parent_path,
+        )
         if page.seen:
             await marks.record_seen(
                 conn, page.source, page.stream, page.parent, [r.id for r in page.rows]
             )
-        await record_rejected(conn, page.run_id, page.source, page.stream, page.rejected)
         walk = orjson.dumps(page.walk).decode() if page.walk is not None else None
         counts = (
             page.run_id,
@@ -303,6 +304,42 @@ async def save_parent_position(
         walk,
         *counts,
     )
+
+
+async def store_rows(
+    conn: Connection,
+    run_id: int,
+    source: str,
+    schema: str,
+    stream: str,
+    rows: Sequence[Row],
+    rejected: Sequence[Rejected],
+    volatile: tuple[str, ...],
+    *,
+    table: str | None = None,
+    requested_at: datetime | None = None,
+    parent: str | None = None,
+    text_ids: bool = False,
+    parent_path: tuple[str, ...] | None = None,
+) -> int:
+    """A page's rows upserted (:func:`upsert_rows`, into ``table``, default the stream's) and
+    its rejected records kept with their reasons; the rows inserted or changed. Call it inside
+    the transaction that records the page's position."""
+    upserted = 0
+    if rows:
+        upserted = await upsert_rows(
+            conn,
+            schema,
+            table or stream,
+            rows,
+            volatile,
+            requested_at=requested_at,
+            parent=parent,
+            text_ids=text_ids,
+            parent_path=parent_path,
+        )
+    await record_rejected(conn, run_id, source, stream, rejected)
+    return upserted
 
 
 async def upsert_rows(

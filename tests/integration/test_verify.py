@@ -381,10 +381,10 @@ async def test_records_changed_while_a_verify_runs_are_no_differences(
         changed[stream].update(moco.data.update(stream, 1))
         created[stream].update(moco.data.create(stream, 1))
 
-    moco.faults.on_request = change
+    moco.hooks.append(change)
     moco.reset_log()
     result = await verify(pool, sandbox)
-    moco.faults.on_request = None
+    moco.hooks.remove(change)
     assert result.ok, result.errors
     assert sum(len(v) for v in changed.values()) >= 10  # it changed a lot while it ran
     for s in result.streams:
