@@ -287,9 +287,9 @@ class MocoSandbox:
         if stream in self.settings.ignore_sort_by:
             query = replace(query, sort=None)
         if query.sort is not None:
-            allowed = _sortable_fields(self.data.live(stream))
-            if query.sort[0] not in allowed:
-                fields = ", ".join(sorted(allowed))
+            live = self.data.live(stream)
+            if not _sortable(live, query.sort[0]):
+                fields = ", ".join(sorted(_sortable_fields(live)))
                 raise _Unprocessable(
                     f"sort_by: unknown field {query.sort[0]!r}; sortable: {fields}"
                 )
@@ -471,6 +471,19 @@ def _sort(raw: str | None) -> tuple[str, bool] | None:
     if not match:
         raise _Unprocessable(f"sort_by must be '<field>', '<field> asc' or '<field> desc'; {raw!r}")
     return match.group(1), (match.group(2) or "asc").lower() == "desc"
+
+
+def _sortable(rows: Sequence[Record], name: str) -> bool:
+    """Whether `name` is in `_sortable_fields(rows)`, reading one key per row, not all of them."""
+    if name in _ALWAYS_SORTABLE:
+        return True
+    seen = False
+    for row in rows:
+        if name in row:
+            if isinstance(row[name], dict | list):
+                return False
+            seen = True
+    return seen
 
 
 def _sortable_fields(rows: Sequence[Record]) -> frozenset[str]:
