@@ -624,3 +624,18 @@ async def test_records_deleted_while_a_list_is_read_neither_vanish_nor_haunt(
         runs.problems += [f"stream run: {s}" for s in await stream_runs(pool)]
     finally:
         runs.finish()
+
+
+def test_a_detail_changes_with_its_record_and_only_then() -> None:
+    """The server's details are the source's truth for the detail streams: records created
+    in other lists (new ids in the pools references are drawn from) leave them as they were."""
+    spec = SpecServer(seed=7)
+    before = spec.expected("/offers/{id}")
+    for _ in range(10):
+        spec.create("/invoices", 2)
+        spec.create("/activities", 5)
+        spec.create("/contacts/people", 2)
+    assert spec.expected("/offers/{id}") == before
+    changed = spec.update("/offers", 1)
+    after = spec.expected("/offers/{id}")
+    assert {i for i in before if after[i] != before[i]} == set(changed)

@@ -10,6 +10,7 @@ kept out of sight (``updated_after`` filters by it all the same), and a hidden a
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ class Store:
         self.started = now()
         self.records: dict[str, dict[int, Rec]] = {}
         self.objects: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._details: dict[str, dict[str, Any]] = {}  # a detail's own fields, per version
         owners = [e for e in spec.lists if e.union_of is None and not e.report]
         ids: dict[str, list[int]] = {}
         for e in owners:
@@ -140,9 +142,14 @@ class Store:
 
     def detail(self, e: Endpoint, rec: Rec) -> dict[str, Any]:
         """``/invoices/{id}``: the list's record with the detail's further fields;
-        ``/projects/{id}/report``: the project's figures. Both change with the record."""
-        gen = self.generator(f"{e.path}|{rec.id}|{rec.version}|{iso(rec.changed)}")
-        value: dict[str, Any] = gen.object(e.schema, "", 0)
+        ``/projects/{id}/report``: the project's figures. Both change with the record, and
+        only then: a detail's own fields are drawn once per version of its record (drawn
+        again later, their references would come from pools that records created since
+        have changed)."""
+        key = f"{e.path}|{rec.id}|{rec.version}|{iso(rec.changed)}"
+        if key not in self._details:
+            self._details[key] = self.generator(key).object(e.schema, "", 0)
+        value = copy.deepcopy(self._details[key])
         if e.path.endswith("/report"):
             totals = self.project_totals(rec.id)
             return {**value, **{k: v for k, v in totals.items() if k in value}}
