@@ -474,7 +474,9 @@ def _sort(raw: str | None) -> tuple[str, bool] | None:
 
 
 def _sortable(rows: Sequence[Record], name: str) -> bool:
-    """Whether `name` is in `_sortable_fields(rows)`, reading one key per row, not all of them."""
+    """Whether `sort_by` may name `name`: a top-level key whose values in `rows` are scalars,
+    never an object or array (id and the stamps always). One key read per row: this runs on
+    every sorted request."""
     if name in _ALWAYS_SORTABLE:
         return True
     seen = False
@@ -487,13 +489,9 @@ def _sortable(rows: Sequence[Record], name: str) -> bool:
 
 
 def _sortable_fields(rows: Sequence[Record]) -> frozenset[str]:
-    """Top-level keys whose values are scalars (never an object or array) in `rows`."""
-    scalar: set[str] = set()
-    nested: set[str] = set()
-    for row in rows:
-        for name, value in row.items():
-            (nested if isinstance(value, dict | list) else scalar).add(name)
-    return frozenset((scalar - nested) | _ALWAYS_SORTABLE)
+    """Every field `_sortable` allows in `rows` (for the message refusing another)."""
+    names = {name for row in rows for name in row} | _ALWAYS_SORTABLE
+    return frozenset(name for name in names if _sortable(rows, name))
 
 
 def _sort_key(name: str, value: Any) -> tuple[int, Any]:
