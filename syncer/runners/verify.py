@@ -33,8 +33,11 @@ sides, what the source lists after the compared time (the stored row of a record
 since is an older version: ``store.verify.Stale``); where the list sorts, as at the moment of
 each count (its newest records' page shows what changed by then), else as at the round's
 beginning (a record changed while the ladder is counted can then hide a difference, which the
-next round's count finds). Counts see net differences: a record missing and another deleted in
-one window cancel out (``extract/completeness.py``).
+next round's count finds). A list that does not sort is counted by two requests, its total and
+what changed after the compared time; where records kept being created between them (a take
+again and again listing one the warehouse lacks, stamped since the total), no count tells
+whether the total holds it, and the list is compared whole. Counts see net differences: a
+record missing and another deleted in one window cancel out (``extract/completeness.py``).
 
 Repairs never move a stream's watermark or walk: a verify killed at any point leaves the sync
 as it was, and the next verify finds what is left. A verify holds the streams' sync locks
@@ -233,12 +236,14 @@ async def verify_source(
 class _Scope:
     """What one round of counting compares: records changed up to ``top``. ``total`` is the
     list's total and ``source_top`` what it holds after ``top``, taken together; ``stale``
-    the stored rows of the records it lists after ``top`` (left out of the counts)."""
+    the stored rows of the records it lists after ``top`` (left out of the counts);
+    ``uncertain`` how many of those may have been created after the total was taken."""
 
     top: datetime
     total: int
     source_top: int
     stale: store.Stale
+    uncertain: int = 0
 
 
 def _busy(keys: list[str]) -> str:
@@ -336,11 +341,15 @@ class _Verifier:
         before: int | None = None
         for round_ in range(ROUNDS + 1):
             if round_:
-                scope, _ = await self._scope(stream, result, top)
+                scope, first = await self._scope(stream, result, top)
                 if scope is None:
                     raise MalformedResponseError(
                         f"{stream.name}: the list stopped reporting its total (X-Total)"
                     )
+            if scope.uncertain:
+                # Records kept being created as it was counted: the counts cannot tell.
+                await self._whole(stream, result, top=top, counted=True, first=first)
+                return
             source = scope.total - scope.source_top
             stored = await self._between(stream, None, scope)
             difference = source - stored
@@ -407,13 +416,13 @@ class _Verifier:
 
         A list that takes ``sort_by``: its newest records' page tells both at once, and which
         records changed after ``top`` (one request). Else the total from the first page, then
-        the records after ``top``, counted and read where they are few (a page or two): a
-        record created between the two requests would be counted above ``top`` but not in the
-        total, and would cancel a missing record. So where one may have been (one the
-        warehouse lacks, stamped since the first), both again; and where one still may have
-        been after ``TAKES`` of them, it is taken as created in between: the total is counted
-        as at the second request. At worst that is a difference that is none, which the
-        windows read again find; never a missing record hidden."""
+        the records after ``top``, counted and read where they are few (a page or two). A
+        record created between the two requests is counted after ``top`` but not in the
+        total, and would cancel a missing record: so where one may have been (one the
+        warehouse lacks, stamped since the first, and not listed by an earlier take, which
+        the total includes), both again. Where one still may have been after ``TAKES`` of
+        them, no count can tell whether the total holds it (a total a record shorter hides a
+        missing record, one longer an extra one): the scope says so (``uncertain``)."""
         if stream.takes("sort_by"):
             for _ in range(TAKES):
                 counted, above = await self._newest(stream, result, None, top)
@@ -422,6 +431,7 @@ class _Verifier:
                 if above is not None:
                     return self._scoped(stream, top, counted.total, len(above), above), None
             # The newest page could not tell (all of it changed after ``top``): as unsorted.
+        listed: set[int | str] = set()
         for _ in range(TAKES):
             first = await fetch(
                 self.context.client, self.lister, stream, Query(), 1, stats=result.http
@@ -431,13 +441,18 @@ class _Verifier:
             total: int = first.total
             rows, source_top, complete = await self._after(stream, result, top)
             since = first.served_at - timedelta(seconds=1)
-            fresh = [r.id for r in rows if r.updated_at is None or r.updated_at >= since]
-            lacking = await self._lacking(stream, fresh)
-            if complete and not lacking:
+            fresh = [
+                r.id
+                for r in rows
+                if (r.updated_at is None or r.updated_at >= since) and r.id not in listed
+            ]
+            listed.update(r.id for r in rows)
+            uncertain = await self._lacking(stream, fresh)
+            if complete and not uncertain:
                 break
-        else:
-            total += len(lacking)
-        return self._scoped(stream, top, total, source_top, [r.id for r in rows]), first
+        moved = [r.id for r in rows]
+        scope = self._scoped(stream, top, total, source_top, moved, len(uncertain))
+        return scope, first
 
     async def _after(
         self, stream: Stream, result: StreamVerify, top: datetime
@@ -473,12 +488,13 @@ class _Verifier:
         total: int,
         source_top: int,
         moved: Sequence[int | str],
+        uncertain: int = 0,
     ) -> _Scope:
         """The stored rows of records the source lists after ``top`` are older versions,
         which the source no longer holds at or before it: counted on neither side (left in,
         each would look extra at its old time and could hide a missing record there)."""
         stale = store.Stale(tuple(moved), top, text_ids=stream.key_type == "text")
-        return _Scope(top, total, source_top, stale)
+        return _Scope(top, total, source_top, stale, uncertain)
 
     async def _between(
         self,
